@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""percore's benchmark harness: percore against its anchors, side by side, same machine.
+
+Builds percore (release) and each anchor, runs every server alone on a fresh process per
+run, drives it with wrk over loopback, and reports per server and test the median of the
+interleaved runs (A B A B …): requests per second, p50/p99 latency, socket errors, non-2xx
+responses, peak RSS (VmHWM) and server CPU seconds per 100k requests (utime + stime from
+/proc/PID/stat over the measured window). The table, with ratios to percore, the date and
+the machine (`uname -a`, `nproc`), is printed and written to perf/results/.
+
+Layouts: `shared` (server and wrk on both cores) and `pinned` (server on CPU 0 with
+taskset, wrk on CPU 1). On a 2-core machine wrk needs about one core, so CPU per request is
+the fairest figure; throughput ratios between interleaved runs are the next best.
+
+    python3 perf/bench.py                               # plaintext + json, percore vs Go
+    python3 perf/bench.py --tests json --runs 5 --duration 10
+    python3 perf/bench.py --servers percore --tests plaintext --layout pinned
+
+An anchor that fails to build is reported and skipped; the run goes on.
+"""
+
+import argparse
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PERF = ROOT / "perf"
+SCRATCH = Path(os.environ.get("PERCORE_BENCH_SCRATCH", Path(tempfile.gettempdir()) / "percore-bench"))
+
+# test name → (path, connections, pipeline depth)
+TESTS = {
+    "plaintext": ("/plaintext", 256, 1),
+    "json": ("/json", 256, 1),
+}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """How to build and start one server under test."""
+
+    def __init__(self, name, build, command, env=None, routes=None):
+        self.name, self.build_fn, self.command, self.env = name, build, command, env or {}
+        self.routes = routes
+        self.binary = None
+        self.error = None
+
+    def build(self):
+        try:
+            self.binary = self.build_fn()
+        except Exception as e:  # an anchor that does not build is skipped, not fatal
+            self.error = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+            log(f"!! {self.name}: build failed, skipped: {self.error}")
+
+    def serves(self, test):
+        return self.routes is None or test in self.routes
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def build_percore():
+    run(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    return str(ROOT / "target" / "release" / "percore")
+
+
+def build_go():
+    if not shutil.which("go"):
+        raise RuntimeError("go not installed (apt install golang-go)")
+    out = SCRATCH / "go-nethttp"
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=str(SCRATCH / "gocache"))
+    run(["go", "build", "-o", str(out), "."], cwd=PERF / "anchors" / "go-nethttp", env=env)
+    return str(out)
+
+
+def servers():
+    return {
+        "percore": Server(
+            "percore",
+            build_percore,
+            lambda binary, port: [binary],
+            env=lambda port: {"SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "BENCH_ROUTES": "1", "DEBUG_ADDR": "", "RUST_LOG": "warn"},
+        ),
+        # The same binary on the epoll driver, to show what io_uring buys.
+        "percore-epoll": Server(
+            "percore-epoll",
+            build_percore,
+            lambda binary, port: [binary],
+            env=lambda port: {"SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "BENCH_ROUTES": "1", "DEBUG_ADDR": "", "RUST_LOG": "warn", "IO_DRIVER": "epoll"},
+        ),
+        "go": Server(
+            "go",
+            build_go,
+            lambda binary, port: [binary],
+            env=lambda port: {"ADDR": f"127.0.0.1:{port}"},
+            routes={"plaintext", "json"},
+        ),
+    }
+
+
+def wait_for_port(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.01)
+    return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def parse_wrk(out):
+    def num(pattern, default=0.0):
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else default
+
+    def latency(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return {
+        "rps": num(r"Requests/sec:\s+([\d.]+)"),
+        "requests": num(r"(\d+) requests in"),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "errors": errors,
+        "non2xx": int(num(r"Non-2xx or 3xx responses: (\d+)")),
+    }
+
+
+def wrk_command(url, conns, depth, duration, layout):
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency"]
+    if depth > 1:
+        cmd += ["-s", str(PERF / "pipeline.lua"), url, "--", str(depth)]
+    else:
+        cmd.append(url)
+    if layout == "pinned":
+        cmd = ["taskset", "-c", "1"] + cmd
+    return cmd
+
+
+def measure(server, test, args):
+    path, conns, depth = TESTS[test]
+    port = free_port()
+    cmd = server.command(server.binary, port)
+    if args.layout == "pinned":
+        cmd = ["taskset", "-c", "0"] + cmd
+    env = dict(os.environ)
+    env.update(server.env(port))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_fd_limit)
+    try:
+        if not wait_for_port(port):
+            raise RuntimeError(f"{server.name} did not start")
+        url = f"http://127.0.0.1:{port}{path}"
+        if args.warmup > 0:
+            subprocess.run(wrk_command(url, conns, depth, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
+        before = cpu_seconds(proc.pid)
+        out = subprocess.run(wrk_command(url, conns, depth, args.duration, args.layout), capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
+        used = cpu_seconds(proc.pid) - before
+        result = parse_wrk(out)
+        result["cpu_per_100k"] = used / result["requests"] * 100_000 if result["requests"] else float("nan")
+        result["rss"] = peak_rss_mb(proc.pid)
+        return result
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def raise_fd_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def median(values):
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--servers", default="percore,go")
+    p.add_argument("--tests", default="plaintext,json")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--layout", choices=["shared", "pinned"], default="shared")
+    p.add_argument("--out", default=str(PERF / "results"))
+    args = p.parse_args()
+
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    known = servers()
+    chosen = [known[n] for n in args.servers.split(",")]
+    tests = args.tests.split(",")
+    for s in chosen:
+        s.build()
+    active = [s for s in chosen if s.binary]
+
+    results = {}  # (server, test) → list of runs
+    for test in tests:
+        for i in range(args.runs):
+            for s in active:  # interleaved: A B A B …
+                if not s.serves(test):
+                    continue
+                log(f"-- {test} run {i + 1}/{args.runs}: {s.name}")
+                try:
+                    r = measure(s, test, args)
+                except Exception as e:
+                    log(f"!! {s.name} {test}: {e}")
+                    continue
+                log(f"   {r['rps']:.0f} rps, p99 {r['p99']:.2f} ms, {r['cpu_per_100k']:.3f} CPU s/100k, errors {r['errors']}, non-2xx {r['non2xx']}")
+                results.setdefault((s.name, test), []).append(r)
+
+    report = render(results, tests, active, chosen, args)
+    print(report)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    path = out_dir / f"{stamp}-{args.layout}.md"
+    path.write_text(report)
+    log(f"written to {path.relative_to(ROOT)}")
+
+
+def render(results, tests, active, chosen, args):
+    lines = [
+        f"# percore benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"- machine: `{subprocess.run(['uname', '-a'], capture_output=True, text=True).stdout.strip()}`, nproc {os.cpu_count()}",
+        f"- layout: {args.layout}; wrk -t2, {args.duration} s runs after {args.warmup} s warm-up, median of {args.runs} interleaved runs, fresh process per run",
+        f"- command: `python3 perf/bench.py --servers {args.servers} --tests {args.tests} --runs {args.runs} --duration {args.duration} --layout {args.layout}`",
+        "",
+        "| test | server | req/s | vs percore | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs percore |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for test in tests:
+        base = results.get(("percore", test))
+        base_rps = median([r["rps"] for r in base]) if base else float("nan")
+        base_cpu = median([r["cpu_per_100k"] for r in base]) if base else float("nan")
+        for s in active:
+            runs = results.get((s.name, test))
+            if not runs:
+                continue
+            rps = median([r["rps"] for r in runs])
+            cpu = median([r["cpu_per_100k"] for r in runs])
+            lines.append(
+                f"| {test} | {s.name} | {rps:,.0f} | {ratio(rps, base_rps)} | {median([r['p50'] for r in runs]):.2f} | "
+                f"{median([r['p99'] for r in runs]):.2f} | {sum(r['errors'] for r in runs)} | {sum(r['non2xx'] for r in runs)} | "
+                f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} |"
+            )
+    skipped = [f"{s.name} ({s.error})" for s in chosen if not s.binary]
+    if skipped:
+        lines += ["", "Skipped (did not build): " + "; ".join(skipped)]
+    return "\n".join(lines) + "\n"
+
+
+def ratio(value, base):
+    if base != base or value != value or base == 0:
+        return "—"
+    return f"{value / base:.2f}x"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+//! Turns a panic inside a future into an error value, so one bad request cannot take a
+//! worker (and every connection on its core) down with it.
+//!
+//! monoio does not catch panics in tasks: a panic unwinds through the runtime and ends the
+//! worker thread. Connection tasks and handler futures are therefore wrapped here. The cost
+//! is a landing pad, nothing on the path that does not panic.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A future that yields `Err(message)` if the inner one panics.
+pub struct CatchUnwind<F>(F);
+
+pub fn catch_unwind_future<F: Future>(future: F) -> CatchUnwind<F> {
+    CatchUnwind(future)
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the inner future is never moved out of the pinned wrapper.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!("…")` gives a &str or a String).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
+}

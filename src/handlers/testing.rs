@@ -1,0 +1,34 @@
+//! Routes only the test build mounts (feature `test-routes`): a handler that panics, one
+//! that sleeps, one that echoes its body and one that sends a large body — to prove the
+//! panic guard, HANDLER_TIMEOUT, body framing and the write timeout against the real server.
+
+use std::time::Duration;
+
+use super::RequestView;
+use crate::http::query;
+use crate::http::response::{Reply, TEXT};
+
+pub fn panic() {
+    panic!("the test route panicked on purpose");
+}
+
+fn number(req: &RequestView<'_>, key: &str) -> u64 {
+    query::get(req.query(), key).ok().flatten().and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0)
+}
+
+/// `/__test/sleep?ms=N`: answers 200 after N milliseconds.
+pub async fn sleep(req: RequestView<'_>, reply: &mut Reply<'_>) {
+    monoio::time::sleep(Duration::from_millis(number(&req, "ms"))).await;
+    reply.send(200, TEXT, b"slept", &[]);
+}
+
+/// `POST /__test/echo`: the body back.
+pub fn echo(req: RequestView<'_>, reply: &mut Reply<'_>) {
+    reply.send(200, "application/octet-stream", req.body, &[]);
+}
+
+/// `/__test/big?kb=N`: N KiB of `x`.
+pub fn big(req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let body = vec![b'x'; number(&req, "kb").min(64 * 1024) as usize * 1024];
+    reply.send(200, TEXT, &body, &[]);
+}

@@ -1,0 +1,8 @@
+//! HTTP/1.1 on bytes: parsing (③), encoding (⑧) and their helpers. Nothing here does I/O,
+//! so all of it is unit-tested, property-tested and fuzzed directly.
+
+pub mod chunked;
+pub mod date;
+pub mod query;
+pub mod request;
+pub mod response;

@@ -1,0 +1,322 @@
+//! ⑧ Response → bytes, appended to the connection's out buffer. No I/O.
+//!
+//! Every response carries a status line (always HTTP/1.1, RFC 9110 §6.2), `Server`,
+//! `Date`, `Content-Length` and, with a body, `Content-Type`. Responses of one read batch
+//! are appended one after another and written with one syscall by the connection.
+//!
+//! Error bodies follow the contract: `{"status":"error","code":404,"message":"Not Found"}`.
+//! The common ones are canned bytes; a message that names a field is serialized with
+//! simd-json. Every 503 carries `Retry-After`.
+
+use std::cell::{Cell, RefCell};
+
+use serde::Serialize;
+
+use super::date::DATE_LEN;
+
+pub const SERVER: &str = "percore";
+
+/// The reason phrase of a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// The JSON error body for a status with its reason phrase as the message, as static bytes.
+fn canned_error(status: u16) -> Option<&'static [u8]> {
+    Some(match status {
+        400 => br#"{"status":"error","code":400,"message":"Bad Request"}"#,
+        404 => br#"{"status":"error","code":404,"message":"Not Found"}"#,
+        405 => br#"{"status":"error","code":405,"message":"Method Not Allowed"}"#,
+        408 => br#"{"status":"error","code":408,"message":"Request Timeout"}"#,
+        413 => br#"{"status":"error","code":413,"message":"Content Too Large"}"#,
+        500 => br#"{"status":"error","code":500,"message":"Internal Server Error"}"#,
+        503 => br#"{"status":"error","code":503,"message":"Service Unavailable"}"#,
+        _ => return None,
+    })
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    code: u16,
+    message: &'a str,
+}
+
+pub const JSON: &str = "application/json";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// An extra header line: name and value.
+pub type Header<'h> = (&'static str, &'h [u8]);
+
+/// How one response is framed on its connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Framing {
+    /// Send `Connection: close`; the connection closes after this response.
+    pub close: bool,
+    /// An HTTP/1.0 client that asked for keep-alive and is getting it.
+    pub keep_alive_10: bool,
+    /// HEAD: headers as for GET, no body.
+    pub head_only: bool,
+}
+
+/// Writes one response into the connection's out buffer.
+pub struct Reply<'a> {
+    out: &'a mut Vec<u8>,
+    /// The worker's serialization buffer, borrowed only inside one call (never across an
+    /// await), so one per worker serves every connection.
+    scratch: &'a RefCell<Vec<u8>>,
+    date: &'a [u8; DATE_LEN],
+    pub framing: Framing,
+    request_id: &'a [u8],
+    /// Set when the server starts draining; read when the head is written, so a response
+    /// that was being prepared when the drain began still says `Connection: close`.
+    draining: Option<&'a Cell<bool>>,
+    start: usize,
+    status: u16,
+}
+
+impl<'a> Reply<'a> {
+    /// `scratch` is a reused buffer for serializing bodies whose length is not known yet.
+    pub fn new(
+        out: &'a mut Vec<u8>,
+        scratch: &'a RefCell<Vec<u8>>,
+        date: &'a [u8; DATE_LEN],
+        framing: Framing,
+        request_id: &'a [u8],
+    ) -> Self {
+        let start = out.len();
+        Reply { out, scratch, date, framing, request_id, draining: None, start, status: 0 }
+    }
+
+    /// Closes the connection after this response if `draining` is set by the time the
+    /// response is written.
+    pub fn close_when(mut self, draining: &'a Cell<bool>) -> Self {
+        self.draining = Some(draining);
+        self
+    }
+
+    /// The status written, 0 if none yet.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Bytes this response occupies so far.
+    pub fn len(&self) -> usize {
+        self.out.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops whatever this response wrote (a handler that panicked or ran out of time),
+    /// so the error response replaces it.
+    pub fn rollback(&mut self) {
+        self.out.truncate(self.start);
+        self.status = 0;
+    }
+
+    /// A response with a body of known bytes.
+    pub fn send(&mut self, status: u16, content_type: &str, body: &[u8], extra: &[Header<'_>]) {
+        self.head(status, Some(content_type), body.len(), extra);
+        if !self.framing.head_only {
+            self.out.extend_from_slice(body);
+        }
+    }
+
+    /// A response without a body (204, or 201 with only a Location).
+    pub fn empty(&mut self, status: u16, extra: &[Header<'_>]) {
+        self.head(status, None, 0, extra);
+    }
+
+    /// A JSON body serialized with simd-json into the reused scratch buffer.
+    pub fn json<T: Serialize + ?Sized>(&mut self, status: u16, value: &T, extra: &[Header<'_>]) {
+        let cell = self.scratch;
+        let mut scratch = cell.borrow_mut();
+        scratch.clear();
+        match simd_json::serde::to_writer(&mut *scratch, value) {
+            Ok(()) => self.send(status, JSON, &scratch, extra),
+            Err(e) => {
+                log::error!("serializing a {status} response failed: {e}");
+                self.error(500, "response serialization failed");
+            }
+        }
+    }
+
+    /// The contract's JSON error body. 503 always gets `Retry-After`.
+    pub fn error(&mut self, status: u16, message: &str) {
+        self.error_with(status, message, &[]);
+    }
+
+    pub fn error_with(&mut self, status: u16, message: &str, extra: &[Header<'_>]) {
+        let mut headers: [Header<'_>; 4] = [("", b""); 4];
+        let mut n = 0;
+        for h in extra.iter().take(3) {
+            headers[n] = *h;
+            n += 1;
+        }
+        if status == 503 {
+            headers[n] = ("Retry-After", b"1");
+            n += 1;
+        }
+        let headers = &headers[..n];
+        match canned_error(status).filter(|_| message == reason(status)) {
+            Some(body) => self.send(status, JSON, body, headers),
+            None => {
+                let body = ErrorBody { status: "error", code: status, message };
+                let cell = self.scratch;
+                let mut scratch = cell.borrow_mut();
+                scratch.clear();
+                if simd_json::serde::to_writer(&mut *scratch, &body).is_err() {
+                    scratch.clear();
+                    scratch.extend_from_slice(canned_error(500).unwrap_or_default());
+                }
+                self.send(status, JSON, &scratch, headers);
+            }
+        }
+    }
+
+    fn head(&mut self, status: u16, content_type: Option<&str>, len: usize, extra: &[Header<'_>]) {
+        self.status = status;
+        if self.draining.is_some_and(Cell::get) {
+            self.framing.close = true;
+        }
+        let out = &mut *self.out;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason(status).as_bytes());
+        out.extend_from_slice(b"\r\nServer: percore\r\nDate: ");
+        out.extend_from_slice(self.date);
+        if let Some(ct) = content_type {
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ct.as_bytes());
+        }
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        if self.framing.close {
+            out.extend_from_slice(b"\r\nConnection: close");
+        } else if self.framing.keep_alive_10 {
+            out.extend_from_slice(b"\r\nConnection: keep-alive");
+        }
+        if !self.request_id.is_empty() {
+            out.extend_from_slice(b"\r\nX-Request-Id: ");
+            out.extend_from_slice(self.request_id);
+        }
+        for (name, value) in extra {
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+    }
+}
+
+/// `HTTP/1.1 100 Continue`, sent before reading a body the client is holding back.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: [u8; DATE_LEN] = *b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn render(framing: Framing, f: impl FnOnce(&mut Reply<'_>)) -> String {
+        let (mut out, scratch) = (Vec::new(), RefCell::new(Vec::new()));
+        let mut reply = Reply::new(&mut out, &scratch, &DATE, framing, b"");
+        f(&mut reply);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_text_response() {
+        let got = render(Framing::default(), |r| r.send(200, "text/plain", b"Hello, World!", &[]));
+        assert_eq!(got, "HTTP/1.1 200 OK\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!");
+    }
+
+    #[test]
+    fn head_keeps_the_length_and_drops_the_body() {
+        let got = render(Framing { head_only: true, ..Framing::default() }, |r| r.send(200, "text/plain", b"OK", &[]));
+        assert!(got.ends_with("Content-Length: 2\r\n\r\n"), "{got}");
+    }
+
+    #[test]
+    fn connection_headers() {
+        let got = render(Framing { close: true, ..Framing::default() }, |r| r.empty(204, &[]));
+        assert!(got.contains("\r\nConnection: close\r\n"), "{got}");
+        let got = render(Framing { keep_alive_10: true, ..Framing::default() }, |r| r.empty(204, &[]));
+        assert!(got.contains("\r\nConnection: keep-alive\r\n"), "{got}");
+    }
+
+    #[test]
+    fn json_bodies() {
+        #[derive(Serialize)]
+        struct Message {
+            message: &'static str,
+        }
+        let got = render(Framing::default(), |r| r.json(200, &Message { message: "Hello, World!" }, &[]));
+        assert!(
+            got.contains("Content-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"message\":\"Hello, World!\"}"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn errors_follow_the_contract() {
+        let got = render(Framing::default(), |r| r.error(404, "Not Found"));
+        assert!(got.ends_with(r#"{"status":"error","code":404,"message":"Not Found"}"#), "{got}");
+        let got = render(Framing::default(), |r| r.error(400, "email: must contain '@' \"quoted\""));
+        assert!(
+            got.ends_with(r#"{"status":"error","code":400,"message":"email: must contain '@' \"quoted\""}"#),
+            "{got}"
+        );
+        let got = render(Framing::default(), |r| r.error(503, "Service Unavailable"));
+        assert!(got.contains("\r\nRetry-After: 1\r\n"), "{got}");
+        let got = render(Framing::default(), |r| r.error_with(405, "Method Not Allowed", &[("Allow", b"GET, HEAD")]));
+        assert!(got.contains("\r\nAllow: GET, HEAD\r\n"), "{got}");
+    }
+
+    #[test]
+    fn a_drain_that_begins_before_the_head_is_written_closes() {
+        let (mut out, scratch, draining) = (Vec::new(), RefCell::new(Vec::new()), Cell::new(false));
+        let mut reply = Reply::new(&mut out, &scratch, &DATE, Framing::default(), b"").close_when(&draining);
+        draining.set(true);
+        reply.send(200, "text/plain", b"late", &[]);
+        assert!(reply.framing.close);
+        assert!(String::from_utf8(out).unwrap().contains("\r\nConnection: close\r\n"));
+    }
+
+    #[test]
+    fn rollback_forgets_a_half_written_response() {
+        let (mut out, scratch) = (b"earlier".to_vec(), RefCell::new(Vec::new()));
+        let mut reply = Reply::new(&mut out, &scratch, &DATE, Framing::default(), b"");
+        reply.send(200, "text/plain", b"partial", &[]);
+        reply.rollback();
+        reply.error(500, "Internal Server Error");
+        assert!(String::from_utf8(out).unwrap().starts_with("earlierHTTP/1.1 500"));
+    }
+}

@@ -1,0 +1,36 @@
+//! percore: a thread-per-core HTTP/1.1 API server.
+//!
+//! One worker thread per allowed CPU, each with its own monoio runtime (io_uring, or epoll
+//! where io_uring is blocked), its own SO_REUSEPORT listener and its own buffers, Date cache
+//! and router: nothing is shared on the request path. The path of one request:
+//!
+//! 1. [`net::listener`] — the worker's own socket accepts; the kernel shards connections.
+//! 2. [`net::conn`] — reads into the connection's reused buffer; owns timeouts
+//!    ([`net::timeouts`]) and keep-alive.
+//! 3. [`http::request`] — bytes → request: a pure function (httparse + body framing +
+//!    limits), no I/O.
+//! 4. [`router`] — (method, path) → route and parameters; 404 and 405 here.
+//! 5. [`handlers`] — in-core work, panics caught, deadlines enforced.
+//! 6. (database jobs: a bounded channel to a fixed pool of blocking threads)
+//! 7. (each pool thread owns its connection and prepared statements)
+//! 8. [`http::response`] — response → bytes in the connection's out buffer (cached Date,
+//!    simd-json, canned errors), written once per read batch.
+//!
+//! Around it: [`config`] (environment → validated config), [`cpus`] (how many workers,
+//! where), [`driver`] (io_uring or epoll), [`server`] (start, signals, drain, exit) and
+//! [`worker`] (one core's runtime).
+
+pub mod catch;
+pub mod clock;
+pub mod config;
+pub mod cpus;
+pub mod driver;
+pub mod handlers;
+pub mod http;
+pub mod logging;
+pub mod net;
+pub mod router;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod worker;

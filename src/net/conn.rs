@@ -1,0 +1,310 @@
+//! ② One connection: read → parse → route → handle → encode → write, with its deadlines.
+//!
+//! The loop reads into the connection's reused buffer, answers every complete request the
+//! buffer holds, in order, into one out buffer, and writes that once — so a client that
+//! pipelines 16 requests costs one read and one write. HTTP/1.1 keeps the connection;
+//! HTTP/1.0 closes it unless asked; `Connection: close`, a parse error or the drain close it
+//! after the response (with a half-close and a short linger, so the kernel does not reset
+//! the connection and destroy the response while the client is still sending).
+//!
+//! Deadlines are published to the worker's sweeper ([`super::timeouts`]), which cancels the
+//! pending read or write when one passes: a request that is not whole SERVER_READ_TIMEOUT
+//! after its first byte gets 408 (a slowloris client cannot hold a connection), an idle
+//! keep-alive connection is closed after SERVER_IDLE_TIMEOUT, a client that does not read
+//! its response loses the connection after SERVER_WRITE_TIMEOUT.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::catch::catch_unwind_future;
+use crate::clock;
+use crate::handlers::{self, RequestView};
+use crate::http::date::DATE_LEN;
+use crate::http::request::{BodyLength, Method, ParseError, Parsed, Parser, Request};
+use crate::http::response::{Framing, Reply, CONTINUE};
+use crate::net::buffers::BUFFER_SIZE;
+use crate::net::timeouts::{ConnCtl, Cut, Phase};
+use crate::router::Resolved;
+use crate::worker::WorkerCtx;
+
+/// How long a closing connection waits for the client to finish sending and close.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering.
+const LINGER_MAX_BYTES: usize = 1 << 20;
+/// Out buffers that grew past this (a large response) are not kept between batches.
+const MAX_KEPT_OUT: usize = 64 * 1024;
+
+/// Serves one accepted connection until it closes. Never panics outward: a panic in the
+/// connection code closes this connection only.
+pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
+    let ctl = Rc::new(ConnCtl::default());
+    let registration = Registration { ctx: &ctx, key: ctx.conns.borrow_mut().insert(ctl.clone()) };
+    let mut conn = Conn {
+        ctx: &ctx,
+        ctl: &ctl,
+        stream,
+        rbuf: ctx.buffers.take(),
+        wbuf: ctx.buffers.take(),
+        parser: Parser::new(ctx.limits),
+        request_began: None,
+        last_read: 0,
+    };
+    if let Err(panic) = catch_unwind_future(conn.run()).await {
+        log::error!("worker {}: connection from {peer} panicked and was closed: {panic}", ctx.id);
+    }
+    ctx.buffers.give(std::mem::take(&mut conn.rbuf));
+    ctx.buffers.give(std::mem::take(&mut conn.wbuf));
+    drop(registration);
+}
+
+/// Keeps the connection in its worker's registry and counted, until it ends however it ends.
+struct Registration<'a> {
+    ctx: &'a WorkerCtx,
+    key: usize,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.ctx.conns.borrow_mut().remove(self.key);
+        self.ctx.shared.close_connection();
+    }
+}
+
+struct Conn<'a> {
+    ctx: &'a WorkerCtx,
+    ctl: &'a ConnCtl,
+    stream: TcpStream,
+    /// Bytes received and not yet consumed; the current request starts at 0.
+    rbuf: Vec<u8>,
+    /// Responses of the current batch.
+    wbuf: Vec<u8>,
+    parser: Parser,
+    /// When the first byte of the request being received arrived.
+    request_began: Option<u64>,
+    last_read: u64,
+}
+
+/// What to do after answering what the buffer holds.
+enum Next {
+    Read,
+    Close,
+}
+
+impl Conn<'_> {
+    async fn run(&mut self) {
+        loop {
+            if !self.read().await {
+                return;
+            }
+            let next = self.answer().await;
+            if !self.wbuf.is_empty() && !self.write_out().await {
+                return;
+            }
+            if let Next::Close = next {
+                self.linger().await;
+                return;
+            }
+        }
+    }
+
+    /// Reads more bytes, waiting under the idle or read deadline. False: the connection is
+    /// over (closed by the client, timed out, drained).
+    async fn read(&mut self) -> bool {
+        let now = clock::now_ms();
+        let timeouts = self.ctx.timeouts;
+        match self.request_began {
+            None => self.ctl.enter(Phase::Idle, now, timeouts.idle),
+            Some(began) => self.ctl.enter(Phase::Reading, began, timeouts.read),
+        }
+        self.make_room();
+        let buf = std::mem::take(&mut self.rbuf);
+        let filled = buf.len();
+        let (result, slice) = self.stream.cancelable_read(buf.slice_mut(filled..), self.ctl.handle()).await;
+        self.rbuf = slice.into_inner();
+        match result {
+            Ok(0) => false,
+            Ok(_) => {
+                self.last_read = clock::now_ms();
+                self.request_began.get_or_insert(self.last_read);
+                // Data that won a race against a cut is served; the drain still closes
+                // after it through the response's framing.
+                self.ctl.uncut();
+                true
+            }
+            Err(_) => {
+                if self.ctl.cut_reason() == Some(Cut::ReadTimeout) {
+                    self.refuse_and_close(408, "request not received within SERVER_READ_TIMEOUT").await;
+                }
+                false
+            }
+        }
+    }
+
+    /// Ensures the read buffer has spare capacity: reclaims chunk framing already decoded,
+    /// then grows — to the exact size when a Content-Length says how much is coming.
+    fn make_room(&mut self) {
+        let len = self.rbuf.len();
+        if len < self.rbuf.capacity() {
+            return;
+        }
+        let reclaimed = self.parser.reclaim(&mut self.rbuf);
+        self.rbuf.truncate(reclaimed);
+        if reclaimed + BUFFER_SIZE / 4 <= len {
+            return;
+        }
+        let wanted = match self.parser.pending_head() {
+            Some(head) => match head.body {
+                BodyLength::Length(n) => (head.len + n as usize).saturating_sub(reclaimed),
+                _ => self.rbuf.capacity(),
+            },
+            None => self.rbuf.capacity(),
+        };
+        self.rbuf.reserve(wanted.max(BUFFER_SIZE));
+    }
+
+    /// Answers every complete request in the read buffer, appending the responses.
+    async fn answer(&mut self) -> Next {
+        let date = self.ctx.date.get();
+        let mut start = 0;
+        let mut next = Next::Read;
+        while start < self.rbuf.len() {
+            match self.parser.parse(&mut self.rbuf[start..]) {
+                Ok(Parsed::Partial) => {
+                    if let Some(status) = self.expectation(start) {
+                        next = self.refuse(status.0, status.1, &date);
+                    }
+                    break;
+                }
+                Ok(Parsed::Complete(request)) => {
+                    let keep = self.respond(&request, start, &date).await;
+                    start += request.len;
+                    if !keep {
+                        next = Next::Close;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    next = self.refuse_parse(e, &date);
+                    break;
+                }
+            }
+        }
+        // Keep what belongs to the next request at the front of the buffer.
+        if start > 0 {
+            self.rbuf.drain(..start);
+            self.request_began = (!self.rbuf.is_empty()).then_some(self.last_read);
+        }
+        next
+    }
+
+    /// `Expect: 100-continue`: answers 100 when the body will be accepted, else the final
+    /// status (returned), before the client sends a body it would send in vain.
+    fn expectation(&mut self, start: usize) -> Option<(u16, &'static str)> {
+        let head = self.parser.pending_head()?;
+        if !head.expect_continue || self.rbuf.len() > start + head.len {
+            return None;
+        }
+        let path = head.path(&self.rbuf[start..]);
+        match self.ctx.router.resolve(head.method, path) {
+            Resolved::Found { .. } => {
+                self.wbuf.extend_from_slice(CONTINUE);
+                None
+            }
+            Resolved::NotFound => Some((404, "Not Found")),
+            Resolved::MethodNotAllowed { .. } => Some((405, "Method Not Allowed")),
+            Resolved::NotImplemented => Some((501, "method not implemented")),
+            Resolved::BadId => Some((400, "id: must be a positive integer")),
+            Resolved::BadPath => Some((400, "path: malformed percent-encoding")),
+        }
+    }
+
+    /// Answers one complete request. Returns whether the connection stays open.
+    async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN]) -> bool {
+        let ctx = self.ctx;
+        let head = &request.head;
+        let draining = ctx.is_draining();
+        let framing = Framing {
+            close: !head.keep_alive || draining,
+            keep_alive_10: head.keep_alive_10 && !draining,
+            head_only: head.method == Method::Head,
+        };
+        self.ctl.enter(Phase::Handling, self.last_read, ctx.timeouts.handler);
+        let window = &mut self.rbuf[start..start + request.len];
+        let (head_bytes, rest) = window.split_at_mut(head.len);
+        let body = &mut rest[..request.body.len()];
+        let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, b"").close_when(&ctx.draining);
+        match ctx.router.resolve(head.method, head.path(head_bytes)) {
+            Resolved::Found { route, id } => {
+                let request = RequestView { head, bytes: head_bytes, body, id };
+                handlers::run(ctx, route, request, &mut reply).await;
+            }
+            Resolved::NotFound => reply.error(404, "Not Found"),
+            Resolved::MethodNotAllowed { allow } => {
+                reply.error_with(405, "Method Not Allowed", &[("Allow", allow.as_bytes())])
+            }
+            Resolved::NotImplemented => reply.error(501, "method not implemented"),
+            Resolved::BadId => reply.error(400, "id: must be a positive integer"),
+            Resolved::BadPath => reply.error(400, "path: malformed percent-encoding"),
+        }
+        !reply.framing.close
+    }
+
+    /// Appends the response to a request that could not be parsed; the connection closes.
+    fn refuse_parse(&mut self, e: ParseError, date: &[u8; DATE_LEN]) -> Next {
+        log::debug!("worker {}: refused a request: {} {}", self.ctx.id, e.status(), e.message());
+        self.refuse(e.status(), e.message(), date)
+    }
+
+    fn refuse(&mut self, status: u16, message: &str, date: &[u8; DATE_LEN]) -> Next {
+        self.parser.reset();
+        let framing = Framing { close: true, ..Framing::default() };
+        Reply::new(&mut self.wbuf, &self.ctx.scratch, date, framing, b"").error(status, message);
+        Next::Close
+    }
+
+    /// Sends a final error (408) on a connection that is being given up.
+    async fn refuse_and_close(&mut self, status: u16, message: &str) {
+        let date = self.ctx.date.get();
+        self.refuse(status, message, &date);
+        self.write_out().await;
+    }
+
+    /// Writes the batch under the write deadline. False: the connection is lost.
+    async fn write_out(&mut self) -> bool {
+        self.ctl.enter(Phase::Writing, clock::now_ms(), self.ctx.timeouts.write);
+        let buf = std::mem::take(&mut self.wbuf);
+        let (result, mut buf) = self.stream.write_all(buf, self.ctl.handle()).await;
+        buf.clear();
+        if buf.capacity() > MAX_KEPT_OUT {
+            buf = self.ctx.buffers.take();
+        }
+        self.wbuf = buf;
+        result.is_ok()
+    }
+
+    /// Half-closes, then reads and discards until the client closes (or briefly), so the
+    /// last response is not destroyed by a reset.
+    async fn linger(&mut self) {
+        if self.ctl.cut_reason().is_some() {
+            return;
+        }
+        let _ = self.stream.shutdown().await;
+        self.ctl.enter(Phase::Lingering, clock::now_ms(), LINGER);
+        let mut discarded = 0;
+        while discarded < LINGER_MAX_BYTES {
+            let mut buf = std::mem::take(&mut self.rbuf);
+            buf.clear();
+            let (result, slice) = self.stream.cancelable_read(buf.slice_mut(0..), self.ctl.handle()).await;
+            self.rbuf = slice.into_inner();
+            match result {
+                Ok(n) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! ① The worker's own SO_REUSEPORT listening socket and its accept loop.
+//!
+//! Every worker binds its own socket to the same address with SO_REUSEPORT, and the kernel
+//! spreads incoming connections across them by a hash of the 4-tuple: no accept lock, no
+//! hand-off between threads, and each connection lives and dies on one core.
+//!
+//! The accept loop never spins: at MAX_CONNECTIONS it pauses (new connections wait in the
+//! kernel's backlog) and on EMFILE/ENFILE/ENOMEM it logs, backs off and keeps serving the
+//! connections it has — an accept loop that retries at once on EMFILE burns a core.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::worker::WorkerCtx;
+
+/// Pending connections per listener (the kernel caps it at net.core.somaxconn).
+pub const BACKLOG: i32 = 4096;
+/// Back-off when the process is out of file descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a paused accept loop looks again at the connection count.
+const LIMIT_POLL: Duration = Duration::from_millis(10);
+
+/// Binds one SO_REUSEPORT listener per worker on `addr`. With port 0 the first socket picks
+/// the port and the others join it.
+pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<StdListener>> {
+    let first = bind(addr)?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..count {
+        all.push(bind(addr)?);
+    }
+    Ok(all)
+}
+
+fn bind(addr: SocketAddr) -> io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Stops a listening socket from another thread: the kernel refuses new connections at once
+/// and a pending accept returns (EINVAL), whatever driver the worker runs.
+pub fn shut(fd: &impl AsRawFd) {
+    // SAFETY: shutdown on a descriptor we own (a dup of the listener) touches no memory.
+    unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD) };
+}
+
+/// Accepts connections until the worker drains, spawning a task for each.
+pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: StdListener) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("worker {}: cannot register its listener: {e}", ctx.id);
+            return;
+        }
+    };
+    let mut last_warning: Option<std::time::Instant> = None;
+    while !ctx.draining.get() {
+        if ctx.shared.at_connection_limit() {
+            ctx.note_limit_reached();
+            monoio::time::sleep(LIMIT_POLL).await;
+            continue;
+        }
+        match listener.cancelable_accept(ctx.accept_handle()).await {
+            Ok((stream, peer)) => {
+                // Another worker may have taken the last slot since the check above: this
+                // connection then waits here, as it would have in the backlog, unserved
+                // and not closed, and accepting pauses until a slot frees.
+                while !ctx.shared.try_open_connection() {
+                    ctx.note_limit_reached();
+                    if ctx.draining.get() || ctx.shared.is_draining() {
+                        return;
+                    }
+                    monoio::time::sleep(LIMIT_POLL).await;
+                }
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+            }
+            Err(_) if ctx.draining.get() || ctx.shared.is_draining() => {
+                ctx.start_draining();
+                break;
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                        log::warn!(
+                            "worker {}: accept failed ({e}); backing off, open connections keep being served",
+                            ctx.id
+                        );
+                        last_warning = Some(std::time::Instant::now());
+                    }
+                    ctx.note_accept_error();
+                    monoio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+                // The peer gave up before we accepted: nothing to do.
+                Some(libc::ECONNABORTED | libc::EPERM | libc::EPROTO | libc::EINTR | libc::EAGAIN) => {}
+                _ => {
+                    log::warn!("worker {}: accept failed: {e}", ctx.id);
+                    monoio::time::sleep(LIMIT_POLL).await;
+                }
+            },
+        }
+    }
+    log::debug!("worker {}: listener closed", ctx.id);
+}

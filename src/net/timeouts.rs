@@ -1,0 +1,153 @@
+//! Deadlines for connections, enforced by one sweep per worker instead of a timer per read.
+//!
+//! Each connection publishes what it is waiting for ([`Phase`]) and until when, in a
+//! [`ConnCtl`] that its worker can see. Every [`TICK`] the worker's sweeper walks its
+//! connections and cancels the pending read or write of any that is overdue (or idle while
+//! the server drains) through monoio's [`Canceller`]. Cancelling, rather than dropping the
+//! I/O future, matters with io_uring: a dropped read can still complete into its buffer in
+//! the kernel and its bytes would be lost, while a cancelled one returns either
+//! `ECANCELED` or the data that won the race — so nothing a client sent is silently eaten.
+//!
+//! The hot path pays two `Cell` writes per phase change and no timer-wheel insertions;
+//! deadlines are as precise as the tick, which is ample for timeouts of seconds.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use monoio::io::{CancelHandle, Canceller};
+
+/// How often a worker checks its connections' deadlines.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// While draining, a connection idle this long is closed; one that just got a response is
+/// given this long to send its next request, which is then answered with
+/// `Connection: close` instead of being cut off mid-flight.
+pub const DRAIN_IDLE_GRACE_MS: u64 = 500;
+
+/// What a connection is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Between requests, no byte of the next one yet: SERVER_IDLE_TIMEOUT.
+    Idle,
+    /// Part of a request has arrived: SERVER_READ_TIMEOUT from its first byte.
+    Reading,
+    /// A handler is running: HANDLER_TIMEOUT, enforced by the handler's own timer.
+    Handling,
+    /// A response is being written: SERVER_WRITE_TIMEOUT.
+    Writing,
+    /// After the last response, waiting for the client to close.
+    Lingering,
+}
+
+/// Why the sweeper cut a connection's I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    IdleTimeout,
+    ReadTimeout,
+    WriteTimeout,
+    Drain,
+}
+
+/// The part of a connection its worker's sweeper can see and act on.
+#[derive(Default)]
+pub struct ConnCtl {
+    phase: Cell<Option<Phase>>,
+    since: Cell<u64>,
+    deadline: Cell<u64>,
+    cut: Cell<Option<Cut>>,
+    canceller: RefCell<Canceller>,
+}
+
+impl ConnCtl {
+    /// Enters `phase` at `now` (ms) with a deadline `timeout` later.
+    pub fn enter(&self, phase: Phase, now: u64, timeout: Duration) {
+        self.phase.set(Some(phase));
+        self.since.set(now);
+        self.deadline.set(now.saturating_add(timeout.as_millis() as u64));
+    }
+
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase.get()
+    }
+
+    /// The handle to pass to the next cancelable read or write.
+    pub fn handle(&self) -> CancelHandle {
+        self.canceller.borrow().handle()
+    }
+
+    /// Why the connection was cut, if it was.
+    pub fn cut_reason(&self) -> Option<Cut> {
+        self.cut.get()
+    }
+
+    /// Records why and cancels whatever I/O the connection is waiting on.
+    pub fn cut(&self, why: Cut) {
+        if self.cut.get().is_some() {
+            return;
+        }
+        self.cut.set(Some(why));
+        let old = self.canceller.take();
+        *self.canceller.borrow_mut() = old.cancel();
+    }
+
+    /// Forgets a cut whose I/O completed anyway (the data won the race): the connection
+    /// goes on and its deadlines apply again.
+    pub fn uncut(&self) {
+        self.cut.set(None);
+    }
+
+    /// What the sweeper should do about this connection at `now`.
+    pub fn overdue(&self, now: u64, draining: bool) -> Option<Cut> {
+        if self.cut.get().is_some() {
+            return None;
+        }
+        let late = now >= self.deadline.get();
+        match self.phase.get()? {
+            Phase::Idle if draining && now.saturating_sub(self.since.get()) >= DRAIN_IDLE_GRACE_MS => Some(Cut::Drain),
+            Phase::Idle if late => Some(Cut::IdleTimeout),
+            Phase::Reading | Phase::Lingering if late => Some(Cut::ReadTimeout),
+            Phase::Writing if late => Some(Cut::WriteTimeout),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_by_phase() {
+        let c = ConnCtl::default();
+        assert_eq!(c.overdue(1_000_000, true), None, "a connection that has not started");
+        c.enter(Phase::Idle, 1000, Duration::from_secs(120));
+        assert_eq!(c.overdue(1000 + 119_999, false), None);
+        assert_eq!(c.overdue(1000 + 120_000, false), Some(Cut::IdleTimeout));
+        c.enter(Phase::Reading, 5000, Duration::from_secs(5));
+        assert_eq!(c.overdue(9999, false), None);
+        assert_eq!(c.overdue(10_000, false), Some(Cut::ReadTimeout));
+        assert_eq!(c.overdue(10_000, true), Some(Cut::ReadTimeout), "a request being read is not cut by a drain");
+        c.enter(Phase::Writing, 0, Duration::from_secs(10));
+        assert_eq!(c.overdue(10_000, false), Some(Cut::WriteTimeout));
+        c.enter(Phase::Handling, 0, Duration::from_secs(1));
+        assert_eq!(c.overdue(1_000_000, true), None, "handlers keep their own deadline");
+    }
+
+    #[test]
+    fn draining_closes_idle_connections_after_a_grace() {
+        let c = ConnCtl::default();
+        c.enter(Phase::Idle, 1000, Duration::from_secs(120));
+        assert_eq!(c.overdue(1000 + DRAIN_IDLE_GRACE_MS - 1, true), None);
+        assert_eq!(c.overdue(1000 + DRAIN_IDLE_GRACE_MS, true), Some(Cut::Drain));
+    }
+
+    #[test]
+    fn a_cut_is_recorded_once() {
+        let c = ConnCtl::default();
+        c.enter(Phase::Idle, 0, Duration::from_secs(1));
+        c.cut(Cut::IdleTimeout);
+        c.cut(Cut::Drain);
+        assert_eq!(c.cut_reason(), Some(Cut::IdleTimeout));
+        assert_eq!(c.overdue(10_000, true), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! ④ (method, path) → route and typed parameters. Pure, no I/O.
+//!
+//! Matching works on path segments, percent-decoded one by one (so `%2F` inside a segment
+//! stays part of it). The result keeps the route's pattern (`/api/v1/users/{id}`), which is
+//! what metrics and logs label by — never the raw path, which any client could use to
+//! explode the number of series. An unknown path is 404; a known path with a method it
+//! does not serve is 405 with `Allow`; an `{id}` that is not a positive 64-bit integer is
+//! 400, after the method check.
+
+use std::borrow::Cow;
+
+use crate::http::query::percent_decode;
+use crate::http::request::Method;
+
+/// Every route percore serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Health,
+    Livez,
+    Readyz,
+    Plaintext,
+    Json,
+    #[cfg(feature = "test-routes")]
+    TestPanic,
+    #[cfg(feature = "test-routes")]
+    TestSleep,
+    #[cfg(feature = "test-routes")]
+    TestEcho,
+    #[cfg(feature = "test-routes")]
+    TestBig,
+}
+
+/// Label for requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+impl Route {
+    /// The pattern, for metrics and logs.
+    pub fn pattern(self) -> &'static str {
+        match self {
+            Route::Health => "/health",
+            Route::Livez => "/livez",
+            Route::Readyz => "/readyz",
+            Route::Plaintext => "/plaintext",
+            Route::Json => "/json",
+            #[cfg(feature = "test-routes")]
+            Route::TestPanic => "/__test/panic",
+            #[cfg(feature = "test-routes")]
+            Route::TestSleep => "/__test/sleep",
+            #[cfg(feature = "test-routes")]
+            Route::TestEcho => "/__test/echo",
+            #[cfg(feature = "test-routes")]
+            Route::TestBig => "/__test/big",
+        }
+    }
+
+    /// Whether the handler awaits (a database job, a timer): only those get a deadline
+    /// timer, so in-core routes pay nothing for HANDLER_TIMEOUT.
+    pub fn is_async(self) -> bool {
+        match self {
+            #[cfg(feature = "test-routes")]
+            Route::TestSleep => true,
+            _ => false,
+        }
+    }
+}
+
+/// The methods one path serves, and the `Allow` header that lists them.
+struct Methods {
+    allowed: &'static [Method],
+    allow: &'static str,
+}
+
+const GET: Methods = Methods { allowed: &[Method::Get, Method::Head], allow: "GET, HEAD" };
+#[cfg(feature = "test-routes")]
+const POST_PUT: Methods = Methods { allowed: &[Method::Post, Method::Put], allow: "POST, PUT" };
+
+/// The outcome of routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    Found {
+        route: Route,
+        id: Option<i64>,
+    },
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    /// The method is not one percore knows at all.
+    NotImplemented,
+    /// A path segment that should be an id is not a positive 64-bit integer.
+    BadId,
+    /// A malformed percent-escape in the path.
+    BadPath,
+}
+
+/// The routes mounted in this process.
+#[derive(Debug, Clone, Copy)]
+pub struct Router {
+    pub bench_routes: bool,
+}
+
+impl Router {
+    pub fn resolve(&self, method: Method, raw_path: &[u8]) -> Resolved {
+        if method == Method::Other {
+            return Resolved::NotImplemented;
+        }
+        let path: Cow<'_, [u8]> = if raw_path.contains(&b'%') {
+            // Decode segment by segment so an encoded slash does not split a segment.
+            let mut decoded = Vec::with_capacity(raw_path.len());
+            for (i, segment) in raw_path.split(|&b| b == b'/').enumerate() {
+                if i > 0 {
+                    decoded.push(b'/');
+                }
+                match percent_decode(segment, false) {
+                    Ok(s) if !s.contains(&b'/') => decoded.extend_from_slice(&s),
+                    _ => return Resolved::BadPath,
+                }
+            }
+            Cow::Owned(decoded)
+        } else {
+            Cow::Borrowed(raw_path)
+        };
+        let (route, methods, id) = match self.match_path(&path) {
+            Some(m) => m,
+            None => return Resolved::NotFound,
+        };
+        if !methods.allowed.contains(&method) {
+            return Resolved::MethodNotAllowed { allow: methods.allow };
+        }
+        match id {
+            None => Resolved::Found { route, id: None },
+            Some(segment) => match parse_id(segment) {
+                Some(id) => Resolved::Found { route, id: Some(id) },
+                None => Resolved::BadId,
+            },
+        }
+    }
+
+    /// The route for a decoded path, the methods it serves and its `{id}` segment.
+    fn match_path<'p>(&self, path: &'p [u8]) -> Option<(Route, &'static Methods, Option<&'p [u8]>)> {
+        let found = match path {
+            b"/health" => (Route::Health, &GET, None),
+            b"/livez" => (Route::Livez, &GET, None),
+            b"/readyz" => (Route::Readyz, &GET, None),
+            b"/plaintext" if self.bench_routes => (Route::Plaintext, &GET, None),
+            b"/json" if self.bench_routes => (Route::Json, &GET, None),
+            #[cfg(feature = "test-routes")]
+            b"/__test/panic" => (Route::TestPanic, &GET, None),
+            #[cfg(feature = "test-routes")]
+            b"/__test/sleep" => (Route::TestSleep, &GET, None),
+            #[cfg(feature = "test-routes")]
+            b"/__test/echo" => (Route::TestEcho, &POST_PUT, None),
+            #[cfg(feature = "test-routes")]
+            b"/__test/big" => (Route::TestBig, &GET, None),
+            _ => return None,
+        };
+        Some(found)
+    }
+}
+
+/// A positive 64-bit integer in plain decimal: no sign, no leading zeros, no spaces.
+pub fn parse_id(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 19 || s[0] == b'0' || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse::<i64>().ok().filter(|&n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: Router = Router { bench_routes: true };
+
+    #[test]
+    fn static_routes() {
+        assert_eq!(ALL.resolve(Method::Get, b"/health"), Resolved::Found { route: Route::Health, id: None });
+        assert_eq!(ALL.resolve(Method::Head, b"/livez"), Resolved::Found { route: Route::Livez, id: None });
+        assert_eq!(ALL.resolve(Method::Get, b"/plaintext"), Resolved::Found { route: Route::Plaintext, id: None });
+        assert_eq!(ALL.resolve(Method::Get, b"/%68ealth"), Resolved::Found { route: Route::Health, id: None });
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        assert_eq!(ALL.resolve(Method::Get, b"/nope"), Resolved::NotFound);
+        assert_eq!(ALL.resolve(Method::Get, b"/health/"), Resolved::NotFound);
+        assert_eq!(ALL.resolve(Method::Get, b"/"), Resolved::NotFound);
+        assert_eq!(ALL.resolve(Method::Post, b"/health"), Resolved::MethodNotAllowed { allow: "GET, HEAD" });
+        assert_eq!(ALL.resolve(Method::Other, b"/health"), Resolved::NotImplemented);
+        assert_eq!(ALL.resolve(Method::Get, b"/he%zzalth"), Resolved::BadPath);
+        assert_eq!(ALL.resolve(Method::Get, b"/health%2F"), Resolved::BadPath);
+    }
+
+    #[test]
+    fn bench_routes_only_when_mounted() {
+        let plain = Router { bench_routes: false };
+        assert_eq!(plain.resolve(Method::Get, b"/plaintext"), Resolved::NotFound);
+        assert_eq!(plain.resolve(Method::Get, b"/json"), Resolved::NotFound);
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(parse_id(b"1"), Some(1));
+        assert_eq!(parse_id(b"9223372036854775807"), Some(i64::MAX));
+        for bad in
+            [&b""[..], b"0", b"-1", b"+1", b"01", b"1.0", b"9223372036854775808", b"99999999999999999999", b"1a", b" 1"]
+        {
+            assert_eq!(parse_id(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn every_route_has_a_pattern_that_routes_back_to_it() {
+        let routes = [Route::Health, Route::Livez, Route::Readyz, Route::Plaintext, Route::Json];
+        for route in routes {
+            assert_eq!(ALL.resolve(Method::Get, route.pattern().as_bytes()), Resolved::Found { route, id: None });
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Starts the workers, one per planned CPU, and owns the process's life: start-up, the wait
+//! for a signal, the drain, the exit code.
+//!
+//! Listeners are bound here, before any worker exists, so a taken port fails the start at
+//! once with a clear message. Each worker thread pins itself (when the plan says so), builds
+//! its runtime and reports back; only when all have reported does the server say it is
+//! listening. On SIGTERM/SIGINT every worker is told to drain, the listening sockets are
+//! shut so the kernel refuses new connections at once, and the process exits 0 when the
+//! last connection is gone — or when SHUTDOWN_TIMEOUT runs out, saying how many it cut.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::cpus::{self, Machine};
+use crate::driver;
+use crate::net::listener;
+use crate::shutdown::Signals;
+use crate::state::Shared;
+use crate::worker;
+
+/// How often the main thread looks at its workers while waiting for a signal.
+const POLL: Duration = Duration::from_millis(100);
+
+enum Report {
+    Started(usize),
+    Failed(usize, String),
+    Finished(usize),
+}
+
+pub fn run(config: Config) -> ExitCode {
+    let started = Instant::now();
+    match serve(config, started) {
+        Ok(code) => code,
+        Err(message) => {
+            log::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
+    let machine = Machine::probe().map_err(|e| format!("cannot read this process's CPU affinity: {e}"))?;
+    let plan = cpus::plan(config.workers, config.pin_workers, &machine);
+    let choice = driver::choose(config.io_driver).map_err(|e| format!("IO_DRIVER=io_uring, but {e}"))?;
+    if let Some(why) = &choice.fallback_reason {
+        log::warn!("{why}; using epoll");
+    }
+    let addr = SocketAddr::new(config.host, config.port);
+    let listeners = listener::bind_all(addr, plan.workers()).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let shutters = listeners.iter().map(|l| l.try_clone()).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let signals = Signals::block().map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
+
+    let shutdown_timeout = config.shutdown_timeout;
+    let shared = Arc::new(Shared::new(config, choice.driver));
+    let (reports, inbox) = mpsc::channel();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let (shared, reports, cpu) = (shared.clone(), reports.clone(), plan.cpus[id]);
+        let pinned = plan.pinned;
+        std::thread::Builder::new()
+            .name(format!("percore-w{id}"))
+            .spawn(move || {
+                if pinned && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                    log::warn!("worker {id}: could not pin to CPU {cpu}");
+                }
+                let result = worker::run(id, shared, listener, || {
+                    let _ = reports.send(Report::Started(id));
+                });
+                let _ = reports.send(match result {
+                    Ok(()) => Report::Finished(id),
+                    Err(e) => Report::Failed(id, e.to_string()),
+                });
+            })
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+    }
+    drop(reports);
+
+    for _ in 0..plan.workers() {
+        match inbox.recv() {
+            Ok(Report::Started(_)) => {}
+            Ok(Report::Failed(id, e)) => return Err(format!("worker {id} could not start: {e}")),
+            Ok(Report::Finished(id)) => return Err(format!("worker {id} stopped during start-up")),
+            Err(_) => return Err("the workers stopped during start-up".to_owned()),
+        }
+    }
+    log::info!(
+        "percore {} started in {:.1} ms: {}, {}",
+        env!("CARGO_PKG_VERSION"),
+        started.elapsed().as_secs_f64() * 1000.0,
+        plan.describe(),
+        choice.driver
+    );
+    log::info!("listening on http://{local}");
+
+    let signal = loop {
+        if let Some(signal) = signals.wait(POLL) {
+            break signal;
+        }
+        if let Ok(report) = inbox.try_recv() {
+            let what = match report {
+                Report::Failed(id, e) => format!("worker {id} failed: {e}"),
+                Report::Finished(id) | Report::Started(id) => format!("worker {id} stopped"),
+            };
+            return Err(format!("{what}; exiting so the process can be restarted"));
+        }
+    };
+
+    log::info!(
+        "{signal} received: draining (up to {shutdown_timeout:?}), {} connections open",
+        shared.open_connections()
+    );
+    shared.start_draining();
+    for socket in &shutters {
+        listener::shut(socket);
+    }
+    let deadline = Instant::now() + shutdown_timeout;
+    let mut running = plan.workers();
+    while running > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            log::warn!(
+                "SHUTDOWN_TIMEOUT ({shutdown_timeout:?}) reached: cutting {} connections",
+                shared.open_connections()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(again) = signals.wait(Duration::ZERO) {
+            log::warn!(
+                "{again} received while draining: exiting now, cutting {} connections",
+                shared.open_connections()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        match inbox.recv_timeout(POLL.min(deadline - now)) {
+            Ok(Report::Finished(_)) => running -= 1,
+            Ok(Report::Failed(id, e)) => {
+                log::error!("worker {id} failed while draining: {e}");
+                running -= 1;
+            }
+            Ok(Report::Started(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    log::info!("drained: all connections closed, exiting");
+    Ok(ExitCode::SUCCESS)
+}

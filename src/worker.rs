@@ -1,0 +1,140 @@
+//! One core: its runtime, its listener, its connections, and the sweeper that enforces
+//! their deadlines.
+//!
+//! Everything a request touches lives here, per worker, in plain `Cell`/`RefCell` memory:
+//! the router, the buffer pool, the Date cache, the serialization scratch buffer and the
+//! registry of open connections. No lock and no atomic on the request path.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{CancelHandle, Canceller};
+use slab::Slab;
+
+use crate::driver;
+use crate::http::date::DateCache;
+use crate::http::request::Limits;
+use crate::net::buffers::BufferPool;
+use crate::net::listener::accept_loop;
+use crate::net::timeouts::{ConnCtl, TICK};
+use crate::router::Router;
+use crate::state::Shared;
+
+/// The per-worker state every connection task of this worker holds an `Rc` to.
+pub struct WorkerCtx {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub router: Router,
+    pub limits: Limits,
+    pub date: DateCache,
+    pub buffers: BufferPool,
+    /// For serializing bodies; borrowed only within one synchronous call.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Open connections, for the sweeper.
+    pub conns: RefCell<Slab<Rc<ConnCtl>>>,
+    /// This worker has seen the drain begin: no more accepts, responses say close.
+    pub draining: Cell<bool>,
+    accept_canceller: RefCell<Canceller>,
+    pub timeouts: Timeouts,
+}
+
+/// The configured timeouts, copied out of the config for the connection loop.
+#[derive(Clone, Copy)]
+pub struct Timeouts {
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+    pub handler: Duration,
+}
+
+impl WorkerCtx {
+    pub fn new(id: usize, shared: Arc<Shared>) -> WorkerCtx {
+        let c = &shared.config;
+        WorkerCtx {
+            id,
+            router: Router { bench_routes: c.bench_routes },
+            limits: Limits { max_head: c.max_header_bytes, max_body: c.max_body_bytes },
+            timeouts: Timeouts {
+                read: c.read_timeout,
+                write: c.write_timeout,
+                idle: c.idle_timeout,
+                handler: c.handler_timeout,
+            },
+            date: DateCache::default(),
+            buffers: BufferPool::default(),
+            scratch: RefCell::new(Vec::with_capacity(1024)),
+            conns: RefCell::new(Slab::new()),
+            draining: Cell::new(false),
+            accept_canceller: RefCell::new(Canceller::new()),
+            shared,
+        }
+    }
+
+    /// Whether responses should close their connections: this worker has started draining,
+    /// or the signal has just arrived and the sweeper has not passed yet.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get() || self.shared.is_draining()
+    }
+
+    pub fn accept_handle(&self) -> CancelHandle {
+        self.accept_canceller.borrow().handle()
+    }
+
+    /// Enters the drain on this worker: stop accepting; the sweeper closes idle connections
+    /// and responses carry `Connection: close` from now on.
+    pub fn start_draining(&self) {
+        if !self.draining.replace(true) {
+            let old = self.accept_canceller.take();
+            *self.accept_canceller.borrow_mut() = old.cancel();
+        }
+    }
+
+    pub fn note_limit_reached(&self) {}
+
+    pub fn note_accept_error(&self) {}
+
+    /// Cuts the I/O of every connection that is overdue. Collects first, cuts after, so no
+    /// borrow of the registry is held while a cancellation runs.
+    fn sweep(&self, now: u64, overdue: &mut Vec<(Rc<ConnCtl>, crate::net::timeouts::Cut)>) {
+        let draining = self.draining.get();
+        overdue.extend(
+            self.conns.borrow().iter().filter_map(|(_, c)| c.overdue(now, draining).map(|why| (c.clone(), why))),
+        );
+        for (conn, why) in overdue.drain(..) {
+            conn.cut(why);
+        }
+    }
+}
+
+/// Runs worker `id` on the current thread until it has drained. `started` is called once
+/// the runtime is up.
+pub fn run(id: usize, shared: Arc<Shared>, listener: StdListener, started: impl FnOnce()) -> io::Result<()> {
+    let driver = shared.driver;
+    driver::block_on(driver, async move {
+        let ctx = Rc::new(WorkerCtx::new(id, shared));
+        started();
+        monoio::spawn(sweeper(ctx.clone()));
+        accept_loop(ctx.clone(), listener).await;
+        ctx.start_draining();
+        while !ctx.conns.borrow().is_empty() {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+        log::debug!("worker {id}: drained");
+    })
+}
+
+/// Every tick: notice the drain, and cut connections past their deadlines.
+async fn sweeper(ctx: Rc<WorkerCtx>) {
+    let mut overdue = Vec::new();
+    loop {
+        monoio::time::sleep(TICK).await;
+        if ctx.shared.is_draining() {
+            ctx.start_draining();
+        }
+        ctx.sweep(crate::clock::now_ms(), &mut overdue);
+    }
+}

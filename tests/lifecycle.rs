@@ -1,0 +1,220 @@
+//! The process around the requests: workers and their threads, the driver choice and its
+//! fallback, the connection cap, running out of descriptors, and the graceful drain.
+
+mod common;
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use common::{drivers, each_driver, Client, Server};
+
+/// `comm` → `Cpus_allowed_list` of every thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_owned();
+        out.push((comm, cpus));
+    }
+    out
+}
+
+#[test]
+fn one_named_thread_per_worker_and_the_plan_is_logged() {
+    each_driver(&[("WORKERS", "2"), ("PIN_WORKERS", "off")], |s| {
+        let names: Vec<String> = threads(s.pid()).into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"percore-w0".to_owned()) && names.contains(&"percore-w1".to_owned()), "{names:?}");
+        assert!(!names.contains(&"percore-w2".to_owned()));
+        assert!(s.logs().contains("2 workers on CPUs") && s.logs().contains("not pinned"), "{}", s.logs());
+    });
+}
+
+#[test]
+fn pinned_workers_run_on_one_cpu_each() {
+    let cpus = percore::cpus::affinity_mask().unwrap();
+    if cpus.len() < 2 {
+        eprintln!("*** one CPU here: pinning test skipped ***");
+        return;
+    }
+    each_driver(&[("WORKERS", "2"), ("PIN_WORKERS", "on")], |s| {
+        let threads = threads(s.pid());
+        let cpu_of = |name: &str| threads.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone()).unwrap();
+        assert_eq!(cpu_of("percore-w0"), cpus[0].to_string());
+        assert_eq!(cpu_of("percore-w1"), cpus[1].to_string());
+        assert!(s.logs().contains(", pinned, "), "{}", s.logs());
+    });
+}
+
+/// Installs a seccomp filter that fails io_uring_setup with EPERM, as containerd 2.0+ and
+/// Docker 25+ do by default.
+fn block_io_uring(cmd: &mut std::process::Command) {
+    const IO_URING_SETUP: u32 = 425;
+    // SAFETY: runs in the child between fork and exec; only async-signal-safe prctl calls on
+    // a filter program that lives on this stack frame until the call returns.
+    unsafe {
+        cmd.pre_exec(|| {
+            let filter = [
+                libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 }, // ld [nr]
+                libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: IO_URING_SETUP }, // jeq io_uring_setup
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::EPERM as u32 }, // ret ERRNO(EPERM)
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }, // ret ALLOW
+            ];
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const _ as usize, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn auto_falls_back_to_epoll_when_seccomp_blocks_io_uring() {
+    let s = Server::start_with("auto", &[], block_io_uring);
+    assert!(s.logs().contains("Operation not permitted") && s.logs().contains("using epoll"), "{}", s.logs());
+    assert!(s.logs().contains(", epoll"), "{}", s.logs());
+    assert_eq!(s.get("/health").status, 200);
+}
+
+#[test]
+fn forced_io_uring_that_is_blocked_fails_the_start() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
+    cmd.env_clear()
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("DEBUG_ADDR", "")
+        .env("IO_DRIVER", "io_uring");
+    block_io_uring(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("IO_DRIVER=io_uring") && err.contains("Operation not permitted"), "{err}");
+}
+
+#[test]
+fn accepting_pauses_at_max_connections_and_resumes() {
+    each_driver(&[("MAX_CONNECTIONS", "2")], |s| {
+        let mut a = s.connect();
+        let mut b = s.connect();
+        for c in [&mut a, &mut b] {
+            c.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().unwrap().status, 200);
+        }
+        // The third waits in the kernel's backlog, unanswered.
+        let mut third = s.connect();
+        third.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        third.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut probe = [0u8; 1];
+        assert!(common::read_retrying(&mut third.stream, &mut probe).is_err(), "no answer past MAX_CONNECTIONS");
+        third.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        drop(a);
+        let r = third.response().expect("served once a connection closed");
+        assert_eq!(r.status, 200);
+        drop(b);
+    });
+}
+
+fn limit_fds(cmd: &mut std::process::Command) {
+    // SAFETY: setrlimit in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 48, rlim_max: 48 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn running_out_of_descriptors_backs_off_without_spinning_and_recovers() {
+    for driver in drivers() {
+        let s = Server::start_with(driver, &[("WORKERS", "1")], limit_fds);
+        let mut clients: Vec<Client> = (0..80).map(|_| s.connect()).collect();
+        assert!(s.wait_for_log("Too many open files", Duration::from_secs(3)), "{}", s.logs());
+        let before = s.cpu_seconds();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = s.cpu_seconds() - before;
+        assert!(used < 0.3, "the accept loop must not spin at EMFILE: {used:.2} CPU s in 1 s ({driver})");
+        // Connections that were accepted are served meanwhile.
+        clients[0].send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(clients[0].response().unwrap().status, 200);
+        clients.clear();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(s.get("/health").status, 200, "service resumes ({driver})");
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() {
+    for driver in drivers() {
+        let mut s = Server::start(driver, &[("SHUTDOWN_TIMEOUT", "10s")]);
+        let addr = s.addr;
+        let mut idle = s.connect();
+        idle.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(idle.response().unwrap().status, 200);
+        let mut keep = s.connect();
+        keep.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(keep.response().unwrap().status, 200);
+        let mut busy = s.connect();
+        busy.send(b"GET /__test/sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(200));
+
+        let signalled = Instant::now();
+        s.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(50));
+        // Readiness turns at once, and the keep-alive connection is told to close.
+        keep.send(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+        let ready = keep.response().unwrap();
+        assert_eq!(ready.status, 503, "{driver}");
+        assert!(ready.json()["message"].to_string().contains("draining"));
+        assert_eq!(ready.header("connection"), Some("close"));
+        // The listener is closed: new connections are refused.
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+            "new connections refused ({driver})"
+        );
+        // The idle connection is closed without a request.
+        assert!(idle.closed_within(Duration::from_secs(3)), "idle connection closed ({driver})");
+        // The request in flight finishes, with Connection: close.
+        let r = busy.response().expect("the in-flight request is answered");
+        assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+        assert_eq!(r.header("connection"), Some("close"));
+        let status = s.wait_exit(Duration::from_secs(5)).expect("exits after the drain");
+        assert_eq!(status.code(), Some(0), "{}", s.logs());
+        assert!(signalled.elapsed() < Duration::from_secs(5));
+        assert!(s.logs().contains("SIGTERM received: draining") && s.logs().contains("drained"), "{}", s.logs());
+    }
+}
+
+#[test]
+fn sigint_drains_too() {
+    for driver in drivers() {
+        let mut s = Server::start(driver, &[]);
+        s.signal(libc::SIGINT);
+        assert_eq!(s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()), Some(0));
+        assert!(s.logs().contains("SIGINT received"));
+    }
+}
+
+#[test]
+fn the_shutdown_timeout_cuts_what_is_left_and_says_how_much() {
+    for driver in drivers() {
+        let mut s = Server::start(driver, &[("SHUTDOWN_TIMEOUT", "1s")]);
+        let mut busy = s.connect();
+        busy.send(b"GET /__test/sleep?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(200));
+        let signalled = Instant::now();
+        s.signal(libc::SIGTERM);
+        let status = s.wait_exit(Duration::from_secs(5)).expect("exits at the deadline");
+        assert_eq!(status.code(), Some(0));
+        let took = signalled.elapsed();
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+        assert!(s.logs().contains("cutting 1 connections"), "{}", s.logs());
+    }
+}
