@@ -15,6 +15,12 @@ the fairest figure; throughput ratios between interleaved runs are the next best
     python3 perf/bench.py                               # plaintext + json, percore vs Go
     python3 perf/bench.py --tests json --runs 5 --duration 10
     python3 perf/bench.py --servers percore --tests plaintext --layout pinned
+    python3 perf/bench.py --tests users-pg,users-sqlite  # GET /api/v1/users/{id}, 10,000 users
+    python3 perf/bench.py --tests users-pg --servers 'percore[DB_POOL_SIZE=2],percore[DB_POOL_SIZE=8]'
+
+A server name may carry extra environment in brackets: `percore[DB_POOL_SIZE=2]`.
+The database tests need PostgreSQL on 127.0.0.1:5432 (PERCORE_BENCH_PG to change it); the
+harness recreates the database `percore_bench` and seeds it with 10,000 users.
 
 An anchor that fails to build is reported and skipped; the run goes on.
 """
@@ -37,10 +43,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PERF = ROOT / "perf"
 SCRATCH = Path(os.environ.get("PERCORE_BENCH_SCRATCH", Path(tempfile.gettempdir()) / "percore-bench"))
 
-# test name → (path, connections, pipeline depth)
+PG_ADMIN = os.environ.get("PERCORE_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+PG_BENCH = PG_ADMIN.rsplit("/", 1)[0] + "/percore_bench"
+SQLITE_BENCH = SCRATCH / "users.db"
+USERS = 10_000
+
+
+class Test:
+    def __init__(self, path, conns=256, depth=1, script=None, store=None):
+        self.path, self.conns, self.depth, self.script, self.store = path, conns, depth, script, store
+
+
 TESTS = {
-    "plaintext": ("/plaintext", 256, 1),
-    "json": ("/json", 256, 1),
+    "plaintext": Test("/plaintext"),
+    "json": Test("/json"),
+    "users-pg": Test("/api/v1/users/1", script="random_user.lua", store="pg"),
+    "users-sqlite": Test("/api/v1/users/1", script="random_user.lua", store="sqlite"),
 }
 
 
@@ -55,13 +73,14 @@ def free_port():
 
 
 class Server:
-    """How to build and start one server under test."""
+    """How to build and start one server under test. `env(port, test)` gives its environment."""
 
-    def __init__(self, name, build, command, env=None, routes=None):
-        self.name, self.build_fn, self.command, self.env = name, build, command, env or {}
+    def __init__(self, name, build, command, env, routes=None):
+        self.name, self.build_fn, self.command, self.env = name, build, command, env
         self.routes = routes
         self.binary = None
         self.error = None
+        self.extra = {}
 
     def build(self):
         try:
@@ -92,29 +111,85 @@ def build_go():
     return str(out)
 
 
+def percore_env(port, test, extra=None):
+    env = {"SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "BENCH_ROUTES": "1", "DEBUG_ADDR": "", "RUST_LOG": "warn"}
+    if test.store == "pg":
+        env["DATABASE_URL"] = PG_BENCH
+    else:
+        env["SQLITE_PATH"] = str(SQLITE_BENCH)
+    env.update(extra or {})
+    return env
+
+
+def go_env(port, test):
+    env = {"ADDR": f"127.0.0.1:{port}"}
+    if test.store == "pg":
+        env["DATABASE_URL"] = PG_BENCH + "?sslmode=disable"
+    return env
+
+
 def servers():
     return {
-        "percore": Server(
-            "percore",
-            build_percore,
-            lambda binary, port: [binary],
-            env=lambda port: {"SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "BENCH_ROUTES": "1", "DEBUG_ADDR": "", "RUST_LOG": "warn"},
-        ),
+        "percore": Server("percore", build_percore, lambda binary, port: [binary], percore_env),
         # The same binary on the epoll driver, to show what io_uring buys.
-        "percore-epoll": Server(
-            "percore-epoll",
-            build_percore,
-            lambda binary, port: [binary],
-            env=lambda port: {"SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "BENCH_ROUTES": "1", "DEBUG_ADDR": "", "RUST_LOG": "warn", "IO_DRIVER": "epoll"},
-        ),
-        "go": Server(
-            "go",
-            build_go,
-            lambda binary, port: [binary],
-            env=lambda port: {"ADDR": f"127.0.0.1:{port}"},
-            routes={"plaintext", "json"},
-        ),
+        "percore-epoll": Server("percore-epoll", build_percore, lambda binary, port: [binary], lambda port, test: percore_env(port, test, {"IO_DRIVER": "epoll"})),
+        "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "users-pg"}),
     }
+
+
+def server_named(known, spec):
+    """`percore` or `percore[DB_POOL_SIZE=2,IO_DRIVER=epoll]`."""
+    m = re.fullmatch(r"([\w-]+)(?:\[(.*)\])?", spec)
+    if not m or m.group(1) not in known:
+        sys.exit(f"unknown server {spec!r}; known: {', '.join(known)}")
+    base = known[m.group(1)]
+    if not m.group(2):
+        return base
+    extra = dict(kv.split("=", 1) for kv in m.group(2).split(","))
+    variant = Server(spec, base.build_fn, base.command, lambda port, test: {**base.env(port, test), **extra}, base.routes)
+    return variant
+
+
+def prepare_stores(tests, percore_binary):
+    """Recreates and seeds the databases the chosen tests read."""
+    stores = {TESTS[t].store for t in tests} - {None}
+    if "pg" in stores:
+        log(f"-- seeding {PG_BENCH} with {USERS} users")
+        run(["psql", PG_ADMIN, "-qc", "DROP DATABASE IF EXISTS percore_bench WITH (FORCE)"])
+        run(["psql", PG_ADMIN, "-qc", "CREATE DATABASE percore_bench"])
+        migrate(percore_binary, {"DATABASE_URL": PG_BENCH})
+        run(["psql", PG_BENCH, "-qc", f"INSERT INTO users (name, email) SELECT 'User ' || g, 'user' || g || '@example.com' FROM generate_series(1, {USERS}) g", "-qc", "VACUUM ANALYZE users"])
+    if "sqlite" in stores:
+        import sqlite3
+
+        log(f"-- seeding {SQLITE_BENCH} with {USERS} users")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SQLITE_BENCH}{suffix}").unlink(missing_ok=True)
+        migrate(percore_binary, {"SQLITE_PATH": str(SQLITE_BENCH)})
+        with sqlite3.connect(SQLITE_BENCH) as db:
+            db.executemany("INSERT INTO users (name, email) VALUES (?, ?)", ((f"User {i}", f"user{i}@example.com") for i in range(1, USERS + 1)))
+
+
+def migrate(binary, store_env):
+    """Runs percore once against a store so its migrations create the schema."""
+    port = free_port()
+    env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), DEBUG_ADDR="", **store_env)
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if s.recv(64).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"percore did not become ready on {store_env}")
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def wait_for_port(port, timeout=10.0):
@@ -165,10 +240,12 @@ def parse_wrk(out):
     }
 
 
-def wrk_command(url, conns, depth, duration, layout):
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency"]
-    if depth > 1:
-        cmd += ["-s", str(PERF / "pipeline.lua"), url, "--", str(depth)]
+def wrk_command(url, test, duration, layout):
+    cmd = ["wrk", "-t2", f"-c{test.conns}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if test.depth > 1:
+        cmd += ["-s", str(PERF / "pipeline.lua"), url, "--", str(test.depth)]
+    elif test.script:
+        cmd += ["-s", str(PERF / test.script), url]
     else:
         cmd.append(url)
     if layout == "pinned":
@@ -176,23 +253,23 @@ def wrk_command(url, conns, depth, duration, layout):
     return cmd
 
 
-def measure(server, test, args):
-    path, conns, depth = TESTS[test]
+def measure(server, name, args):
+    test = TESTS[name]
     port = free_port()
     cmd = server.command(server.binary, port)
     if args.layout == "pinned":
         cmd = ["taskset", "-c", "0"] + cmd
     env = dict(os.environ)
-    env.update(server.env(port))
+    env.update(server.env(port, test))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_fd_limit)
     try:
         if not wait_for_port(port):
             raise RuntimeError(f"{server.name} did not start")
-        url = f"http://127.0.0.1:{port}{path}"
+        url = f"http://127.0.0.1:{port}{test.path}"
         if args.warmup > 0:
-            subprocess.run(wrk_command(url, conns, depth, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
+            subprocess.run(wrk_command(url, test, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
         before = cpu_seconds(proc.pid)
-        out = subprocess.run(wrk_command(url, conns, depth, args.duration, args.layout), capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
+        out = subprocess.run(wrk_command(url, test, args.duration, args.layout), capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
         used = cpu_seconds(proc.pid) - before
         result = parse_wrk(out)
         result["cpu_per_100k"] = used / result["requests"] * 100_000 if result["requests"] else float("nan")
@@ -228,11 +305,15 @@ def main():
 
     SCRATCH.mkdir(parents=True, exist_ok=True)
     known = servers()
-    chosen = [known[n] for n in args.servers.split(",")]
+    chosen = [server_named(known, n) for n in re.split(r",(?![^\[]*\])", args.servers)]
     tests = args.tests.split(",")
+    for t in tests:
+        if t not in TESTS:
+            sys.exit(f"unknown test {t!r}; known: {', '.join(TESTS)}")
     for s in chosen:
         s.build()
     active = [s for s in chosen if s.binary]
+    prepare_stores(tests, build_percore())
 
     results = {}  # (server, test) → list of runs
     for test in tests:
@@ -267,11 +348,11 @@ def render(results, tests, active, chosen, args):
         f"- layout: {args.layout}; wrk -t2, {args.duration} s runs after {args.warmup} s warm-up, median of {args.runs} interleaved runs, fresh process per run",
         f"- command: `python3 perf/bench.py --servers {args.servers} --tests {args.tests} --runs {args.runs} --duration {args.duration} --layout {args.layout}`",
         "",
-        "| test | server | req/s | vs percore | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs percore |",
+        f"| test | server | req/s | vs {active[0].name if active else 'percore'} | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs first |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for test in tests:
-        base = results.get(("percore", test))
+        base = results.get((active[0].name, test)) if active else None
         base_rps = median([r["rps"] for r in base]) if base else float("nan")
         base_cpu = median([r["cpu_per_100k"] for r in base]) if base else float("nan")
         for s in active:

@@ -89,7 +89,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "DB_POOL_SIZE",
         default: "auto",
-        help: "blocking database threads, one connection each; auto = 2 per worker",
+        help: "blocking database threads, one connection each; auto = workers + 1, at least 3",
     },
     Setting {
         name: "DB_QUEUE_DEPTH",

@@ -11,10 +11,14 @@
 //!    limits), no I/O.
 //! 4. [`router`] — (method, path) → route and parameters; 404 and 405 here.
 //! 5. [`handlers`] — in-core work, panics caught, deadlines enforced.
-//! 6. (database jobs: a bounded channel to a fixed pool of blocking threads)
-//! 7. (each pool thread owns its connection and prepared statements)
+//! 6. [`db::client`] — a database job sent over a bounded channel (full queue: 503 at
+//!    once, never block a core), its reply awaited without blocking;
+//! 7. [`db::pool`] — executed by a pool thread that owns its connection and prepared
+//!    statements ([`db::store`]); the jobs and their SQL live in [`db::jobs`].
 //! 8. [`http::response`] — response → bytes in the connection's out buffer (cached Date,
 //!    simd-json, canned errors), written once per read batch.
+//!
+//! The resources and their rules are in [`model`], JSON bodies are read in [`json`].
 //!
 //! Around it: [`config`] (environment → validated config), [`cpus`] (how many workers,
 //! where), [`driver`] (io_uring or epoll), [`server`] (start, signals, drain, exit) and
@@ -24,10 +28,13 @@ pub mod catch;
 pub mod clock;
 pub mod config;
 pub mod cpus;
+pub mod db;
 pub mod driver;
 pub mod handlers;
 pub mod http;
+pub mod json;
 pub mod logging;
+pub mod model;
 pub mod net;
 pub mod router;
 pub mod server;

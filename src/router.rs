@@ -18,6 +18,13 @@ pub enum Route {
     Health,
     Livez,
     Readyz,
+    /// `/api/v1/users`: list (GET), create (POST).
+    Users,
+    /// `/api/v1/users/{id}`: get, update (PATCH), delete.
+    User,
+    UserOrders,
+    UserPreferences,
+    UserSummary,
     Plaintext,
     Json,
     #[cfg(feature = "test-routes")]
@@ -40,6 +47,11 @@ impl Route {
             Route::Health => "/health",
             Route::Livez => "/livez",
             Route::Readyz => "/readyz",
+            Route::Users => "/api/v1/users",
+            Route::User => "/api/v1/users/{id}",
+            Route::UserOrders => "/api/v1/users/{id}/orders",
+            Route::UserPreferences => "/api/v1/users/{id}/preferences",
+            Route::UserSummary => "/api/v1/users/{id}/summary",
             Route::Plaintext => "/plaintext",
             Route::Json => "/json",
             #[cfg(feature = "test-routes")]
@@ -57,6 +69,7 @@ impl Route {
     /// timer, so in-core routes pay nothing for HANDLER_TIMEOUT.
     pub fn is_async(self) -> bool {
         match self {
+            Route::Users | Route::User | Route::UserOrders | Route::UserPreferences | Route::UserSummary => true,
             #[cfg(feature = "test-routes")]
             Route::TestSleep => true,
             _ => false,
@@ -71,6 +84,10 @@ struct Methods {
 }
 
 const GET: Methods = Methods { allowed: &[Method::Get, Method::Head], allow: "GET, HEAD" };
+const GET_POST: Methods = Methods { allowed: &[Method::Get, Method::Head, Method::Post], allow: "GET, HEAD, POST" };
+const GET_PUT: Methods = Methods { allowed: &[Method::Get, Method::Head, Method::Put], allow: "GET, HEAD, PUT" };
+const GET_PATCH_DELETE: Methods =
+    Methods { allowed: &[Method::Get, Method::Head, Method::Patch, Method::Delete], allow: "GET, HEAD, PATCH, DELETE" };
 #[cfg(feature = "test-routes")]
 const POST_PUT: Methods = Methods { allowed: &[Method::Post, Method::Put], allow: "POST, PUT" };
 
@@ -142,6 +159,8 @@ impl Router {
             b"/health" => (Route::Health, &GET, None),
             b"/livez" => (Route::Livez, &GET, None),
             b"/readyz" => (Route::Readyz, &GET, None),
+            b"/api/v1/users" => (Route::Users, &GET_POST, None),
+            _ if path.starts_with(b"/api/v1/users/") => return self.match_user(&path[b"/api/v1/users/".len()..]),
             b"/plaintext" if self.bench_routes => (Route::Plaintext, &GET, None),
             b"/json" if self.bench_routes => (Route::Json, &GET, None),
             #[cfg(feature = "test-routes")]
@@ -155,6 +174,24 @@ impl Router {
             _ => return None,
         };
         Some(found)
+    }
+}
+
+impl Router {
+    /// `{id}`, `{id}/orders`, `{id}/preferences`, `{id}/summary` under `/api/v1/users/`.
+    fn match_user<'p>(&self, rest: &'p [u8]) -> Option<(Route, &'static Methods, Option<&'p [u8]>)> {
+        let (id, tail) = match memchr::memchr(b'/', rest) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, &b""[..]),
+        };
+        let (route, methods) = match tail {
+            b"" => (Route::User, &GET_PATCH_DELETE),
+            b"/orders" => (Route::UserOrders, &GET_POST),
+            b"/preferences" => (Route::UserPreferences, &GET_PUT),
+            b"/summary" => (Route::UserSummary, &GET),
+            _ => return None,
+        };
+        Some((route, methods, Some(id)))
     }
 }
 
@@ -199,6 +236,33 @@ mod tests {
     }
 
     #[test]
+    fn api_routes_and_their_ids() {
+        let found = |route, id| Resolved::Found { route, id: Some(id) };
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users"), Resolved::Found { route: Route::Users, id: None });
+        assert_eq!(ALL.resolve(Method::Post, b"/api/v1/users"), Resolved::Found { route: Route::Users, id: None });
+        assert_eq!(ALL.resolve(Method::Patch, b"/api/v1/users/42"), found(Route::User, 42));
+        assert_eq!(ALL.resolve(Method::Delete, b"/api/v1/users/42"), found(Route::User, 42));
+        assert_eq!(ALL.resolve(Method::Post, b"/api/v1/users/7/orders"), found(Route::UserOrders, 7));
+        assert_eq!(ALL.resolve(Method::Put, b"/api/v1/users/7/preferences"), found(Route::UserPreferences, 7));
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/7/summary"), found(Route::UserSummary, 7));
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/abc"), Resolved::BadId);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/0/orders"), Resolved::BadId);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/-1"), Resolved::BadId);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/99999999999999999999"), Resolved::BadId);
+        assert_eq!(
+            ALL.resolve(Method::Post, b"/api/v1/users/abc"),
+            Resolved::MethodNotAllowed { allow: "GET, HEAD, PATCH, DELETE" }
+        );
+        assert_eq!(
+            ALL.resolve(Method::Delete, b"/api/v1/users"),
+            Resolved::MethodNotAllowed { allow: "GET, HEAD, POST" }
+        );
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/1/nope"), Resolved::NotFound);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/1/orders/"), Resolved::NotFound);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/"), Resolved::BadId);
+    }
+
+    #[test]
     fn ids() {
         assert_eq!(parse_id(b"1"), Some(1));
         assert_eq!(parse_id(b"9223372036854775807"), Some(i64::MAX));
@@ -211,9 +275,13 @@ mod tests {
 
     #[test]
     fn every_route_has_a_pattern_that_routes_back_to_it() {
-        let routes = [Route::Health, Route::Livez, Route::Readyz, Route::Plaintext, Route::Json];
+        let routes = [Route::Health, Route::Livez, Route::Readyz, Route::Users, Route::Plaintext, Route::Json];
         for route in routes {
             assert_eq!(ALL.resolve(Method::Get, route.pattern().as_bytes()), Resolved::Found { route, id: None });
+        }
+        for route in [Route::User, Route::UserOrders, Route::UserPreferences, Route::UserSummary] {
+            let path = route.pattern().replace("{id}", "5");
+            assert_eq!(ALL.resolve(Method::Get, path.as_bytes()), Resolved::Found { route, id: Some(5) });
         }
     }
 }

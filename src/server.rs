@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::cpus::{self, Machine};
+use crate::db::Pool;
 use crate::driver;
 use crate::net::listener;
 use crate::shutdown::Signals;
@@ -55,7 +56,9 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     let signals = Signals::block().map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
 
     let shutdown_timeout = config.shutdown_timeout;
-    let shared = Arc::new(Shared::new(config, choice.driver));
+    let db = Pool::start(&config, plan.workers()).map_err(|e| format!("cannot start the database pool: {e}"))?;
+    log::info!("store: {:?}, {} database threads", config.store, db.threads);
+    let shared = Arc::new(Shared::new(config, choice.driver, db));
     let (reports, inbox) = mpsc::channel();
     for (id, listener) in listeners.into_iter().enumerate() {
         let (shared, reports, cpu) = (shared.clone(), reports.clone(), plan.cpus[id]);

@@ -1,5 +1,5 @@
-//! What the workers share: the configuration, the chosen driver, the drain flag and the
-//! process-wide connection count.
+//! What the workers share: the configuration, the chosen driver, the database pool, the
+//! drain flag and the process-wide connection count.
 //!
 //! It is read-mostly. The request path touches none of it except the drain flag, and only
 //! through each worker's own copy ([`crate::worker::WorkerCtx::draining`]); the atomics
@@ -7,19 +7,23 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use std::sync::Arc;
+
 use crate::config::Config;
+use crate::db::Pool;
 use crate::driver::IoDriver;
 
 pub struct Shared {
     pub config: Config,
     pub driver: IoDriver,
+    pub db: Arc<Pool>,
     draining: AtomicBool,
     open_connections: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(config: Config, driver: IoDriver) -> Shared {
-        Shared { config, driver, draining: AtomicBool::new(false), open_connections: AtomicUsize::new(0) }
+    pub fn new(config: Config, driver: IoDriver, db: Arc<Pool>) -> Shared {
+        Shared { config, driver, db, draining: AtomicBool::new(false), open_connections: AtomicUsize::new(0) }
     }
 
     /// Set once by the signal handler thread; workers notice within one sweep tick.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use monoio::io::{CancelHandle, Canceller};
 use slab::Slab;
 
+use crate::db::DbClient;
 use crate::driver;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
@@ -40,6 +41,10 @@ pub struct WorkerCtx {
     pub draining: Cell<bool>,
     accept_canceller: RefCell<Canceller>,
     pub timeouts: Timeouts,
+    /// This worker's side of the database pool.
+    pub db: Rc<DbClient>,
+    /// simd-json's parse buffers, reused for every request body.
+    pub json_buffers: RefCell<simd_json::Buffers>,
 }
 
 /// The configured timeouts, copied out of the config for the connection loop.
@@ -70,6 +75,8 @@ impl WorkerCtx {
             conns: RefCell::new(Slab::new()),
             draining: Cell::new(false),
             accept_canceller: RefCell::new(Canceller::new()),
+            db: DbClient::new(shared.db.clone(), id),
+            json_buffers: RefCell::new(simd_json::Buffers::default()),
             shared,
         }
     }
@@ -118,6 +125,7 @@ pub fn run(id: usize, shared: Arc<Shared>, listener: StdListener, started: impl 
         let ctx = Rc::new(WorkerCtx::new(id, shared));
         started();
         monoio::spawn(sweeper(ctx.clone()));
+        monoio::spawn(ctx.db.clone().deliver_replies());
         accept_loop(ctx.clone(), listener).await;
         ctx.start_draining();
         while !ctx.conns.borrow().is_empty() {

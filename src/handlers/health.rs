@@ -1,8 +1,9 @@
 //! Health endpoints: /health (the article's), /livez and /readyz (Kubernetes probes).
 //!
-//! /livez answers while the process serves at all; /readyz stops answering 200 the moment
-//! the drain begins, so the endpoints controller takes the pod out of the Service before
-//! its connections are closed.
+//! /livez answers while the process serves at all; /readyz answers 200 only while the store
+//! answers (as the pool threads last saw it, checked at least every second) and stops the
+//! moment the drain begins, so the endpoints controller takes the pod out of the Service
+//! before its connections are closed.
 
 use serde::Serialize;
 
@@ -20,12 +21,17 @@ pub fn livez(reply: &mut Reply<'_>) {
 #[derive(Serialize)]
 struct Ready {
     status: &'static str,
+    store: &'static str,
 }
 
+/// 200 while the store answers and the server is not draining; else 503 saying which.
 pub fn readyz(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+    let pool = ctx.db.pool();
     if ctx.is_draining() {
         reply.error(503, "draining: the server is shutting down");
+    } else if !pool.health.is_up() {
+        reply.error(503, &pool.down_reason());
     } else {
-        reply.json(200, &Ready { status: "ready" }, &[]);
+        reply.json(200, &Ready { status: "ready", store: pool.store }, &[]);
     }
 }

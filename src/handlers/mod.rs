@@ -4,10 +4,14 @@
 //! route, the worker keeps serving) and, for routes that await, enforces HANDLER_TIMEOUT
 //! (503 with Retry-After). In-core routes complete in their first poll and get no timer.
 
+mod api;
 mod bench;
 mod health;
+mod orders;
+mod preferences;
 #[cfg(feature = "test-routes")]
 mod testing;
+mod users;
 
 use crate::catch::catch_unwind_future;
 use crate::http::request::Head;
@@ -28,6 +32,10 @@ pub struct RequestView<'r> {
 impl RequestView<'_> {
     pub fn query(&self) -> &[u8] {
         self.head.query(self.bytes)
+    }
+
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.head.content_type.map(|s| s.get(self.bytes))
     }
 }
 
@@ -66,11 +74,15 @@ pub async fn run(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mu
 }
 
 async fn dispatch(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
-    let _ = &req;
     match route {
         Route::Health => health::health(reply),
         Route::Livez => health::livez(reply),
         Route::Readyz => health::readyz(ctx, reply),
+        Route::Users => users::collection(ctx, req, reply).await,
+        Route::User => users::item(ctx, req, reply).await,
+        Route::UserOrders => orders::collection(ctx, req, reply).await,
+        Route::UserPreferences => preferences::item(ctx, req, reply).await,
+        Route::UserSummary => users::summary(ctx, req, reply).await,
         Route::Plaintext => bench::plaintext(reply),
         Route::Json => bench::json(reply),
         #[cfg(feature = "test-routes")]

@@ -66,7 +66,7 @@ fn two(out: &mut [u8], n: i64) {
 }
 
 /// Days since 1970-01-01 → (year, month 1-12, day 1-31). Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -138,6 +138,8 @@ pub struct Head {
     pub content_type: Option<Span>,
     pub request_id: Option<Span>,
     pub body: BodyLength,
+    /// The request declared a body (Content-Length, even 0, or Transfer-Encoding).
+    pub declared_body: bool,
     /// Length of the head; the body starts here.
     pub len: usize,
 }
@@ -498,6 +500,7 @@ fn parse_head(head: &[u8], limits: Limits) -> Result<Head, ParseError> {
         content_type,
         request_id,
         body,
+        declared_body: te.present || content_length.is_some(),
         len: head.len(),
     })
 }

@@ -160,6 +160,23 @@ impl<'a> Reply<'a> {
         match simd_json::serde::to_writer(&mut *scratch, value) {
             Ok(()) => self.send(status, JSON, &scratch, extra),
             Err(e) => {
+                drop(scratch);
+                log::error!("serializing a {status} response failed: {e}");
+                self.error(500, "response serialization failed");
+            }
+        }
+    }
+
+    /// A JSON body written by `write` into the reused scratch buffer (for bodies composed
+    /// of parts, such as stored JSON spliced into a serialized one).
+    pub fn json_with<E: std::fmt::Display>(&mut self, status: u16, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) {
+        let cell = self.scratch;
+        let mut scratch = cell.borrow_mut();
+        scratch.clear();
+        match write(&mut scratch) {
+            Ok(()) => self.send(status, JSON, &scratch, &[]),
+            Err(e) => {
+                drop(scratch);
                 log::error!("serializing a {status} response failed: {e}");
                 self.error(500, "response serialization failed");
             }

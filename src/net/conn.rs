@@ -28,6 +28,7 @@ use crate::http::date::DATE_LEN;
 use crate::http::request::{BodyLength, Method, ParseError, Parsed, Parser, Request};
 use crate::http::response::{Framing, Reply, CONTINUE};
 use crate::net::buffers::BUFFER_SIZE;
+use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
 use crate::router::Resolved;
 use crate::worker::WorkerCtx;
@@ -93,6 +94,8 @@ struct Conn<'a> {
 enum Next {
     Read,
     Close,
+    /// The client hung up while its request waited: close without writing.
+    Abandon,
 }
 
 impl Conn<'_> {
@@ -102,6 +105,9 @@ impl Conn<'_> {
                 return;
             }
             let next = self.answer().await;
+            if let Next::Abandon = next {
+                return;
+            }
             if !self.wbuf.is_empty() && !self.write_out().await {
                 return;
             }
@@ -181,10 +187,10 @@ impl Conn<'_> {
                     break;
                 }
                 Ok(Parsed::Complete(request)) => {
-                    let keep = self.respond(&request, start, &date).await;
+                    let outcome = self.respond(&request, start, &date).await;
                     start += request.len;
-                    if !keep {
-                        next = Next::Close;
+                    if !matches!(outcome, Next::Read) {
+                        next = outcome;
                         break;
                     }
                 }
@@ -223,8 +229,8 @@ impl Conn<'_> {
         }
     }
 
-    /// Answers one complete request. Returns whether the connection stays open.
-    async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN]) -> bool {
+    /// Answers one complete request, and says whether the connection goes on.
+    async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN]) -> Next {
         let ctx = self.ctx;
         let head = &request.head;
         let draining = ctx.is_draining();
@@ -241,7 +247,14 @@ impl Conn<'_> {
         match ctx.router.resolve(head.method, head.path(head_bytes)) {
             Resolved::Found { route, id } => {
                 let request = RequestView { head, bytes: head_bytes, body, id };
-                handlers::run(ctx, route, request, &mut reply).await;
+                if !route.is_async() {
+                    handlers::run(ctx, route, request, &mut reply).await;
+                } else if let Either::Right(()) =
+                    race(handlers::run(ctx, route, request, &mut reply), client_gone(&self.stream)).await
+                {
+                    log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, route.pattern());
+                    return Next::Abandon;
+                }
             }
             Resolved::NotFound => reply.error(404, "Not Found"),
             Resolved::MethodNotAllowed { allow } => {
@@ -251,7 +264,11 @@ impl Conn<'_> {
             Resolved::BadId => reply.error(400, "id: must be a positive integer"),
             Resolved::BadPath => reply.error(400, "path: malformed percent-encoding"),
         }
-        !reply.framing.close
+        if reply.framing.close {
+            Next::Close
+        } else {
+            Next::Read
+        }
     }
 
     /// Appends the response to a request that could not be parsed; the connection closes.

@@ -3,5 +3,6 @@
 
 pub mod buffers;
 pub mod conn;
+pub mod gone;
 pub mod listener;
 pub mod timeouts;

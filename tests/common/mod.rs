@@ -5,6 +5,9 @@
 //! allows it — otherwise the skip is printed loudly, and under CI=true it fails) and epoll.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,11 +37,56 @@ pub fn each_driver(env: &[(&str, &str)], test: impl Fn(&Server)) {
     }
 }
 
+/// The stores the API suite runs against.
+pub enum Store {
+    Sqlite,
+    Postgres(pg::TestDatabase),
+}
+
+impl Store {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Runs `test` against a fresh server (and fresh database) for every store and driver:
+/// SQLite always, PostgreSQL when it answers (required under CI).
+pub fn each_store(env: &[(&str, &str)], test: impl Fn(&Server, &Store)) {
+    for driver in drivers() {
+        let server = Server::start(driver, env);
+        server.wait_ready();
+        test(&server, &Store::Sqlite);
+        drop(server);
+        if let Some(db) = pg::TestDatabase::create() {
+            let url = db.url.clone();
+            let mut env = env.to_vec();
+            env.push(("DATABASE_URL", &url));
+            let server = Server::start(driver, &env);
+            server.wait_ready();
+            let store = Store::Postgres(db);
+            test(&server, &store);
+            drop(server);
+        }
+    }
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub driver: &'static str,
     logs: Arc<Mutex<String>>,
+    /// The SQLite file this server was given, removed when it stops.
+    sqlite: Option<std::path::PathBuf>,
+}
+
+/// A fresh SQLite path under the temp directory.
+pub fn temp_sqlite_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!("percore-test-{}-{}.db", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
 }
 
 impl Server {
@@ -57,6 +105,11 @@ impl Server {
             .env("IO_DRIVER", driver)
             .env("RUST_LOG", "info")
             .env("SHUTDOWN_TIMEOUT", "5s");
+        let has_store = env.iter().any(|(k, _)| ["DATABASE_URL", "SQLITE_PATH", "DB_HOST"].contains(k));
+        let sqlite = (!has_store).then(temp_sqlite_path);
+        if let Some(path) = &sqlite {
+            cmd.env("SQLITE_PATH", path);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -87,11 +140,16 @@ impl Server {
                 panic!("percore ({driver}) did not start:\n{}", logs.lock().unwrap());
             }
         };
-        let server = Server { child, addr, driver, logs };
+        let server = Server { child, addr, driver, logs, sqlite };
         let started = server.logs();
         let wanted = if driver == "auto" { "" } else { driver };
         assert!(started.contains(&format!(", {wanted}")), "the server must run the {driver} driver:\n{started}");
         server
+    }
+
+    /// The SQLite file this server uses, when the harness chose it.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite.as_deref()
     }
 
     pub fn logs(&self) -> String {
@@ -108,6 +166,19 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Waits until /readyz answers 200 (the store is connected), up to 10 s.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.get("/readyz");
+            if r.status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not ready after 10 s: {}\n{}", r.text(), self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -135,6 +206,12 @@ impl Server {
         Client::connect(self.addr)
     }
 
+    /// A request with an optional JSON body on a new connection.
+    pub fn call(&self, method: &str, path: &str, json: Option<&str>) -> Response {
+        let mut c = self.connect();
+        c.call(method, path, json).unwrap_or_else(|| panic!("no response to {method} {path} ({})", self.driver))
+    }
+
     /// One request on a new connection.
     pub fn get(&self, path: &str) -> Response {
         let mut c = self.connect();
@@ -156,6 +233,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(path) = &self.sqlite {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
     }
 }
 
@@ -194,6 +276,22 @@ impl Client {
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
         Client { stream, buf: Vec::new() }
+    }
+
+    /// Sends a request with an optional JSON body and reads its response.
+    pub fn call(&mut self, method: &str, path: &str, json: Option<&str>) -> Option<Response> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        if let Some(body) = json {
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        } else {
+            req.push_str("\r\n");
+        }
+        self.send(req.as_bytes());
+        if method == "HEAD" {
+            self.head_response()
+        } else {
+            self.response()
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

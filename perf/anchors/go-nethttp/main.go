@@ -1,17 +1,31 @@
-// The Go net/http anchor: the article's stack (stdlib net/http, encoding/json), serving
-// the same benchmark routes as percore. Built by perf/bench.py in GOPATH mode with
-// Debian's golang-go; nothing outside the standard library for these routes.
+// The Go net/http anchor: the article's stack (stdlib net/http, encoding/json,
+// database/sql with lib/pq, SetMaxOpenConns(25) as the article sets it), serving the same
+// benchmark routes as percore. Built by perf/bench.py in GOPATH mode with Debian's
+// golang-go and golang-github-lib-pq-dev.
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"log"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/lib/pq"
 )
 
 type message struct {
 	Message string `json:"message"`
+}
+
+type user struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 func main() {
@@ -34,6 +48,35 @@ func main() {
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("OK"))
 	})
+	if url := os.Getenv("DATABASE_URL"); url != "" {
+		db, err := sql.Open("postgres", url)
+		if err != nil {
+			log.Fatal(err)
+		}
+		// The article's pool settings.
+		db.SetMaxOpenConns(25)
+		db.SetMaxIdleConns(10)
+		db.SetConnMaxLifetime(5 * time.Minute)
+		mux.HandleFunc("/api/v1/users/", func(w http.ResponseWriter, r *http.Request) {
+			id, err := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/api/v1/users/"), 10, 64)
+			if err != nil || id <= 0 {
+				http.Error(w, `{"error":"bad id"}`, http.StatusBadRequest)
+				return
+			}
+			var u user
+			err = db.QueryRowContext(r.Context(), "SELECT id, name, email, created_at FROM users WHERE id = $1", id).Scan(&u.ID, &u.Name, &u.Email, &u.CreatedAt)
+			if err == sql.ErrNoRows {
+				http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+				return
+			} else if err != nil {
+				http.Error(w, `{"error":"database"}`, http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			body, _ := json.Marshal(u)
+			w.Write(body)
+		})
+	}
 	log.Printf("listening on %s", addr)
 	log.Fatal(http.ListenAndServe(addr, mux))
 }

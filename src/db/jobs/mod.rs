@@ -1,0 +1,123 @@
+//! ⑥⑦ The database jobs: what a handler can ask of the store, and how each runs on either
+//! store. One file per resource, each job's SQL beside it, for SQLite and Postgres.
+//!
+//! A [`Job`] is plain data sent by value through the pool's channel; its [`Output`] comes
+//! back the same way. No boxed closures, no per-job allocation beyond the strings a row
+//! carries.
+
+mod orders;
+mod preferences;
+mod users;
+
+use super::store::{Conn, StoreError};
+use crate::model::{Order, User};
+
+/// A page request for keyset pagination: rows with id > `after`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub after: i64,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Proves the connection works (readiness).
+    Ping,
+    ListUsers(Page),
+    CreateUser {
+        name: String,
+        email: String,
+    },
+    GetUser {
+        id: i64,
+    },
+    UpdateUser {
+        id: i64,
+        name: Option<String>,
+        email: Option<String>,
+    },
+    DeleteUser {
+        id: i64,
+    },
+    ListOrders {
+        user_id: i64,
+        page: Page,
+    },
+    CreateOrder {
+        user_id: i64,
+        item: String,
+        quantity: i32,
+        price_cents: i64,
+    },
+    /// The newest orders of a user, newest first (the summary).
+    RecentOrders {
+        user_id: i64,
+        limit: u32,
+    },
+    GetPreferences {
+        user_id: i64,
+    },
+    PutPreferences {
+        user_id: i64,
+        json: String,
+    },
+}
+
+impl Job {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Ping => "ping",
+            Job::ListUsers(_) => "list_users",
+            Job::CreateUser { .. } => "create_user",
+            Job::GetUser { .. } => "get_user",
+            Job::UpdateUser { .. } => "update_user",
+            Job::DeleteUser { .. } => "delete_user",
+            Job::ListOrders { .. } => "list_orders",
+            Job::CreateOrder { .. } => "create_order",
+            Job::RecentOrders { .. } => "recent_orders",
+            Job::GetPreferences { .. } => "get_preferences",
+            Job::PutPreferences { .. } => "put_preferences",
+        }
+    }
+}
+
+/// What a job produced. `None` where a row the job needed does not exist (404).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Done,
+    User(Option<User>),
+    /// A page, with one row more than asked when there is a next page.
+    Users(Vec<User>),
+    Deleted(bool),
+    Orders(Option<Vec<Order>>),
+    Order(Option<Order>),
+    /// The preferences object as JSON text; `None`: no such user.
+    Preferences(Option<String>),
+}
+
+/// Runs one job on a connection.
+pub fn run(conn: &mut Conn, job: Job) -> Result<Output, StoreError> {
+    match job {
+        Job::Ping => conn.ping().map(|()| Output::Done),
+        Job::ListUsers(page) => users::list(conn, page).map(Output::Users),
+        Job::CreateUser { name, email } => users::create(conn, &name, &email).map(|u| Output::User(Some(u))),
+        Job::GetUser { id } => users::get(conn, id).map(Output::User),
+        Job::UpdateUser { id, name, email } => {
+            users::update(conn, id, name.as_deref(), email.as_deref()).map(Output::User)
+        }
+        Job::DeleteUser { id } => users::delete(conn, id).map(Output::Deleted),
+        Job::ListOrders { user_id, page } => orders::list(conn, user_id, page).map(Output::Orders),
+        Job::CreateOrder { user_id, item, quantity, price_cents } => {
+            orders::create(conn, user_id, &item, quantity, price_cents).map(Output::Order)
+        }
+        Job::RecentOrders { user_id, limit } => orders::recent(conn, user_id, limit).map(|o| Output::Orders(Some(o))),
+        Job::GetPreferences { user_id } => preferences::get(conn, user_id).map(Output::Preferences),
+        Job::PutPreferences { user_id, json } => preferences::put(conn, user_id, &json).map(Output::Preferences),
+    }
+}
+
+/// Whether user `id` exists (orders and preferences answer 404 for an unknown user).
+fn user_exists(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
+    users::exists(conn, id)
+}

@@ -1,0 +1,94 @@
+//! Users: list (keyset), create, get, update, delete.
+
+use rusqlite::OptionalExtension;
+
+use super::Page;
+use crate::db::store::{Conn, ConnKind, StoreError};
+use crate::model::{Timestamp, User};
+
+fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User { id: r.get(0)?, name: r.get(1)?, email: r.get(2)?, created_at: Timestamp(r.get(3)?) })
+}
+
+fn from_pg(r: &postgres::Row) -> User {
+    User { id: r.get(0), name: r.get(1), email: r.get(2), created_at: Timestamp(r.get(3)) }
+}
+
+const LIST_SQLITE: &str = "SELECT id, name, email, created_at FROM users WHERE id > ?1 ORDER BY id LIMIT ?2";
+const LIST_PG: &str =
+    "SELECT id, name, email, extract(epoch FROM created_at)::bigint FROM users WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// One row more than the page, so the caller knows whether there is a next page.
+pub fn list(conn: &mut Conn, page: Page) -> Result<Vec<User>, StoreError> {
+    let fetch = page.limit as i64 + 1;
+    match &mut conn.kind {
+        ConnKind::Sqlite(c) => Ok(c
+            .prepare_cached(LIST_SQLITE)?
+            .query_map(rusqlite::params![page.after, fetch], from_sqlite)?
+            .collect::<Result<_, _>>()?),
+        ConnKind::Postgres(pg) => Ok(pg.query(LIST_PG, &[&page.after, &fetch])?.iter().map(from_pg).collect()),
+    }
+}
+
+const CREATE_SQLITE: &str = "INSERT INTO users (name, email) VALUES (?1, ?2) RETURNING id, name, email, created_at";
+const CREATE_PG: &str =
+    "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email, extract(epoch FROM created_at)::bigint";
+
+pub fn create(conn: &mut Conn, name: &str, email: &str) -> Result<User, StoreError> {
+    match &mut conn.kind {
+        ConnKind::Sqlite(c) => {
+            Ok(c.prepare_cached(CREATE_SQLITE)?.query_row(rusqlite::params![name, email], from_sqlite)?)
+        }
+        ConnKind::Postgres(pg) => {
+            let row = pg.query_opt(CREATE_PG, &[&name, &email])?;
+            row.map(|r| from_pg(&r)).ok_or_else(|| StoreError::Other("INSERT … RETURNING returned no row".into()))
+        }
+    }
+}
+
+const GET_SQLITE: &str = "SELECT id, name, email, created_at FROM users WHERE id = ?1";
+const GET_PG: &str = "SELECT id, name, email, extract(epoch FROM created_at)::bigint FROM users WHERE id = $1";
+
+pub fn get(conn: &mut Conn, id: i64) -> Result<Option<User>, StoreError> {
+    match &mut conn.kind {
+        ConnKind::Sqlite(c) => Ok(c.prepare_cached(GET_SQLITE)?.query_row([id], from_sqlite).optional()?),
+        ConnKind::Postgres(pg) => Ok(pg.query_opt(GET_PG, &[&id])?.map(|r| from_pg(&r))),
+    }
+}
+
+const EXISTS_SQLITE: &str = "SELECT 1 FROM users WHERE id = ?1";
+const EXISTS_PG: &str = "SELECT 1 FROM users WHERE id = $1";
+
+pub fn exists(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
+    match &mut conn.kind {
+        ConnKind::Sqlite(c) => Ok(c.prepare_cached(EXISTS_SQLITE)?.exists([id])?),
+        ConnKind::Postgres(pg) => Ok(pg.query_opt(EXISTS_PG, &[&id])?.is_some()),
+    }
+}
+
+// coalesce keeps a column when the patch leaves it out.
+const UPDATE_SQLITE: &str =
+    "UPDATE users SET name = coalesce(?2, name), email = coalesce(?3, email) WHERE id = ?1 RETURNING id, name, email, created_at";
+const UPDATE_PG: &str = "UPDATE users SET name = coalesce($2, name), email = coalesce($3, email) WHERE id = $1 \
+                         RETURNING id, name, email, extract(epoch FROM created_at)::bigint";
+
+pub fn update(conn: &mut Conn, id: i64, name: Option<&str>, email: Option<&str>) -> Result<Option<User>, StoreError> {
+    match &mut conn.kind {
+        ConnKind::Sqlite(c) => Ok(c
+            .prepare_cached(UPDATE_SQLITE)?
+            .query_row(rusqlite::params![id, name, email], from_sqlite)
+            .optional()?),
+        ConnKind::Postgres(pg) => Ok(pg.query_opt(UPDATE_PG, &[&id, &name, &email])?.map(|r| from_pg(&r))),
+    }
+}
+
+const DELETE_SQLITE: &str = "DELETE FROM users WHERE id = ?1";
+const DELETE_PG: &str = "DELETE FROM users WHERE id = $1";
+
+pub fn delete(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
+    let n = match &mut conn.kind {
+        ConnKind::Sqlite(c) => c.prepare_cached(DELETE_SQLITE)?.execute([id])? as u64,
+        ConnKind::Postgres(pg) => pg.execute(DELETE_PG, &[&id])?,
+    };
+    Ok(n > 0)
+}

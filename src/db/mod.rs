@@ -1,0 +1,64 @@
+//! ⑥⑦ The data layer: a fixed pool of blocking database threads, fed by one bounded channel.
+//!
+//! Database drivers block (rusqlite always, and the synchronous `postgres` client), and a
+//! blocked worker would stall every connection on its core. So a handler turns its work into
+//! a [`jobs::Job`] — plain data — and sends it over a bounded crossbeam channel to
+//! DB_POOL_SIZE threads `percore-db{N}`, each owning one connection and its prepared
+//! statements. A full channel is answered 503 at once: a core never waits for room.
+//!
+//! The way back ([`mailbox`]): each worker has a mailbox — a reply channel, a generation
+//! number per request slot and a waker. A pool thread pushes the reply and, only if the
+//! mailbox was not already flagged, wakes the worker's one delivery task through monoio's
+//! cross-thread waker (its `sync` feature: the waker is queued to the worker's runtime,
+//! which is unparked through its eventfd). The delivery task drains every reply that has
+//! arrived and wakes exactly the tasks they belong to, on their own core. So a burst of
+//! replies costs one cross-thread wake, not one per query; no thread, no channel and no
+//! boxed future is created per request — a request takes a slot in a per-worker slab.
+//!
+//! Abandoned work is skipped: when a request times out or its client goes away, its
+//! pending future is dropped, which bumps the slot's generation; a pool thread compares
+//! generations before running a job and skips stale ones.
+//!
+//! Failures: a connection older than DB_CONN_MAX_LIFETIME is replaced between jobs; a
+//! broken one is dropped, the job that met the failure is answered 503 (never retried — a
+//! write must not run twice), and the thread reconnects with backoff, answering 503 at once
+//! meanwhile. Readiness follows what the pool threads last saw ([`pool::StoreHealth`]).
+
+pub mod client;
+pub mod jobs;
+pub mod mailbox;
+pub mod migrations;
+pub mod pool;
+pub mod postgres;
+pub mod sqlite;
+pub mod store;
+
+use std::fmt;
+
+pub use client::DbClient;
+pub use jobs::{Job, Output, Page};
+pub use pool::Pool;
+
+/// Why a database call did not produce an output, as the HTTP layer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbError {
+    /// DB_QUEUE_DEPTH jobs are already waiting (503).
+    QueueFull,
+    /// The store cannot be reached, or the connection broke during this job (503).
+    Unavailable(String),
+    /// A unique constraint refused the write (409).
+    Conflict,
+    /// Anything else (500).
+    Internal(String),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::QueueFull => f.write_str("the database queue is full"),
+            DbError::Unavailable(why) => write!(f, "the store is unavailable: {why}"),
+            DbError::Conflict => f.write_str("conflict"),
+            DbError::Internal(why) => write!(f, "database error: {why}"),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The embedded store: a SQLite file in WAL mode, so `cargo run --release` serves the whole
+//! API with no other server. Readers run alongside the one writer; writers wait for each
+//! other up to the busy timeout instead of failing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::migrations::MIGRATIONS;
+use super::store::StoreError;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept per connection (every job's SQL fits).
+const STATEMENT_CACHE: usize = 64;
+
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Connection(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", "normal")?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies the missing migrations; `BEGIN IMMEDIATE` makes concurrent openers take turns.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS percore_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))")?;
+    let current: i64 = tx.query_row("SELECT coalesce(max(version), 0) FROM percore_schema", [], |r| r.get(0))?;
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.execute_batch(m.sqlite)
+            .map_err(|e| StoreError::Other(format!("migration {} ({}): {e}", m.version, m.name)))?;
+        tx.execute("INSERT INTO percore_schema (version, name) VALUES (?1, ?2)", rusqlite::params![m.version, m.name])?;
+        log::info!("sqlite: applied migration {} ({})", m.version, m.name);
+    }
+    tx.commit()?;
+    Ok(())
+}

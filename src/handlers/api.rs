@@ -1,0 +1,136 @@
+//! What every /api/v1 handler shares: reading a JSON body, reading a page, and turning
+//! database failures into the contract's statuses.
+
+use crate::db::{DbError, Output, Page};
+use crate::handlers::RequestView;
+use crate::http::query;
+use crate::http::response::Reply;
+use crate::json::{self, Body};
+use crate::worker::WorkerCtx;
+
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+
+/// Checks that a body was declared (411) and is JSON (415); then parses it as an object
+/// with only `allowed` keys (400 saying where it broke). On failure the reply is written
+/// and `None` returned.
+pub fn json_body<'b>(
+    ctx: &WorkerCtx,
+    req: &'b mut RequestView<'_>,
+    reply: &mut Reply<'_>,
+    allowed: &[&str],
+) -> Option<Body<'b>> {
+    if !accepts_body(req, reply) {
+        return None;
+    }
+    let mut buffers = ctx.json_buffers.borrow_mut();
+    match json::object(req.body, &mut buffers, allowed) {
+        Ok(body) => Some(body),
+        Err(message) => {
+            reply.error(400, &message);
+            None
+        }
+    }
+}
+
+/// 411 without a declared body, 415 unless `Content-Type: application/json`.
+pub fn accepts_body(req: &RequestView<'_>, reply: &mut Reply<'_>) -> bool {
+    if !req.head.declared_body {
+        reply.error(411, "a body is required: send Content-Length or Transfer-Encoding: chunked");
+        return false;
+    }
+    if !is_json(req.content_type()) {
+        reply.error(415, "Content-Type must be application/json");
+        return false;
+    }
+    true
+}
+
+/// `application/json`, any case, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&[u8]>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let media = ct.split(|&b| b == b';').next().unwrap_or(b"");
+    media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+}
+
+/// `?limit=N&after=ID`: limit 1–100 (default 20), after ≥ 0 (default 0). 400 on anything else.
+pub fn page(req: &RequestView<'_>, reply: &mut Reply<'_>) -> Option<Page> {
+    match parse_page(req.query()) {
+        Ok(page) => Some(page),
+        Err(message) => {
+            reply.error(400, message);
+            None
+        }
+    }
+}
+
+pub fn parse_page(q: &[u8]) -> Result<Page, &'static str> {
+    let number = |key: &str| -> Result<Option<i64>, ()> {
+        match query::get(q, key).map_err(|_| ())? {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .filter(|s| !s.starts_with('+'))
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or(()),
+        }
+    };
+    let limit = match number("limit") {
+        Ok(None) => DEFAULT_LIMIT,
+        Ok(Some(n)) if (1..=MAX_LIMIT as i64).contains(&n) => n as u32,
+        _ => return Err("limit: must be a whole number from 1 to 100"),
+    };
+    let after = match number("after") {
+        Ok(None) => 0,
+        Ok(Some(n)) if n >= 0 => n,
+        _ => return Err("after: must be an id (a whole number, 0 or more)"),
+    };
+    Ok(Page { after, limit })
+}
+
+/// The contract's status for a failed database call.
+pub fn db_error(ctx: &WorkerCtx, reply: &mut Reply<'_>, e: &DbError, conflict: &str) {
+    match e {
+        DbError::QueueFull => reply.error(503, "the database queue is full; retry shortly"),
+        DbError::Unavailable(_) => reply.error(503, &format!("store {} unavailable", ctx.db.pool().store)),
+        DbError::Conflict => reply.error(409, conflict),
+        DbError::Internal(why) => {
+            log::error!("worker {}: {why}", ctx.id);
+            reply.error(500, "Internal Server Error");
+        }
+    }
+}
+
+/// A job answered with an output of the wrong kind: a bug, logged and answered 500.
+pub fn unexpected(ctx: &WorkerCtx, reply: &mut Reply<'_>, output: &Output) {
+    log::error!("worker {}: unexpected database output {output:?}", ctx.id);
+    reply.error(500, "Internal Server Error");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        assert_eq!(parse_page(b""), Ok(Page { after: 0, limit: 20 }));
+        assert_eq!(parse_page(b"limit=100&after=5"), Ok(Page { after: 5, limit: 100 }));
+        assert_eq!(parse_page(b"limit=1"), Ok(Page { after: 0, limit: 1 }));
+        for bad in [&b"limit=0"[..], b"limit=101", b"limit=abc", b"limit=", b"limit=%zz", b"limit=+5"] {
+            assert!(parse_page(bad).unwrap_err().starts_with("limit"), "{bad:?}");
+        }
+        for bad in [&b"after=-1"[..], b"after=x", b"after=1.5"] {
+            assert!(parse_page(bad).unwrap_err().starts_with("after"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(Some(b"application/json")));
+        assert!(is_json(Some(b"Application/JSON; charset=utf-8")));
+        assert!(!is_json(Some(b"text/plain")));
+        assert!(!is_json(Some(b"application/jsonx")));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,161 @@
+//! /api/v1/users and /api/v1/users/{id}: list, create, get, update, delete — and the
+//! summary, whose three reads run at once.
+
+use serde::Serialize;
+
+use super::api::{self, db_error, unexpected};
+use super::RequestView;
+use crate::db::{Job, Output};
+use crate::http::request::Method;
+use crate::http::response::Reply;
+use crate::model::{self, Order, User};
+use crate::worker::WorkerCtx;
+
+const EMAIL_TAKEN: &str = "email: already taken";
+
+#[derive(Serialize)]
+struct UserPage<'a> {
+    users: &'a [User],
+    next_after: Option<i64>,
+}
+
+/// `/api/v1/users`: GET lists a page, POST creates.
+pub async fn collection(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+    if req.head.method == Method::Post {
+        return create(ctx, &mut req, reply).await;
+    }
+    let Some(page) = api::page(&req, reply) else { return };
+    match ctx.db.call(Job::ListUsers(page)).await {
+        Ok(Output::Users(mut users)) => {
+            let next_after = next_page(&mut users, page.limit, |u| u.id);
+            reply.json(200, &UserPage { users: &users, next_after }, &[]);
+        }
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, EMAIL_TAKEN),
+    }
+}
+
+/// Cuts the extra row a page query fetched; the id to continue after, if there is more.
+pub fn next_page<T>(rows: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Option<i64> {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
+async fn create(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>) {
+    let job = {
+        let Some(body) = api::json_body(ctx, req, reply, &["name", "email"]) else { return };
+        let fields = body.required_str("name").and_then(|n| Ok((n, body.required_str("email")?)));
+        let (name, email) = match fields {
+            Ok(f) => f,
+            Err(message) => return reply.error(400, &message),
+        };
+        match (model::valid_name(name), model::valid_email(email)) {
+            (Ok(name), Ok(email)) => Job::CreateUser { name: name.to_owned(), email: email.to_owned() },
+            (Err(e), _) | (_, Err(e)) => return reply.error(400, &e.to_string()),
+        }
+    };
+    match ctx.db.call(job).await {
+        Ok(Output::User(Some(user))) => {
+            let location = format!("/api/v1/users/{}", user.id);
+            reply.json(201, &user, &[("Location", location.as_bytes())]);
+        }
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, EMAIL_TAKEN),
+    }
+}
+
+/// `/api/v1/users/{id}`: GET, PATCH, DELETE.
+pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let id = req.id.unwrap_or_default();
+    let job = match req.head.method {
+        Method::Patch => match patch(ctx, &mut req, reply, id) {
+            Some(job) => job,
+            None => return,
+        },
+        Method::Delete => Job::DeleteUser { id },
+        _ => Job::GetUser { id },
+    };
+    match ctx.db.call(job).await {
+        Ok(Output::User(Some(user))) => reply.json(200, &user, &[]),
+        Ok(Output::User(None)) | Ok(Output::Deleted(false)) => reply.error(404, &format!("user {id} not found")),
+        Ok(Output::Deleted(true)) => reply.empty(204, &[]),
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, EMAIL_TAKEN),
+    }
+}
+
+/// The update job for a PATCH body with `name` and/or `email`.
+fn patch(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>, id: i64) -> Option<Job> {
+    let body = api::json_body(ctx, req, reply, &["name", "email"])?;
+    let fields = body.str("name").and_then(|n| Ok((n, body.str("email")?)));
+    let (name, email) = match fields {
+        Ok((None, None)) => {
+            reply.error(400, "body: expected name, email or both");
+            return None;
+        }
+        Ok(f) => f,
+        Err(message) => {
+            reply.error(400, &message);
+            return None;
+        }
+    };
+    let name = name.map(model::valid_name).transpose();
+    let email = email.map(model::valid_email).transpose();
+    match (name, email) {
+        (Ok(name), Ok(email)) => {
+            Some(Job::UpdateUser { id, name: name.map(str::to_owned), email: email.map(str::to_owned) })
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            reply.error(400, &e.to_string());
+            None
+        }
+    }
+}
+
+/// The summary's orders: the newest ten.
+const SUMMARY_ORDERS: u32 = 10;
+
+/// `/api/v1/users/{id}/summary`: details, newest orders and preferences, read at once on
+/// three pool threads, so the latency is the slowest read, not the sum.
+pub async fn summary(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let id = req.id.unwrap_or_default();
+    let submitted = ctx.db.submit(Job::GetUser { id }).and_then(|details| {
+        let orders = ctx.db.submit(Job::RecentOrders { user_id: id, limit: SUMMARY_ORDERS })?;
+        let preferences = ctx.db.submit(Job::GetPreferences { user_id: id })?;
+        Ok((details, orders, preferences))
+    });
+    let (details, orders, preferences) = match submitted {
+        Ok(pending) => pending,
+        Err(e) => return db_error(ctx, reply, &e, ""),
+    };
+    let (details, orders, preferences) = (details.await, orders.await, preferences.await);
+    match (details, orders, preferences) {
+        (Ok(Output::User(Some(user))), Ok(Output::Orders(Some(orders))), Ok(Output::Preferences(Some(prefs)))) => {
+            reply.json_with(200, |out| write_summary(out, &user, &orders, &prefs));
+        }
+        (Ok(Output::User(None)), _, _) => reply.error(404, &format!("user {id} not found")),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => db_error(ctx, reply, &e, ""),
+        // The user was deleted between the reads.
+        (_, _, Ok(Output::Preferences(None))) | (_, Ok(Output::Orders(None)), _) => {
+            reply.error(404, &format!("user {id} not found"))
+        }
+        (other, _, _) => unexpected(ctx, reply, &other.unwrap_or(Output::Done)),
+    }
+}
+
+/// `{"details":…,"orders":[…],"preferences":{…}}`, with the stored preferences JSON
+/// spliced in as it is.
+fn write_summary(out: &mut Vec<u8>, user: &User, orders: &[Order], preferences: &str) -> Result<(), simd_json::Error> {
+    out.extend_from_slice(b"{\"details\":");
+    simd_json::serde::to_writer(&mut *out, user)?;
+    out.extend_from_slice(b",\"orders\":");
+    simd_json::serde::to_writer(&mut *out, orders)?;
+    out.extend_from_slice(b",\"preferences\":");
+    out.extend_from_slice(preferences.as_bytes());
+    out.push(b'}');
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The API's resources and the rules their fields obey.
+//!
+//! Validation lives here, next to the types, as pure functions whose errors name the field
+//! (`email: must contain one '@'`), so the HTTP layer only turns them into 400s.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// Seconds since the Unix epoch, serialized as RFC 3339 UTC: `2026-01-02T03:04:05Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn rfc3339(self) -> [u8; 20] {
+        let (days, secs) = (self.0.div_euclid(86_400), self.0.rem_euclid(86_400));
+        let (y, m, d) = crate::http::date::civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let y = y.clamp(0, 9999);
+        for (i, n) in [
+            (0, y / 100),
+            (2, y % 100),
+            (5, m as i64),
+            (8, d as i64),
+            (11, secs / 3600),
+            (14, secs / 60 % 60),
+            (17, secs % 60),
+        ] {
+            out[i] = b'0' + (n / 10) as u8;
+            out[i + 1] = b'0' + (n % 10) as u8;
+        }
+        out
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = self.rfc3339();
+        s.serialize_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00Z"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Order {
+    pub id: i64,
+    pub user_id: i64,
+    pub item: String,
+    pub quantity: i32,
+    pub price_cents: i64,
+    pub created_at: Timestamp,
+}
+
+/// A field that broke a rule: `{field}: {message}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn invalid(field: &'static str, message: &'static str) -> FieldError {
+    FieldError { field, message }
+}
+
+/// 1–100 characters after trimming, no control characters. Returns the trimmed name.
+pub fn valid_name(raw: &str) -> Result<&str, FieldError> {
+    text("name", raw, 100, "must be 1 to 100 characters")
+}
+
+/// An order's item: 1–200 characters after trimming, no control characters.
+pub fn valid_item(raw: &str) -> Result<&str, FieldError> {
+    text("item", raw, 200, "must be 1 to 200 characters")
+}
+
+fn text<'a>(field: &'static str, raw: &'a str, max: usize, length: &'static str) -> Result<&'a str, FieldError> {
+    let s = raw.trim();
+    let chars = s.chars().count();
+    if chars == 0 || chars > max {
+        return Err(invalid(field, length));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(s)
+}
+
+/// At most 254 characters, exactly one `@`, a non-empty local part and a dotted domain,
+/// no whitespace or control characters. Returns the trimmed address.
+pub fn valid_email(raw: &str) -> Result<&str, FieldError> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(invalid("email", "must not be empty"));
+    }
+    if s.chars().count() > 254 {
+        return Err(invalid("email", "must be at most 254 characters"));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("email", "must not contain spaces or control characters"));
+    }
+    let (local, domain) = match s.split_once('@') {
+        None => return Err(invalid("email", "must contain '@'")),
+        Some((_, d)) if d.contains('@') => return Err(invalid("email", "must contain only one '@'")),
+        Some(parts) => parts,
+    };
+    if local.is_empty() {
+        return Err(invalid("email", "needs a name before '@'"));
+    }
+    let dotted = domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains("..");
+    if !dotted {
+        return Err(invalid("email", "needs a domain like example.com after '@'"));
+    }
+    Ok(s)
+}
+
+/// An order's quantity: a whole number from 1 to 2³¹−1.
+pub fn valid_quantity(n: Option<i64>) -> Result<i32, FieldError> {
+    n.filter(|&q| q >= 1)
+        .and_then(|q| i32::try_from(q).ok())
+        .ok_or(invalid("quantity", "must be a whole number from 1 to 2147483647"))
+}
+
+/// An order's price in cents: a whole number ≥ 0.
+pub fn valid_price_cents(n: Option<i64>) -> Result<i64, FieldError> {
+    n.filter(|&p| p >= 0).ok_or(invalid("price_cents", "must be a whole number of cents, 0 or more"))
+}
+
+/// Largest preferences object, in bytes of JSON as sent.
+pub const MAX_PREFERENCES_BYTES: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(&Timestamp(0).rfc3339(), b"1970-01-01T00:00:00Z");
+        assert_eq!(&Timestamp(1_767_323_045).rfc3339(), b"2026-01-02T03:04:05Z");
+        let user =
+            User { id: 1, name: "Ada".into(), email: "ada@example.com".into(), created_at: Timestamp(1_767_323_045) };
+        assert_eq!(
+            simd_json::serde::to_string(&user).unwrap(),
+            r#"{"id":1,"name":"Ada","email":"ada@example.com","created_at":"2026-01-02T03:04:05Z"}"#
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(valid_name("  Ada  "), Ok("Ada"));
+        assert_eq!(valid_name(&"é".repeat(100)).map(|s| s.chars().count()), Ok(100));
+        for bad in ["", "   ", &"a".repeat(101), "a\u{0}b", "line\nbreak"] {
+            let e = valid_name(bad).unwrap_err();
+            assert_eq!(e.field, "name", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(valid_email(" ada@example.com "), Ok("ada@example.com"));
+        assert_eq!(valid_email("a.b+c@sub.example.co.uk"), Ok("a.b+c@sub.example.co.uk"));
+        let cases = [
+            ("", "must not be empty"),
+            ("ada.example.com", "must contain '@'"),
+            ("a@b@example.com", "only one '@'"),
+            ("@example.com", "a name before"),
+            ("ada@localhost", "domain"),
+            ("ada@.example.com", "domain"),
+            ("ada@example.com.", "domain"),
+            ("ada@example..com", "domain"),
+            ("a da@example.com", "spaces"),
+        ];
+        for (bad, why) in cases {
+            let e = valid_email(bad).unwrap_err();
+            assert!(e.field == "email" && e.to_string().contains(why), "{bad:?} → {e}");
+        }
+        let long = format!("{}@example.com", "a".repeat(243));
+        assert_eq!(long.len(), 255);
+        assert!(valid_email(&long).unwrap_err().message.contains("254"));
+        assert!(valid_email(&long[1..]).is_ok());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(valid_quantity(Some(1)), Ok(1));
+        assert!(valid_quantity(Some(0)).is_err());
+        assert!(valid_quantity(None).is_err());
+        assert!(valid_quantity(Some(1 << 31)).is_err());
+        assert_eq!(valid_price_cents(Some(0)), Ok(0));
+        assert!(valid_price_cents(Some(-1)).is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! The data layer under stress and failure: migrations with replicas, a store that is
+//! down, stopped and started, slow, full, broken — on both drivers.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::pg::{PrivateCluster, TestDatabase};
+use common::proxy::DelayProxy;
+use common::{drivers, Server};
+use simd_json::prelude::*;
+
+fn pg_upstream() -> SocketAddr {
+    let url = common::pg::admin_url();
+    let hostport = url.split('@').nth(1).unwrap_or("127.0.0.1:5432").split('/').next().unwrap();
+    hostport.parse().unwrap_or_else(|_| "127.0.0.1:5432".parse().unwrap())
+}
+
+/// `db`'s URL, but through `proxy`.
+fn via(proxy: &DelayProxy, db: &TestDatabase) -> String {
+    let name = db.url.rsplit('/').next().unwrap();
+    format!("postgres://postgres@{}/{name}", proxy.addr)
+}
+
+fn create(s: &Server, email: &str) -> common::Response {
+    s.call("POST", "/api/v1/users", Some(&format!(r#"{{"name":"N","email":"{email}"}}"#)))
+}
+
+fn users_with_email(db: &TestDatabase, email: &str) -> i64 {
+    db.client().query_one("SELECT count(*) FROM users WHERE email = $1", &[&email]).unwrap().get(0)
+}
+
+#[test]
+fn pool_threads_are_named() {
+    let s = Server::start(drivers()[0], &[("DB_POOL_SIZE", "3")]);
+    s.wait_ready();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_owned())
+        .collect();
+    for n in ["percore-db0", "percore-db1", "percore-db2"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|x| x == "percore-db3"));
+}
+
+#[test]
+fn replicas_starting_at_once_migrate_exactly_once() {
+    let versions = percore::db::migrations::MIGRATIONS.len() as i64;
+    // Postgres: three servers, one fresh database, started together.
+    if let Some(db) = TestDatabase::create() {
+        let servers: Vec<Server> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                (0..3).map(|_| scope.spawn(|| Server::start(drivers()[0], &[("DATABASE_URL", &db.url)]))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for s in &servers {
+            s.wait_ready();
+        }
+        let rows = db.client().query("SELECT version FROM percore_schema ORDER BY version", &[]).unwrap();
+        let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(got, (1..=versions).collect::<Vec<_>>());
+        let applied = servers.iter().map(|s| s.logs().matches("applied migration").count()).sum::<usize>();
+        assert_eq!(applied, versions as usize, "each migration applied once in all");
+        drop(servers);
+        // A restart on the migrated database applies nothing.
+        let again = Server::start(drivers()[0], &[("DATABASE_URL", &db.url)]);
+        again.wait_ready();
+        assert!(!again.logs().contains("applied migration"), "{}", again.logs());
+    }
+    // SQLite: three servers on one file.
+    let path = common::temp_sqlite_path();
+    let path_str = path.display().to_string();
+    let servers: Vec<Server> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            (0..3).map(|_| scope.spawn(|| Server::start(drivers()[0], &[("SQLITE_PATH", &path_str)]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for s in &servers {
+        s.wait_ready();
+    }
+    let applied = servers.iter().map(|s| s.logs().matches("applied migration").count()).sum::<usize>();
+    assert_eq!(applied, versions as usize);
+    let r = create(&servers[0], "shared@example.com");
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_i64().unwrap();
+    assert_eq!(servers[2].get(&format!("/api/v1/users/{id}")).status, 200, "one file, seen by all");
+    drop(servers);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path_str}{suffix}"));
+    }
+}
+
+#[test]
+fn a_store_that_is_down_at_start() {
+    let closed = common::pg::free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{closed}/nothing");
+    for driver in drivers() {
+        let s = Server::start(driver, &[("DATABASE_URL", &url)]);
+        assert_eq!(s.get("/health").status, 200, "the server starts anyway");
+        let ready = s.get("/readyz");
+        assert_eq!(ready.status, 503);
+        assert!(ready.json()["message"].as_str().unwrap().contains("postgres"), "names the store: {}", ready.text());
+        for _ in 0..5 {
+            let began = Instant::now();
+            let r = s.get("/api/v1/users/1");
+            assert_eq!((r.status, r.header("retry-after")), (503, Some("1")), "{}", r.text());
+            assert!(began.elapsed() < Duration::from_secs(1), "503 within a second, not a hang: {:?}", began.elapsed());
+        }
+    }
+}
+
+#[test]
+fn postgres_stopped_and_started_again_recovers_without_a_restart() {
+    let Some(cluster) = PrivateCluster::create() else { return };
+    for driver in drivers() {
+        let s = Server::start(driver, &[("DATABASE_URL", &cluster.url()), ("DB_POOL_SIZE", "2")]);
+        s.wait_ready();
+        let r = create(&s, &format!("before-{driver}@example.com"));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_i64().unwrap();
+
+        cluster.stop();
+        for _ in 0..5 {
+            let began = Instant::now();
+            let r = s.get(&format!("/api/v1/users/{id}"));
+            assert_eq!(r.status, 503, "store down ({driver}): {}", r.text());
+            assert!(began.elapsed() < Duration::from_secs(1), "{:?}", began.elapsed());
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.get("/readyz").status != 503 {
+            assert!(Instant::now() < deadline, "readiness follows the store");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        cluster.start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = s.get(&format!("/api/v1/users/{id}"));
+            if r.status == 200 && s.get("/readyz").status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "recovered without a restart ({driver}): {}\n{}", r.text(), s.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(create(&s, &format!("after-{driver}@example.com")).status, 201);
+    }
+}
+
+#[test]
+fn summary_reads_run_concurrently() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(150));
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let s = Server::start(driver, &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "3")]);
+        s.wait_ready();
+        let id = create(&s, &format!("fan-{driver}@example.com")).json()["id"].as_i64().unwrap();
+        // Warm up: every pool thread prepares its statements.
+        for _ in 0..6 {
+            assert_eq!(s.get(&format!("/api/v1/users/{id}/summary")).status, 200);
+        }
+        let timed = |path: &str| {
+            let began = Instant::now();
+            assert_eq!(s.get(path).status, 200);
+            began.elapsed()
+        };
+        let single = (0..3).map(|_| timed(&format!("/api/v1/users/{id}"))).min().unwrap();
+        let summary = (0..3).map(|_| timed(&format!("/api/v1/users/{id}/summary"))).min().unwrap();
+        assert!(single >= Duration::from_millis(150), "the store is slow: {single:?}");
+        assert!(
+            summary < single * 2,
+            "three reads at once take about one read: summary {summary:?}, one read {single:?} ({driver})"
+        );
+    }
+}
+
+#[test]
+fn a_full_queue_answers_503_at_once() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(200));
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let s = Server::start(driver, &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "1"), ("DB_QUEUE_DEPTH", "2")]);
+        s.wait_ready();
+        let results: Vec<(u16, Option<String>, Duration)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..12)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let began = Instant::now();
+                        let r = s.get("/api/v1/users/999999");
+                        (r.status, r.header("retry-after").map(str::to_owned), began.elapsed())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let shed: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+        assert!(!shed.is_empty(), "a queue of 2 cannot hold 12 ({driver}): {results:?}");
+        for (_, retry, took) in &shed {
+            assert_eq!(retry.as_deref(), Some("1"));
+            assert!(*took < Duration::from_millis(150), "shed at once, not after waiting: {took:?}");
+        }
+        assert!(results.iter().any(|r| r.0 == 404), "the queued ones are served: {results:?}");
+    }
+}
+
+/// One pool thread kept busy by slow reads, so a write queued behind them waits.
+fn busy_pool(url: &str, driver: &'static str, env: &[(&str, &str)]) -> Server {
+    let mut all = vec![("DATABASE_URL", url), ("DB_POOL_SIZE", "1")];
+    all.extend_from_slice(env);
+    let s = Server::start(driver, &all);
+    s.wait_ready();
+    // Prepare the statements the test uses, so each job is one slow round trip (a first
+    // run may outlast a short HANDLER_TIMEOUT; the pool finishes it anyway).
+    for i in 0..2 {
+        create(&s, &format!("warm{i}-{}@example.com", s.pid()));
+        s.get("/api/v1/users/999999");
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    s
+}
+
+fn occupy(s: &Server, clients: usize) -> Vec<common::Client> {
+    (0..clients)
+        .map(|_| {
+            let mut c = s.connect();
+            c.send(b"GET /api/v1/users/999999 HTTP/1.1\r\nHost: t\r\n\r\n");
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn a_write_whose_request_timed_out_is_skipped_not_run() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(300));
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let s = busy_pool(&url, driver, &[("HANDLER_TIMEOUT", "500ms")]);
+        let _busy = occupy(&s, 3);
+        std::thread::sleep(Duration::from_millis(20));
+        let email = format!("late-{driver}@example.com");
+        let r = create(&s, &email);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.text().contains("HANDLER_TIMEOUT"));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(users_with_email(&db, &email), 0, "the timed-out write must not run ({driver})");
+    }
+}
+
+#[test]
+fn a_write_whose_client_left_is_skipped_not_run() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(300));
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let s = busy_pool(&url, driver, &[]);
+        let _busy = occupy(&s, 3);
+        std::thread::sleep(Duration::from_millis(20));
+        let email = format!("gone-{driver}@example.com");
+        let mut c = s.connect();
+        let body = format!(r#"{{"name":"N","email":"{email}"}}"#);
+        c.send(format!("POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+        drop(c);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(users_with_email(&db, &email), 0, "the abandoned write must not run ({driver})");
+        // The control: the same write from a client that waits does run.
+        assert_eq!(create(&s, &email).status, 201);
+        assert_eq!(users_with_email(&db, &email), 1);
+    }
+}
+
+#[test]
+fn a_broken_connection_answers_503_without_retrying_then_reconnects() {
+    let Some(db) = TestDatabase::create() else { return };
+    for driver in drivers() {
+        let s = Server::start(driver, &[("DATABASE_URL", &db.url), ("DB_POOL_SIZE", "1")]);
+        s.wait_ready();
+        assert_eq!(s.get("/api/v1/users/999999").status, 404);
+        let name = db.url.rsplit('/').next().unwrap().to_owned();
+        let killed: i64 = db
+            .client()
+            .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'percore' AND datname = $1", &[&name])
+            .unwrap()
+            .get(0);
+        assert_eq!(killed, 1);
+        let email = format!("broken-{driver}@example.com");
+        let r = create(&s, &email);
+        assert_eq!(r.status, 503, "the job that met the broken connection ({driver}): {}", r.text());
+        assert_eq!(users_with_email(&db, &email), 0, "and it was not retried");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = create(&s, &email);
+            if r.status == 201 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "reconnects: {}", r.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(users_with_email(&db, &email), 1);
+    }
+}
+
+#[test]
+fn connections_older_than_their_lifetime_are_replaced() {
+    let Some(db) = TestDatabase::create() else { return };
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let backends = || -> Vec<i32> {
+        let rows = db
+            .client()
+            .query("SELECT pid FROM pg_stat_activity WHERE application_name = 'percore' AND datname = $1", &[&name])
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    };
+    let s = Server::start(
+        drivers()[0],
+        &[("DATABASE_URL", &db.url), ("DB_POOL_SIZE", "1"), ("DB_CONN_MAX_LIFETIME", "1s")],
+    );
+    s.wait_ready();
+    let first = backends();
+    assert_eq!(first.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(s.get("/api/v1/users/999999").status, 404);
+        let now = backends();
+        if now.len() == 1 && now != first {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the connection was not replaced: {first:?} → {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
