@@ -56,9 +56,8 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     let signals = Signals::block().map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
 
     let shutdown_timeout = config.shutdown_timeout;
-    let db = Pool::start(&config, plan.workers()).map_err(|e| format!("cannot start the database pool: {e}"))?;
-    log::info!("store: {:?}, {} database threads", config.store, db.threads);
-    let shared = Arc::new(Shared::new(config, choice.driver, db));
+    let (db, db_queue) = Pool::new(&config, plan.workers());
+    let shared = Arc::new(Shared::new(config, choice.driver, db.clone()));
     let (reports, inbox) = mpsc::channel();
     for (id, listener) in listeners.into_iter().enumerate() {
         let (shared, reports, cpu) = (shared.clone(), reports.clone(), plan.cpus[id]);
@@ -89,6 +88,8 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
             Err(_) => return Err("the workers stopped during start-up".to_owned()),
         }
     }
+    db.spawn_threads(db_queue, &shared.config).map_err(|e| format!("cannot start the database pool: {e}"))?;
+    log::info!("store: {:?}, {} database threads", shared.config.store, db.threads);
     log::info!(
         "percore {} started in {:.1} ms: {}, {}",
         env!("CARGO_PKG_VERSION"),

@@ -2,7 +2,7 @@
 //! time without sleeping while any wait, runs the ones still wanted and sends each reply
 //! home.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,30 +23,27 @@ const IDLE_PING: Duration = Duration::from_secs(1);
 
 /// What the pool threads last saw of the store, for /readyz.
 pub struct StoreHealth {
-    up: AtomicBool,
+    /// Pool threads holding a working connection right now.
+    connected: AtomicUsize,
     last_error: Mutex<String>,
 }
 
 impl StoreHealth {
     fn new() -> StoreHealth {
-        StoreHealth { up: AtomicBool::new(false), last_error: Mutex::new("not connected yet".into()) }
+        StoreHealth { connected: AtomicUsize::new(0), last_error: Mutex::new("not connected yet".into()) }
     }
 
+    /// Up while at least one pool thread holds a working connection.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.connected.load(Ordering::Relaxed) > 0
     }
 
     pub fn last_error(&self) -> String {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn up(&self) {
-        self.up.store(true, Ordering::Relaxed);
-    }
-
-    fn down(&self, why: &str) {
+    fn failed(&self, why: &str) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why.to_owned();
-        self.up.store(false, Ordering::Relaxed);
     }
 }
 
@@ -61,9 +58,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts the pool threads. Connecting happens on them, so a store that is down does
-    /// not stop the server from starting; /readyz says so instead.
-    pub fn start(config: &Config, workers: usize) -> std::io::Result<Arc<Pool>> {
+    /// The pool's channel and mailboxes, without its threads yet: the workers can be built
+    /// (and start serving) first, then [`Pool::spawn_threads`] starts the database side.
+    pub fn new(config: &Config, workers: usize) -> (Arc<Pool>, Receiver<Envelope>) {
         let threads = config.db_pool_size.unwrap_or(default_pool_size(workers));
         let (jobs, queue) = crossbeam_channel::bounded(config.db_queue_depth);
         let slots = config.db_queue_depth + threads;
@@ -77,14 +74,20 @@ impl Pool {
             },
             threads,
         });
-        for id in 0..threads {
+        (pool, queue)
+    }
+
+    /// Starts the pool threads. Connecting happens on them, so a store that is down does
+    /// not stop the server from starting; /readyz says so instead.
+    pub fn spawn_threads(self: &Arc<Self>, queue: Receiver<Envelope>, config: &Config) -> std::io::Result<()> {
+        for id in 0..self.threads {
             let (pool, queue, store, lifetime) =
-                (pool.clone(), queue.clone(), config.store.clone(), config.db_conn_max_lifetime);
+                (self.clone(), queue.clone(), config.store.clone(), config.db_conn_max_lifetime);
             std::thread::Builder::new()
                 .name(format!("percore-db{id}"))
                 .spawn(move || run(&pool, &queue, &store, lifetime))?;
         }
-        Ok(pool)
+        Ok(())
     }
 
     /// The message /readyz gives while the store is down.
@@ -109,7 +112,7 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
     loop {
         if conn.as_ref().is_some_and(|c| c.opened.elapsed() >= lifetime) {
             log::debug!("{}: replacing a connection older than DB_CONN_MAX_LIFETIME", thread_name());
-            conn = None;
+            drop_conn(pool, &mut conn);
             next_attempt = Instant::now();
         }
         if conn.is_none() && Instant::now() >= next_attempt {
@@ -118,26 +121,29 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
                     if !pool.health.is_up() {
                         log::info!("{}: connected to {}", thread_name(), pool.store);
                     }
-                    pool.health.up();
+                    pool.health.connected.fetch_add(1, Ordering::Relaxed);
                     conn = Some(c);
                     backoff = FIRST_BACKOFF;
                 }
                 Err(e) => {
-                    if pool.health.is_up() || backoff == FIRST_BACKOFF {
+                    // Once per outage, not once per attempt.
+                    if backoff == FIRST_BACKOFF {
                         log::warn!("{}: cannot connect to {}: {e}", thread_name(), pool.store);
                     }
-                    pool.health.down(&e.to_string());
+                    pool.health.failed(&e.to_string());
                     next_attempt = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
 
-        let wait = if conn.is_some() {
-            IDLE_PING
-        } else {
-            next_attempt.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
-        };
+        let until_attempt = next_attempt.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        if conn.is_none() && pool.health.is_up() {
+            // Leave the jobs to the threads that can run them, rather than failing them.
+            std::thread::sleep(until_attempt);
+            continue;
+        }
+        let wait = if conn.is_some() { IDLE_PING } else { until_attempt };
         // One job at a time: the next one is taken without sleeping while any is waiting,
         // and idle threads take the others in parallel (a summary's three reads).
         let envelope = match queue.recv_timeout(wait) {
@@ -178,8 +184,14 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
 /// Drops a connection that failed, and marks the store down until a reconnect succeeds.
 fn broken(pool: &Pool, conn: &mut Option<Conn>, e: &StoreError) {
     log::warn!("{}: {} connection lost: {e}", thread_name(), pool.store);
-    pool.health.down(&e.to_string());
-    *conn = None;
+    pool.health.failed(&e.to_string());
+    drop_conn(pool, conn);
+}
+
+fn drop_conn(pool: &Pool, conn: &mut Option<Conn>) {
+    if conn.take().is_some() {
+        pool.health.connected.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn thread_name() -> String {

@@ -20,11 +20,30 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| StoreError::Connection(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.pragma_update(None, "journal_mode", "wal")?;
+    wal(&conn)?;
     conn.pragma_update(None, "synchronous", "normal")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Switches the file to WAL. The switch needs a moment alone with the file and, unlike
+/// ordinary locks, does not wait through the busy handler, so replicas or pool threads
+/// opening a fresh file at once retry here for up to the busy timeout.
+fn wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Applies the missing migrations; `BEGIN IMMEDIATE` makes concurrent openers take turns.
