@@ -102,6 +102,13 @@ def build_percore():
     return str(ROOT / "target" / "release" / "percore")
 
 
+def build_percore_without_metrics():
+    """The baseline for the instrumentation's cost: metrics recording compiled out."""
+    target = ROOT / "target" / "nometrics"
+    run(["cargo", "build", "--release", "--quiet", "--no-default-features", "--target-dir", str(target)], cwd=ROOT)
+    return str(target / "release" / "percore")
+
+
 def build_go():
     if not shutil.which("go"):
         raise RuntimeError("go not installed (apt install golang-go)")
@@ -133,6 +140,8 @@ def servers():
         "percore": Server("percore", build_percore, lambda binary, port: [binary], percore_env),
         # The same binary on the epoll driver, to show what io_uring buys.
         "percore-epoll": Server("percore-epoll", build_percore, lambda binary, port: [binary], lambda port, test: percore_env(port, test, {"IO_DRIVER": "epoll"})),
+        # Metrics compiled out: what the instrumentation costs.
+        "percore-nometrics": Server("percore-nometrics", build_percore_without_metrics, lambda binary, port: [binary], percore_env),
         "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "users-pg"}),
     }
 

@@ -19,23 +19,30 @@
 //!    simd-json, canned errors), written once per read batch.
 //!
 //! The resources and their rules are in [`model`], JSON bodies are read in [`json`].
+//! Observability: per-core [`metrics`] gathered on scrape, [`request_id`]s, [`logging`] with
+//! request fields, a non-blocking [`access_log`], and the [`debug`] profiling listener.
 //!
 //! Around it: [`config`] (environment → validated config), [`cpus`] (how many workers,
 //! where), [`driver`] (io_uring or epoll), [`server`] (start, signals, drain, exit) and
 //! [`worker`] (one core's runtime).
 
+pub mod access_log;
 pub mod catch;
 pub mod clock;
 pub mod config;
 pub mod cpus;
 pub mod db;
+pub mod debug;
+pub mod doorbell;
 pub mod driver;
 pub mod handlers;
 pub mod http;
 pub mod json;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod shutdown;

@@ -1,11 +1,73 @@
 //! Log output: env_logger with RUST_LOG, as text for people or one JSON object per line
-//! (LOG_FORMAT=json) for log collectors.
+//! (LOG_FORMAT=json) for log collectors; every line logged while a request is being handled
+//! carries that request's id, method and route.
+//!
+//! The request a line belongs to is found through a thread-local pointer that
+//! [`in_request`] sets only for the duration of each poll of the request's handler, so
+//! requests interleaving on one worker never see each other's fields, and nothing is
+//! allocated or copied per request.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use serde::Serialize;
 
 use crate::config::{Config, LogFormat};
+
+/// What a log line says about the request it belongs to.
+pub struct RequestFields<'a> {
+    pub id: &'a [u8],
+    pub method: &'static str,
+    pub route: &'static str,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const RequestFields<'static>> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `inner` with `fields` as the current request of every log line it emits.
+pub fn in_request<'f, F: Future>(fields: &'f RequestFields<'f>, inner: F) -> InRequest<'f, F> {
+    InRequest { fields, inner }
+}
+
+pub struct InRequest<'f, F> {
+    fields: &'f RequestFields<'f>,
+    inner: F,
+}
+
+/// Restores the previous current request even if the poll panics.
+struct Restore(*const RequestFields<'static>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+impl<F: Future> Future for InRequest<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is never moved out of the pinned struct.
+        let this = unsafe { self.get_unchecked_mut() };
+        let ptr: *const RequestFields<'static> = (this.fields as *const RequestFields<'_>).cast();
+        let _restore = Restore(CURRENT.with(|c| c.replace(ptr)));
+        // SAFETY: as above; the pointer set here is cleared by `_restore` before `fields`'
+        // borrow can end, because it lives only for this call.
+        unsafe { Pin::new_unchecked(&mut this.inner) }.poll(cx)
+    }
+}
+
+/// Calls `f` with the request being handled on this thread, if any.
+fn with_current<R>(f: impl FnOnce(Option<&RequestFields<'_>>) -> R) -> R {
+    let ptr = CURRENT.with(Cell::get);
+    // SAFETY: non-null only while an `InRequest` poll is on this thread's stack, and its
+    // `fields` outlive that poll.
+    f(unsafe { ptr.as_ref() })
+}
 
 #[derive(Serialize)]
 struct JsonLine<'a> {
@@ -13,6 +75,12 @@ struct JsonLine<'a> {
     level: &'a str,
     target: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
 }
 
 /// Installs the logger, and a panic hook that logs through it (one line, in the chosen
@@ -20,16 +88,41 @@ struct JsonLine<'a> {
 pub fn init(config: &Config) {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(&config.log_filter);
-    if config.log_format == LogFormat::Json {
-        builder.format(|buf, record| {
+    match config.log_format {
+        LogFormat::Json => builder.format(|buf, record| {
             let time = buf.timestamp_millis().to_string();
             let message = record.args().to_string();
-            let line =
-                JsonLine { time: &time, level: record.level().as_str(), target: record.target(), message: &message };
-            let json = simd_json::serde::to_string(&line).unwrap_or_default();
+            let json = with_current(|req| {
+                let line = JsonLine {
+                    time: &time,
+                    level: record.level().as_str(),
+                    target: record.target(),
+                    message: &message,
+                    request_id: req.map(|r| std::str::from_utf8(r.id).unwrap_or("")),
+                    method: req.map(|r| r.method),
+                    route: req.map(|r| r.route),
+                };
+                simd_json::serde::to_string(&line).unwrap_or_default()
+            });
             writeln!(buf, "{json}")
-        });
-    }
+        }),
+        LogFormat::Text => builder.format(|buf, record| {
+            let time = buf.timestamp_millis();
+            with_current(|req| match req {
+                Some(r) => writeln!(
+                    buf,
+                    "[{time} {:<5} {}] {} request_id={} method={} route={}",
+                    record.level(),
+                    record.target(),
+                    record.args(),
+                    String::from_utf8_lossy(r.id),
+                    r.method,
+                    r.route
+                ),
+                None => writeln!(buf, "[{time} {:<5} {}] {}", record.level(), record.target(), record.args()),
+            })
+        }),
+    };
     builder.init();
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();

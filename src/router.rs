@@ -18,6 +18,7 @@ pub enum Route {
     Health,
     Livez,
     Readyz,
+    Metrics,
     /// `/api/v1/users`: list (GET), create (POST).
     Users,
     /// `/api/v1/users/{id}`: get, update (PATCH), delete.
@@ -41,12 +42,41 @@ pub enum Route {
 pub const UNMATCHED: &str = "unmatched";
 
 impl Route {
+    /// Every route, in [`Route::index`] order (metrics keep one slot per route).
+    pub const ALL: &'static [Route] = &[
+        Route::Health,
+        Route::Livez,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Users,
+        Route::User,
+        Route::UserOrders,
+        Route::UserPreferences,
+        Route::UserSummary,
+        Route::Plaintext,
+        Route::Json,
+        #[cfg(feature = "test-routes")]
+        Route::TestPanic,
+        #[cfg(feature = "test-routes")]
+        Route::TestSleep,
+        #[cfg(feature = "test-routes")]
+        Route::TestEcho,
+        #[cfg(feature = "test-routes")]
+        Route::TestBig,
+    ];
+
+    /// This route's position in [`Route::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The pattern, for metrics and logs.
     pub fn pattern(self) -> &'static str {
         match self {
             Route::Health => "/health",
             Route::Livez => "/livez",
             Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
             Route::Users => "/api/v1/users",
             Route::User => "/api/v1/users/{id}",
             Route::UserOrders => "/api/v1/users/{id}/orders",
@@ -69,7 +99,12 @@ impl Route {
     /// timer, so in-core routes pay nothing for HANDLER_TIMEOUT.
     pub fn is_async(self) -> bool {
         match self {
-            Route::Users | Route::User | Route::UserOrders | Route::UserPreferences | Route::UserSummary => true,
+            Route::Metrics
+            | Route::Users
+            | Route::User
+            | Route::UserOrders
+            | Route::UserPreferences
+            | Route::UserSummary => true,
             #[cfg(feature = "test-routes")]
             Route::TestSleep => true,
             _ => false,
@@ -100,12 +135,15 @@ pub enum Resolved {
     },
     NotFound,
     MethodNotAllowed {
+        route: Route,
         allow: &'static str,
     },
     /// The method is not one percore knows at all.
     NotImplemented,
     /// A path segment that should be an id is not a positive 64-bit integer.
-    BadId,
+    BadId {
+        route: Route,
+    },
     /// A malformed percent-escape in the path.
     BadPath,
 }
@@ -142,13 +180,13 @@ impl Router {
             None => return Resolved::NotFound,
         };
         if !methods.allowed.contains(&method) {
-            return Resolved::MethodNotAllowed { allow: methods.allow };
+            return Resolved::MethodNotAllowed { route, allow: methods.allow };
         }
         match id {
             None => Resolved::Found { route, id: None },
             Some(segment) => match parse_id(segment) {
                 Some(id) => Resolved::Found { route, id: Some(id) },
-                None => Resolved::BadId,
+                None => Resolved::BadId { route },
             },
         }
     }
@@ -159,6 +197,7 @@ impl Router {
             b"/health" => (Route::Health, &GET, None),
             b"/livez" => (Route::Livez, &GET, None),
             b"/readyz" => (Route::Readyz, &GET, None),
+            b"/metrics" => (Route::Metrics, &GET, None),
             b"/api/v1/users" => (Route::Users, &GET_POST, None),
             _ if path.starts_with(b"/api/v1/users/") => return self.match_user(&path[b"/api/v1/users/".len()..]),
             b"/plaintext" if self.bench_routes => (Route::Plaintext, &GET, None),
@@ -222,7 +261,10 @@ mod tests {
         assert_eq!(ALL.resolve(Method::Get, b"/nope"), Resolved::NotFound);
         assert_eq!(ALL.resolve(Method::Get, b"/health/"), Resolved::NotFound);
         assert_eq!(ALL.resolve(Method::Get, b"/"), Resolved::NotFound);
-        assert_eq!(ALL.resolve(Method::Post, b"/health"), Resolved::MethodNotAllowed { allow: "GET, HEAD" });
+        assert_eq!(
+            ALL.resolve(Method::Post, b"/health"),
+            Resolved::MethodNotAllowed { route: Route::Health, allow: "GET, HEAD" }
+        );
         assert_eq!(ALL.resolve(Method::Other, b"/health"), Resolved::NotImplemented);
         assert_eq!(ALL.resolve(Method::Get, b"/he%zzalth"), Resolved::BadPath);
         assert_eq!(ALL.resolve(Method::Get, b"/health%2F"), Resolved::BadPath);
@@ -245,21 +287,31 @@ mod tests {
         assert_eq!(ALL.resolve(Method::Post, b"/api/v1/users/7/orders"), found(Route::UserOrders, 7));
         assert_eq!(ALL.resolve(Method::Put, b"/api/v1/users/7/preferences"), found(Route::UserPreferences, 7));
         assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/7/summary"), found(Route::UserSummary, 7));
-        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/abc"), Resolved::BadId);
-        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/0/orders"), Resolved::BadId);
-        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/-1"), Resolved::BadId);
-        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/99999999999999999999"), Resolved::BadId);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/abc"), Resolved::BadId { route: Route::User });
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/0/orders"), Resolved::BadId { route: Route::UserOrders });
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/-1"), Resolved::BadId { route: Route::User });
+        assert_eq!(
+            ALL.resolve(Method::Get, b"/api/v1/users/99999999999999999999"),
+            Resolved::BadId { route: Route::User }
+        );
         assert_eq!(
             ALL.resolve(Method::Post, b"/api/v1/users/abc"),
-            Resolved::MethodNotAllowed { allow: "GET, HEAD, PATCH, DELETE" }
+            Resolved::MethodNotAllowed { route: Route::User, allow: "GET, HEAD, PATCH, DELETE" }
         );
         assert_eq!(
             ALL.resolve(Method::Delete, b"/api/v1/users"),
-            Resolved::MethodNotAllowed { allow: "GET, HEAD, POST" }
+            Resolved::MethodNotAllowed { route: Route::Users, allow: "GET, HEAD, POST" }
         );
         assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/1/nope"), Resolved::NotFound);
         assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/1/orders/"), Resolved::NotFound);
-        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/"), Resolved::BadId);
+        assert_eq!(ALL.resolve(Method::Get, b"/api/v1/users/"), Resolved::BadId { route: Route::User });
+    }
+
+    #[test]
+    fn route_indices_follow_the_list() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
     }
 
     #[test]

@@ -13,9 +13,11 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use crate::access_log;
 use crate::config::Config;
 use crate::cpus::{self, Machine};
 use crate::db::Pool;
+use crate::debug;
 use crate::driver;
 use crate::net::listener;
 use crate::shutdown::Signals;
@@ -57,7 +59,15 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
 
     let shutdown_timeout = config.shutdown_timeout;
     let (db, db_queue) = Pool::new(&config, plan.workers());
-    let shared = Arc::new(Shared::new(config, choice.driver, db.clone()));
+    let access_log = match config.access_log {
+        true => Some(access_log::start_writer().map_err(|e| format!("cannot start the access log writer: {e}"))?),
+        false => None,
+    };
+    let debug = match config.debug_addr {
+        Some(addr) => Some(debug::start(addr).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(config, choice.driver, db.clone(), plan.workers(), access_log));
     let (reports, inbox) = mpsc::channel();
     for (id, listener) in listeners.into_iter().enumerate() {
         let (shared, reports, cpu) = (shared.clone(), reports.clone(), plan.cpus[id]);
@@ -97,6 +107,9 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         plan.describe(),
         choice.driver
     );
+    if let Some(addr) = debug {
+        log::info!("profiling on http://{addr}/debug/pprof/");
+    }
     log::info!("listening on http://{local}");
 
     let signal = loop {

@@ -1,29 +1,54 @@
 //! What the workers share: the configuration, the chosen driver, the database pool, the
-//! drain flag and the process-wide connection count.
+//! drain flag, the process-wide connection count, and the doorbells through which a metrics
+//! scrape asks each worker for its numbers.
 //!
 //! It is read-mostly. The request path touches none of it except the drain flag, and only
 //! through each worker's own copy ([`crate::worker::WorkerCtx::draining`]); the atomics
 //! change once per connection, not per request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use std::sync::Arc;
+
+use crossbeam_channel::Sender;
 
 use crate::config::Config;
 use crate::db::Pool;
+use crate::doorbell::Doorbell;
 use crate::driver::IoDriver;
+use crate::metrics::SnapshotRequest;
 
 pub struct Shared {
     pub config: Config,
     pub driver: IoDriver,
     pub db: Arc<Pool>,
+    /// One per worker: post a request, get that worker's metrics snapshot back.
+    pub snapshot_requests: Box<[Doorbell<SnapshotRequest>]>,
+    /// The access log's writer thread, when ACCESS_LOG=on.
+    pub access_log: Option<Sender<Vec<u8>>>,
+    /// This process's random part of generated request ids.
+    pub id_seed: u64,
     draining: AtomicBool,
     open_connections: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(config: Config, driver: IoDriver, db: Arc<Pool>) -> Shared {
-        Shared { config, driver, db, draining: AtomicBool::new(false), open_connections: AtomicUsize::new(0) }
+    pub fn new(
+        config: Config,
+        driver: IoDriver,
+        db: Arc<Pool>,
+        workers: usize,
+        access_log: Option<Sender<Vec<u8>>>,
+    ) -> Shared {
+        Shared {
+            config,
+            driver,
+            db,
+            snapshot_requests: (0..workers).map(|_| Doorbell::default()).collect(),
+            access_log,
+            id_seed: crate::request_id::process_random(),
+            draining: AtomicBool::new(false),
+            open_connections: AtomicUsize::new(0),
+        }
     }
 
     /// Set once by the signal handler thread; workers notice within one sweep tick.

@@ -15,13 +15,16 @@ use std::time::Duration;
 use monoio::io::{CancelHandle, Canceller};
 use slab::Slab;
 
+use crate::access_log::AccessLog;
 use crate::db::DbClient;
 use crate::driver;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
+use crate::metrics::{SnapshotRequest, WorkerMetrics};
 use crate::net::buffers::BufferPool;
 use crate::net::listener::accept_loop;
 use crate::net::timeouts::{ConnCtl, TICK};
+use crate::request_id;
 use crate::router::Router;
 use crate::state::Shared;
 
@@ -45,6 +48,9 @@ pub struct WorkerCtx {
     pub db: Rc<DbClient>,
     /// simd-json's parse buffers, reused for every request body.
     pub json_buffers: RefCell<simd_json::Buffers>,
+    pub metrics: Rc<WorkerMetrics>,
+    pub ids: request_id::Generator,
+    pub access_log: Option<AccessLog>,
 }
 
 /// The configured timeouts, copied out of the config for the connection loop.
@@ -59,6 +65,7 @@ pub struct Timeouts {
 impl WorkerCtx {
     pub fn new(id: usize, shared: Arc<Shared>) -> WorkerCtx {
         let c = &shared.config;
+        let metrics = Rc::new(WorkerMetrics::default());
         WorkerCtx {
             id,
             router: Router { bench_routes: c.bench_routes },
@@ -75,8 +82,11 @@ impl WorkerCtx {
             conns: RefCell::new(Slab::new()),
             draining: Cell::new(false),
             accept_canceller: RefCell::new(Canceller::new()),
-            db: DbClient::new(shared.db.clone(), id),
+            db: DbClient::new(shared.db.clone(), id, metrics.clone()),
             json_buffers: RefCell::new(simd_json::Buffers::default()),
+            ids: request_id::Generator::new(shared.id_seed, id),
+            access_log: shared.access_log.clone().map(|w| AccessLog::new(c.log_format, w)),
+            metrics,
             shared,
         }
     }
@@ -100,10 +110,6 @@ impl WorkerCtx {
         }
     }
 
-    pub fn note_limit_reached(&self) {}
-
-    pub fn note_accept_error(&self) {}
-
     /// Cuts the I/O of every connection that is overdue. Collects first, cuts after, so no
     /// borrow of the registry is held while a cancellation runs.
     fn sweep(&self, now: u64, overdue: &mut Vec<(Rc<ConnCtl>, crate::net::timeouts::Cut)>) {
@@ -126,6 +132,7 @@ pub fn run(id: usize, shared: Arc<Shared>, listener: StdListener, started: impl 
         started();
         monoio::spawn(sweeper(ctx.clone()));
         monoio::spawn(ctx.db.clone().deliver_replies());
+        monoio::spawn(answer_snapshot_requests(ctx.clone()));
         accept_loop(ctx.clone(), listener).await;
         ctx.start_draining();
         while !ctx.conns.borrow().is_empty() {
@@ -144,5 +151,19 @@ async fn sweeper(ctx: Rc<WorkerCtx>) {
             ctx.start_draining();
         }
         ctx.sweep(crate::clock::now_ms(), &mut overdue);
+        if let Some(log) = &ctx.access_log {
+            log.flush();
+        }
     }
+}
+
+/// Answers metrics scrapes (from any worker) with this worker's numbers.
+async fn answer_snapshot_requests(ctx: Rc<WorkerCtx>) {
+    std::future::poll_fn(|cx| {
+        ctx.shared.snapshot_requests[ctx.id].drain(cx.waker(), |SnapshotRequest(reply)| {
+            reply.post(ctx.metrics.snapshot(ctx.conns.borrow().len()));
+        });
+        std::task::Poll::<()>::Pending
+    })
+    .await
 }

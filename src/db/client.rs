@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
 use slab::Slab;
@@ -20,6 +21,7 @@ use super::jobs::{Job, Output};
 use super::mailbox::{Completion, Envelope, Mailbox};
 use super::pool::Pool;
 use super::DbError;
+use crate::metrics::{DbFailure, WorkerMetrics};
 
 #[derive(Default)]
 struct Slot {
@@ -31,12 +33,14 @@ pub struct DbClient {
     worker: u16,
     pool: Arc<Pool>,
     slots: RefCell<Slab<Slot>>,
+    metrics: Rc<WorkerMetrics>,
 }
 
 impl DbClient {
-    pub fn new(pool: Arc<Pool>, worker: usize) -> Rc<DbClient> {
+    pub fn new(pool: Arc<Pool>, worker: usize, metrics: Rc<WorkerMetrics>) -> Rc<DbClient> {
         let capacity = pool.mailboxes[worker].slots();
-        Rc::new(DbClient { worker: worker as u16, pool, slots: RefCell::new(Slab::with_capacity(capacity.min(4096))) })
+        let slots = RefCell::new(Slab::with_capacity(capacity.min(4096)));
+        Rc::new(DbClient { worker: worker as u16, pool, slots, metrics })
     }
 
     pub fn pool(&self) -> &Pool {
@@ -52,15 +56,18 @@ impl DbClient {
         let slot = {
             let mut slots = self.slots.borrow_mut();
             if slots.len() >= self.mailbox().slots() {
+                self.metrics.db_failure(DbFailure::QueueFull);
                 return Err(DbError::QueueFull);
             }
             slots.insert(Slot::default()) as u32
         };
-        let envelope = Envelope { worker: self.worker, slot, generation: self.mailbox().generation(slot), job };
+        let generation = self.mailbox().generation(slot);
+        let envelope = Envelope { worker: self.worker, slot, generation, job, queued: Instant::now() };
         match self.pool.jobs.try_send(envelope) {
             Ok(()) => Ok(Pending { client: self, slot, done: false }),
             Err(e) => {
                 self.release(slot);
+                self.metrics.db_failure(DbFailure::QueueFull);
                 Err(match e {
                     TrySendError::Full(_) => DbError::QueueFull,
                     TrySendError::Disconnected(_) => DbError::Unavailable("the database pool has stopped".into()),
@@ -83,6 +90,15 @@ impl DbClient {
     fn complete(&self, c: Completion) {
         if !self.mailbox().is_current(c.slot, c.generation) {
             return;
+        }
+        self.metrics.db_job(c.job, c.waited_ns, c.ran_ns);
+        if let Err(e) = &c.result {
+            self.metrics.db_failure(match e {
+                DbError::QueueFull => DbFailure::QueueFull,
+                DbError::Unavailable(_) => DbFailure::Unavailable,
+                DbError::Conflict => DbFailure::Conflict,
+                DbError::Internal(_) => DbFailure::Internal,
+            });
         }
         let mut slots = self.slots.borrow_mut();
         if let Some(slot) = slots.get_mut(c.slot as usize) {
@@ -136,6 +152,7 @@ impl Future for Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
+            self.client.metrics.db_failure(DbFailure::Abandoned);
             self.client.release(self.slot);
         }
     }

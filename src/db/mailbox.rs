@@ -1,15 +1,12 @@
-//! A worker's mailbox: where pool threads leave replies, and how they wake the worker.
-//!
-//! Shared between one worker (the reader) and every pool thread (the writers). Replies go
-//! through an unbounded crossbeam channel (it never holds more than the worker's slots);
-//! `flagged` makes the wake-ups coalesce — only the reply that finds the flag down wakes the
-//! worker, the rest ride along until the worker lowers it again before draining.
+//! A worker's mailbox: where pool threads leave replies ([`Doorbell`]: one wake per burst),
+//! and the generation of each request slot, which tells a pool thread whether the request a
+//! job belongs to still waits for it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Waker;
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crate::doorbell::Doorbell;
 
 use super::jobs::{Job, Output};
 use super::DbError;
@@ -20,35 +17,32 @@ pub struct Envelope {
     pub slot: u32,
     pub generation: u32,
     pub job: Job,
+    pub queued: Instant,
 }
 
-/// A reply on its way back.
+/// A reply on its way back, with what the pool measured.
 pub struct Completion {
     pub slot: u32,
     pub generation: u32,
     pub result: Result<Output, DbError>,
+    /// Which job ([`Job::index`]).
+    pub job: usize,
+    /// Time in the queue before a pool thread took the job.
+    pub waited_ns: u64,
+    /// Time the job ran on its connection.
+    pub ran_ns: u64,
 }
 
 pub struct Mailbox {
-    replies: Sender<Completion>,
-    inbox: Receiver<Completion>,
+    replies: Doorbell<Completion>,
     /// Per request slot: bumped whenever the slot is released, so a job or reply that
     /// carries an older number belongs to a request that is gone.
     generations: Box<[AtomicU32]>,
-    flagged: AtomicBool,
-    waker: Mutex<Option<Waker>>,
 }
 
 impl Mailbox {
     pub fn new(slots: usize) -> Mailbox {
-        let (replies, inbox) = crossbeam_channel::unbounded();
-        Mailbox {
-            replies,
-            inbox,
-            generations: (0..slots).map(|_| AtomicU32::new(0)).collect(),
-            flagged: AtomicBool::new(false),
-            waker: Mutex::new(None),
-        }
+        Mailbox { replies: Doorbell::default(), generations: (0..slots).map(|_| AtomicU32::new(0)).collect() }
     }
 
     pub fn slots(&self) -> usize {
@@ -71,27 +65,11 @@ impl Mailbox {
 
     /// Pool side: leaves a reply and wakes the worker if nobody has yet.
     pub fn deliver(&self, completion: Completion) {
-        let _ = self.replies.send(completion);
-        if !self.flagged.swap(true, Ordering::SeqCst) {
-            if let Some(waker) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                waker.wake_by_ref();
-            }
-        }
+        self.replies.post(completion);
     }
 
-    /// Worker side: registers the delivery task's waker, lowers the flag, then hands every
-    /// reply that has arrived to `each`. Lowering before draining means a reply that lands
-    /// after the drain finds the flag down and wakes the worker again.
-    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Completion)) {
-        {
-            let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
-            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                *slot = Some(waker.clone());
-            }
-        }
-        self.flagged.store(false, Ordering::SeqCst);
-        while let Ok(c) = self.inbox.try_recv() {
-            each(c);
-        }
+    /// Worker side: hands every reply that has arrived to `each`.
+    pub fn drain(&self, waker: &Waker, each: impl FnMut(Completion)) {
+        self.replies.drain(waker, each);
     }
 }

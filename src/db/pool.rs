@@ -33,6 +33,11 @@ impl StoreHealth {
         StoreHealth { connected: AtomicUsize::new(0), last_error: Mutex::new("not connected yet".into()) }
     }
 
+    /// Pool threads holding a working connection now.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
     /// Up while at least one pool thread holds a working connection.
     pub fn is_up(&self) -> bool {
         self.connected.load(Ordering::Relaxed) > 0
@@ -164,6 +169,9 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
         if !mailbox.is_current(envelope.slot, envelope.generation) {
             continue; // its request timed out or its client left: do not run it
         }
+        let started = Instant::now();
+        let waited_ns = started.duration_since(envelope.queued).as_nanos() as u64;
+        let job = envelope.job.index();
         let result = match conn.as_mut() {
             None => Err(DbError::Unavailable(pool.health.last_error())),
             Some(c) => match jobs::run(c, envelope.job) {
@@ -177,7 +185,15 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
                 Err(e) => Err(DbError::Internal(e.to_string())),
             },
         };
-        mailbox.deliver(Completion { slot: envelope.slot, generation: envelope.generation, result });
+        let ran_ns = started.elapsed().as_nanos() as u64;
+        mailbox.deliver(Completion {
+            slot: envelope.slot,
+            generation: envelope.generation,
+            result,
+            job,
+            waited_ns,
+            ran_ns,
+        });
     }
 }
 

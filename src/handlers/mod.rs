@@ -7,6 +7,7 @@
 mod api;
 mod bench;
 mod health;
+mod metrics;
 mod orders;
 mod preferences;
 #[cfg(feature = "test-routes")]
@@ -66,6 +67,7 @@ pub async fn run(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mu
             reply.error(500, "Internal Server Error");
         }
         Err(panic) => {
+            ctx.metrics.panic();
             log::error!("worker {}: handler for {} panicked: {panic}", ctx.id, route.pattern());
             reply.rollback();
             reply.error(500, "Internal Server Error");
@@ -78,6 +80,7 @@ async fn dispatch(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &m
         Route::Health => health::health(reply),
         Route::Livez => health::livez(reply),
         Route::Readyz => health::readyz(ctx, reply),
+        Route::Metrics => metrics::metrics(ctx, reply).await,
         Route::Users => users::collection(ctx, req, reply).await,
         Route::User => users::item(ctx, req, reply).await,
         Route::UserOrders => orders::collection(ctx, req, reply).await,

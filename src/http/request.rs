@@ -51,6 +51,25 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in [`Method::index`] order.
+    pub const ALL: [Method; 10] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+        Method::Trace,
+        Method::Connect,
+        Method::Other,
+    ];
+
+    /// This method's position in [`Method::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     fn from_token(t: &str) -> Method {
         match t {
             "GET" => Method::Get,

@@ -21,16 +21,19 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use crate::access_log::Entry;
 use crate::catch::catch_unwind_future;
 use crate::clock;
 use crate::handlers::{self, RequestView};
 use crate::http::date::DATE_LEN;
 use crate::http::request::{BodyLength, Method, ParseError, Parsed, Parser, Request};
 use crate::http::response::{Framing, Reply, CONTINUE};
+use crate::logging::{self, RequestFields};
 use crate::net::buffers::BUFFER_SIZE;
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
-use crate::router::Resolved;
+use crate::request_id;
+use crate::router::{Resolved, Route, UNMATCHED};
 use crate::worker::WorkerCtx;
 
 /// How long a closing connection waits for the client to finish sending and close.
@@ -49,6 +52,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         ctx: &ctx,
         ctl: &ctl,
         stream,
+        peer,
         rbuf: ctx.buffers.take(),
         wbuf: ctx.buffers.take(),
         parser: Parser::new(ctx.limits),
@@ -80,6 +84,7 @@ struct Conn<'a> {
     ctx: &'a WorkerCtx,
     ctl: &'a ConnCtl,
     stream: TcpStream,
+    peer: SocketAddr,
     /// Bytes received and not yet consumed; the current request starts at 0.
     rbuf: Vec<u8>,
     /// Responses of the current batch.
@@ -144,6 +149,7 @@ impl Conn<'_> {
             }
             Err(_) => {
                 if self.ctl.cut_reason() == Some(Cut::ReadTimeout) {
+                    self.ctx.metrics.parse_error("timeout");
                     self.refuse_and_close(408, "request not received within SERVER_READ_TIMEOUT").await;
                 }
                 false
@@ -216,23 +222,28 @@ impl Conn<'_> {
             return None;
         }
         let path = head.path(&self.rbuf[start..]);
-        match self.ctx.router.resolve(head.method, path) {
+        let refusal = match self.ctx.router.resolve(head.method, path) {
             Resolved::Found { .. } => {
                 self.wbuf.extend_from_slice(CONTINUE);
-                None
+                return None;
             }
-            Resolved::NotFound => Some((404, "Not Found")),
-            Resolved::MethodNotAllowed { .. } => Some((405, "Method Not Allowed")),
-            Resolved::NotImplemented => Some((501, "method not implemented")),
-            Resolved::BadId => Some((400, "id: must be a positive integer")),
-            Resolved::BadPath => Some((400, "path: malformed percent-encoding")),
-        }
+            Resolved::NotFound => (404, "Not Found"),
+            Resolved::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
+            Resolved::NotImplemented => (501, "method not implemented"),
+            Resolved::BadId { .. } => (400, "id: must be a positive integer"),
+            Resolved::BadPath => (400, "path: malformed percent-encoding"),
+        };
+        self.ctx.metrics.request(None, head.method, refusal.0, 0);
+        Some(refusal)
     }
 
     /// Answers one complete request, and says whether the connection goes on.
     async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN]) -> Next {
         let ctx = self.ctx;
         let head = &request.head;
+        let timed = cfg!(feature = "metrics") || ctx.access_log.is_some();
+        let started = if timed { clock::now_ns() } else { 0 };
+        ctx.metrics.request_started();
         let draining = ctx.is_draining();
         let framing = Framing {
             close: !head.keep_alive || draining,
@@ -243,44 +254,80 @@ impl Conn<'_> {
         let window = &mut self.rbuf[start..start + request.len];
         let (head_bytes, rest) = window.split_at_mut(head.len);
         let body = &mut rest[..request.body.len()];
-        let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, b"").close_when(&ctx.draining);
-        match ctx.router.resolve(head.method, head.path(head_bytes)) {
+        let generated;
+        let request_id = match head.request_id.map(|s| s.get(head_bytes)).filter(|id| request_id::is_valid(id)) {
+            Some(id) => id,
+            None => {
+                generated = ctx.ids.next();
+                &generated[..]
+            }
+        };
+        let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
+        let resolved = ctx.router.resolve(head.method, head.path(head_bytes));
+        let route = match resolved {
+            Resolved::Found { route, .. } | Resolved::MethodNotAllowed { route, .. } | Resolved::BadId { route } => {
+                Some(route)
+            }
+            Resolved::NotFound | Resolved::NotImplemented | Resolved::BadPath => None,
+        };
+        let mut abandoned = false;
+        match resolved {
             Resolved::Found { route, id } => {
                 let request = RequestView { head, bytes: head_bytes, body, id };
+                let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
+                let handler = logging::in_request(&fields, handlers::run(ctx, route, request, &mut reply));
                 if !route.is_async() {
-                    handlers::run(ctx, route, request, &mut reply).await;
-                } else if let Either::Right(()) =
-                    race(handlers::run(ctx, route, request, &mut reply), client_gone(&self.stream)).await
-                {
+                    handler.await;
+                } else if let Either::Right(()) = race(handler, client_gone(&self.stream)).await {
                     log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, route.pattern());
-                    return Next::Abandon;
+                    abandoned = true;
                 }
             }
             Resolved::NotFound => reply.error(404, "Not Found"),
-            Resolved::MethodNotAllowed { allow } => {
+            Resolved::MethodNotAllowed { allow, .. } => {
                 reply.error_with(405, "Method Not Allowed", &[("Allow", allow.as_bytes())])
             }
             Resolved::NotImplemented => reply.error(501, "method not implemented"),
-            Resolved::BadId => reply.error(400, "id: must be a positive integer"),
+            Resolved::BadId { .. } => reply.error(400, "id: must be a positive integer"),
             Resolved::BadPath => reply.error(400, "path: malformed percent-encoding"),
         }
-        if reply.framing.close {
-            Next::Close
-        } else {
-            Next::Read
+        // 499, as nginx logs it: the client closed the connection before the response.
+        let status = if abandoned { 499 } else { reply.status() };
+        let (bytes, close) = (reply.len(), reply.framing.close);
+        let elapsed = if timed { clock::now_ns().saturating_sub(started) } else { 0 };
+        ctx.metrics.request(route, head.method, status, elapsed);
+        ctx.metrics.request_finished();
+        if let Some(access) = &ctx.access_log {
+            access.record(&Entry {
+                method: head.method.as_str(),
+                route: route.map_or(UNMATCHED, Route::pattern),
+                path: head.path(head_bytes),
+                status,
+                bytes,
+                duration_ns: elapsed,
+                request_id,
+                peer: self.peer,
+            });
+        }
+        match (abandoned, close) {
+            (true, _) => Next::Abandon,
+            (false, true) => Next::Close,
+            (false, false) => Next::Read,
         }
     }
 
     /// Appends the response to a request that could not be parsed; the connection closes.
     fn refuse_parse(&mut self, e: ParseError, date: &[u8; DATE_LEN]) -> Next {
         log::debug!("worker {}: refused a request: {} {}", self.ctx.id, e.status(), e.message());
+        self.ctx.metrics.parse_error(e.kind());
         self.refuse(e.status(), e.message(), date)
     }
 
     fn refuse(&mut self, status: u16, message: &str, date: &[u8; DATE_LEN]) -> Next {
         self.parser.reset();
         let framing = Framing { close: true, ..Framing::default() };
-        Reply::new(&mut self.wbuf, &self.ctx.scratch, date, framing, b"").error(status, message);
+        let id = self.ctx.ids.next();
+        Reply::new(&mut self.wbuf, &self.ctx.scratch, date, framing, &id).error(status, message);
         Next::Close
     }
 
@@ -295,6 +342,7 @@ impl Conn<'_> {
     async fn write_out(&mut self) -> bool {
         self.ctl.enter(Phase::Writing, clock::now_ms(), self.ctx.timeouts.write);
         let buf = std::mem::take(&mut self.wbuf);
+        self.ctx.metrics.write();
         let (result, mut buf) = self.stream.write_all(buf, self.ctl.handle()).await;
         buf.clear();
         if buf.capacity() > MAX_KEPT_OUT {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::metrics::Reject;
 use crate::worker::WorkerCtx;
 
 /// Pending connections per listener (the kernel caps it at net.core.somaxconn).
@@ -64,24 +65,32 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: StdListener) {
         }
     };
     let mut last_warning: Option<std::time::Instant> = None;
+    // Each pause at MAX_CONNECTIONS counts once, not once per look.
+    let mut paused = false;
     while !ctx.draining.get() {
         if ctx.shared.at_connection_limit() {
-            ctx.note_limit_reached();
+            if !std::mem::replace(&mut paused, true) {
+                ctx.metrics.rejected(Reject::MaxConnections);
+            }
             monoio::time::sleep(LIMIT_POLL).await;
             continue;
         }
+        paused = false;
         match listener.cancelable_accept(ctx.accept_handle()).await {
             Ok((stream, peer)) => {
                 // Another worker may have taken the last slot since the check above: this
                 // connection then waits here, as it would have in the backlog, unserved
                 // and not closed, and accepting pauses until a slot frees.
-                while !ctx.shared.try_open_connection() {
-                    ctx.note_limit_reached();
-                    if ctx.draining.get() || ctx.shared.is_draining() {
-                        return;
+                if !ctx.shared.try_open_connection() {
+                    ctx.metrics.rejected(Reject::MaxConnections);
+                    while !ctx.shared.try_open_connection() {
+                        if ctx.draining.get() || ctx.shared.is_draining() {
+                            return;
+                        }
+                        monoio::time::sleep(LIMIT_POLL).await;
                     }
-                    monoio::time::sleep(LIMIT_POLL).await;
                 }
+                ctx.metrics.accepted();
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
             }
@@ -98,7 +107,11 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: StdListener) {
                         );
                         last_warning = Some(std::time::Instant::now());
                     }
-                    ctx.note_accept_error();
+                    let why = match e.raw_os_error() {
+                        Some(libc::EMFILE | libc::ENFILE) => Reject::FdExhausted,
+                        _ => Reject::NoMemory,
+                    };
+                    ctx.metrics.rejected(why);
                     monoio::time::sleep(ACCEPT_BACKOFF).await;
                 }
                 // The peer gave up before we accepted: nothing to do.

@@ -298,3 +298,10 @@ proptest! {
         prop_assert_eq!(whole, parse_in_pieces(&raw, &cuts).unwrap().unwrap());
     }
 }
+
+#[test]
+fn method_indices_follow_the_list() {
+    for (i, m) in Method::ALL.iter().enumerate() {
+        assert_eq!(m.index(), i);
+    }
+}

@@ -1,0 +1,107 @@
+//! A queue one worker owns and any thread may post to, waking the worker at most once per
+//! burst.
+//!
+//! Used for database replies (pool threads → worker) and for metrics scrapes (one worker
+//! asks every worker for its numbers). Items go through an unbounded crossbeam channel;
+//! `flagged` makes the wake-ups coalesce: only the post that finds the flag down wakes the
+//! owner (through the waker its task registered — monoio's cross-thread waker when the
+//! poster is another thread), and the owner lowers the flag *before* draining, so a post
+//! that lands after the drain wakes it again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::Waker;
+
+use crossbeam_channel::{Receiver, Sender};
+
+pub struct Doorbell<T> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+    flagged: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl<T> Default for Doorbell<T> {
+    fn default() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Doorbell { tx, rx, flagged: AtomicBool::new(false), waker: Mutex::new(None) }
+    }
+}
+
+impl<T> Doorbell<T> {
+    /// Posts an item and wakes the owner if nobody has since it last drained.
+    pub fn post(&self, item: T) {
+        let _ = self.tx.send(item);
+        if !self.flagged.swap(true, Ordering::SeqCst) {
+            if let Some(waker) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                waker.wake_by_ref();
+            }
+        }
+    }
+
+    /// Owner side: registers `waker`, lowers the flag, then hands every posted item to `each`.
+    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(T)) {
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
+            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *slot = Some(waker.clone());
+            }
+        }
+        self.flagged.store(false, Ordering::SeqCst);
+        while let Ok(item) = self.rx.try_recv() {
+            each(item);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_burst_wakes_once_and_a_post_after_draining_wakes_again() {
+        let bell = Doorbell::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut got = Vec::new();
+        bell.drain(&waker, |i| got.push(i));
+        for i in 0..5 {
+            bell.post(i);
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake for the burst");
+        bell.drain(&waker, |i| got.push(i));
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+        bell.post(5);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn posts_from_other_threads_arrive() {
+        let bell = Arc::new(Doorbell::default());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        bell.drain(&waker, |_: u32| {});
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let bell = bell.clone();
+                std::thread::spawn(move || (0..100).for_each(|i| bell.post(t * 100 + i)))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let mut got = Vec::new();
+        bell.drain(&waker, |i| got.push(i));
+        got.sort_unstable();
+        assert_eq!(got, (0..400).collect::<Vec<_>>());
+        assert!(count.0.load(Ordering::SeqCst) >= 1);
+    }
+}

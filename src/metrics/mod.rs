@@ -1,0 +1,346 @@
+//! Per-core metrics: each worker counts in its own plain memory (`Cell`s, no atomics, no
+//! sharing), and a scrape asks every worker for a [`Snapshot`] and merges them.
+//!
+//! Recording a request is a few additions into a dense table indexed by (route, method)
+//! plus a bucket search; the only clock read is the one that measures the duration. Labels
+//! are bounded by construction: routes are patterns (`/api/v1/users/{id}`) or `unmatched`,
+//! methods are the enum's, statuses are what the server sends — no client can create a
+//! series. Built without the `metrics` feature, recording compiles to nothing (that build
+//! is the baseline perf/ measures the instrumentation's cost against).
+
+mod process;
+mod render;
+
+use std::cell::{Cell, RefCell};
+
+pub use process::Process;
+pub use render::{render, Gauges, Info, CONTENT_TYPE};
+
+use crate::db::Job;
+use crate::http::request::Method;
+use crate::router::Route;
+
+/// Upper bounds of the latency histogram buckets, in nanoseconds (100 µs … 10 s).
+pub const BUCKETS_NS: [u64; 16] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// Why a connection did not get served at once.
+pub const REJECT_REASONS: [&str; 3] = ["max_connections", "fd_exhausted", "no_memory"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    MaxConnections = 0,
+    FdExhausted = 1,
+    NoMemory = 2,
+}
+
+/// Why a request was refused before it reached a handler (ParseError::kind, and timeout).
+pub const PARSE_ERRORS: [&str; 8] = [
+    "bad_request",
+    "head_too_large",
+    "uri_too_long",
+    "body_too_large",
+    "transfer_coding",
+    "version",
+    "expectation",
+    "timeout",
+];
+
+/// How a database call failed.
+pub const DB_ERRORS: [&str; 5] = ["queue_full", "unavailable", "conflict", "internal", "abandoned"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    QueueFull = 0,
+    Unavailable = 1,
+    Conflict = 2,
+    Internal = 3,
+    /// The request stopped waiting (timeout, client gone) before the reply.
+    Abandoned = 4,
+}
+
+/// Label slots for routes: every route, then `unmatched`.
+pub const ROUTE_SLOTS: usize = Route::ALL.len() + 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); beyond the last bound only `count` knows.
+    pub buckets: [u64; BUCKETS_NS.len()],
+    pub sum_ns: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, ns: u64) {
+        let i = BUCKETS_NS.partition_point(|&bound| bound < ns);
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum_ns += ns;
+        self.count += 1;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.sum_ns += other.sum_ns;
+        self.count += other.count;
+    }
+}
+
+/// Requests of one (route, method): counts by status, and their durations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteCell {
+    pub statuses: Vec<(u16, u64)>,
+    pub duration: Histogram,
+}
+
+/// One worker's numbers. Only its own thread touches them.
+pub struct WorkerMetrics {
+    routes: RefCell<Vec<RouteCell>>,
+    in_flight: Cell<i64>,
+    accepted: Cell<u64>,
+    rejected: [Cell<u64>; REJECT_REASONS.len()],
+    parse_errors: [Cell<u64>; PARSE_ERRORS.len()],
+    panics: Cell<u64>,
+    writes: Cell<u64>,
+    db_wait: RefCell<Histogram>,
+    db_query: RefCell<Vec<Histogram>>,
+    db_errors: [Cell<u64>; DB_ERRORS.len()],
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        WorkerMetrics {
+            routes: RefCell::new(vec![RouteCell::default(); ROUTE_SLOTS * Method::ALL.len()]),
+            in_flight: Cell::new(0),
+            accepted: Cell::new(0),
+            rejected: Default::default(),
+            parse_errors: Default::default(),
+            panics: Cell::new(0),
+            writes: Cell::new(0),
+            db_wait: RefCell::new(Histogram::default()),
+            db_query: RefCell::new(vec![Histogram::default(); Job::NAMES.len()]),
+            db_errors: Default::default(),
+        }
+    }
+}
+
+/// The (route, method) slot; `None` route is `unmatched`.
+fn slot(route: Option<Route>, method: Method) -> usize {
+    let r = route.map_or(Route::ALL.len(), Route::index);
+    r * Method::ALL.len() + method.index()
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+impl WorkerMetrics {
+    /// A request answered with `status` after `ns` nanoseconds of handling.
+    pub fn request(&self, route: Option<Route>, method: Method, status: u16, ns: u64) {
+        if cfg!(feature = "metrics") {
+            let mut routes = self.routes.borrow_mut();
+            let cell = &mut routes[slot(route, method)];
+            match cell.statuses.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => cell.statuses.push((status, 1)),
+            }
+            cell.duration.observe(ns);
+        }
+    }
+
+    pub fn request_started(&self) {
+        if cfg!(feature = "metrics") {
+            self.in_flight.set(self.in_flight.get() + 1);
+        }
+    }
+
+    pub fn request_finished(&self) {
+        if cfg!(feature = "metrics") {
+            self.in_flight.set(self.in_flight.get() - 1);
+        }
+    }
+
+    pub fn accepted(&self) {
+        if cfg!(feature = "metrics") {
+            bump(&self.accepted);
+        }
+    }
+
+    pub fn rejected(&self, why: Reject) {
+        if cfg!(feature = "metrics") {
+            bump(&self.rejected[why as usize]);
+        }
+    }
+
+    /// A request refused before routing; `kind` is one of [`PARSE_ERRORS`].
+    pub fn parse_error(&self, kind: &str) {
+        if cfg!(feature = "metrics") {
+            if let Some(i) = PARSE_ERRORS.iter().position(|k| *k == kind) {
+                bump(&self.parse_errors[i]);
+            }
+        }
+    }
+
+    pub fn panic(&self) {
+        if cfg!(feature = "metrics") {
+            bump(&self.panics);
+        }
+    }
+
+    /// One write of a response batch to a socket.
+    pub fn write(&self) {
+        if cfg!(feature = "metrics") {
+            bump(&self.writes);
+        }
+    }
+
+    /// A database job came back: how long it queued and how long it ran.
+    pub fn db_job(&self, job: usize, waited_ns: u64, ran_ns: u64) {
+        if cfg!(feature = "metrics") {
+            self.db_wait.borrow_mut().observe(waited_ns);
+            if let Some(h) = self.db_query.borrow_mut().get_mut(job) {
+                h.observe(ran_ns);
+            }
+        }
+    }
+
+    pub fn db_failure(&self, why: DbFailure) {
+        if cfg!(feature = "metrics") {
+            bump(&self.db_errors[why as usize]);
+        }
+    }
+
+    /// A copy of everything, to send to the worker that serves the scrape.
+    pub fn snapshot(&self, connections_open: usize) -> Snapshot {
+        Snapshot {
+            routes: self.routes.borrow().clone(),
+            in_flight: self.in_flight.get(),
+            connections_open: connections_open as u64,
+            accepted: self.accepted.get(),
+            rejected: self.rejected.iter().map(Cell::get).collect(),
+            parse_errors: self.parse_errors.iter().map(Cell::get).collect(),
+            panics: self.panics.get(),
+            writes: self.writes.get(),
+            db_wait: self.db_wait.borrow().clone(),
+            db_query: self.db_query.borrow().clone(),
+            db_errors: self.db_errors.iter().map(Cell::get).collect(),
+        }
+    }
+}
+
+/// One worker's numbers at a moment, or the sum of several workers'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub routes: Vec<RouteCell>,
+    pub in_flight: i64,
+    pub connections_open: u64,
+    pub accepted: u64,
+    pub rejected: Vec<u64>,
+    pub parse_errors: Vec<u64>,
+    pub panics: u64,
+    pub writes: u64,
+    pub db_wait: Histogram,
+    pub db_query: Vec<Histogram>,
+    pub db_errors: Vec<u64>,
+}
+
+impl Snapshot {
+    /// The sum of the workers' snapshots.
+    pub fn merge(parts: &[Snapshot]) -> Snapshot {
+        let mut total = WorkerMetrics::default().snapshot(0);
+        for p in parts {
+            for (t, r) in total.routes.iter_mut().zip(&p.routes) {
+                for &(status, n) in &r.statuses {
+                    match t.statuses.iter_mut().find(|(s, _)| *s == status) {
+                        Some((_, m)) => *m += n,
+                        None => t.statuses.push((status, n)),
+                    }
+                }
+                t.duration.merge(&r.duration);
+            }
+            total.in_flight += p.in_flight;
+            total.connections_open += p.connections_open;
+            total.accepted += p.accepted;
+            add(&mut total.rejected, &p.rejected);
+            add(&mut total.parse_errors, &p.parse_errors);
+            total.panics += p.panics;
+            total.writes += p.writes;
+            total.db_wait.merge(&p.db_wait);
+            for (t, h) in total.db_query.iter_mut().zip(&p.db_query) {
+                t.merge(h);
+            }
+            add(&mut total.db_errors, &p.db_errors);
+        }
+        for r in &mut total.routes {
+            r.statuses.sort_unstable();
+        }
+        total
+    }
+}
+
+fn add(total: &mut [u64], part: &[u64]) {
+    for (t, p) in total.iter_mut().zip(part) {
+        *t += p;
+    }
+}
+
+/// A scrape's request to one worker: post your snapshot to this doorbell.
+pub struct SnapshotRequest(pub std::sync::Arc<crate::doorbell::Doorbell<Snapshot>>);
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets() {
+        let mut h = Histogram::default();
+        for ns in [50_000, 100_000, 100_001, 3_000_000, 20_000_000_000] {
+            h.observe(ns);
+        }
+        assert_eq!(h.buckets[0], 2, "≤ 100 µs, the bound is inclusive");
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[5], 1, "3 ms ≤ 5 ms");
+        assert_eq!(h.count, 5, "the 20 s one is only in +Inf");
+        assert_eq!(h.buckets.iter().sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn snapshots_merge_by_label() {
+        let a = WorkerMetrics::default();
+        let b = WorkerMetrics::default();
+        a.request(Some(Route::Health), Method::Get, 200, 1000);
+        a.request(Some(Route::Health), Method::Get, 200, 1000);
+        b.request(Some(Route::Health), Method::Get, 200, 1000);
+        b.request(Some(Route::Health), Method::Get, 503, 1000);
+        b.request(None, Method::Get, 404, 1000);
+        a.parse_error("version");
+        b.parse_error("timeout");
+        b.parse_error("not-a-kind");
+        let total = Snapshot::merge(&[a.snapshot(3), b.snapshot(4)]);
+        let health = &total.routes[slot(Some(Route::Health), Method::Get)];
+        assert_eq!(health.statuses, vec![(200, 3), (503, 1)]);
+        assert_eq!(health.duration.count, 4);
+        assert_eq!(total.routes[slot(None, Method::Get)].statuses, vec![(404, 1)]);
+        assert_eq!(total.connections_open, 7);
+        assert_eq!(total.parse_errors.iter().sum::<u64>(), 2);
+    }
+}

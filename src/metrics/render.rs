@@ -1,0 +1,186 @@
+//! Prometheus text exposition format 0.0.4: every family with HELP and TYPE, histograms
+//! with cumulative `le` buckets, `_sum` and `_count`. Pure: numbers in, text out.
+
+use std::fmt::Write;
+
+use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS};
+use crate::db::Job;
+use crate::http::request::Method;
+use crate::router::{Route, UNMATCHED};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the process is: `percore_info` and `percore_workers`.
+pub struct Info<'a> {
+    pub version: &'a str,
+    pub io_driver: &'a str,
+    pub store: &'a str,
+    pub workers: usize,
+}
+
+/// Gauges read at scrape time, outside the workers.
+pub struct Gauges {
+    pub db_queue_depth: usize,
+    pub db_connections: usize,
+    pub db_threads: usize,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A family with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (bound, n) in BUCKETS_NS.iter().zip(h.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}", seconds(*bound));
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}", seconds(h.sum_ns));
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
+}
+
+fn route_label(i: usize) -> &'static str {
+    Route::ALL.get(i).map_or(UNMATCHED, |r| r.pattern())
+}
+
+/// The whole exposition.
+pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, p: &Process) {
+    let methods = Method::ALL.len();
+    family(out, "http_requests_total", "counter", "HTTP requests answered, by method, route pattern and status.");
+    for (i, cell) in s.routes.iter().enumerate() {
+        for (status, n) in &cell.statuses {
+            let (route, method) = (route_label(i / methods), Method::ALL[i % methods].as_str());
+            let _ =
+                writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+    }
+    family(
+        out,
+        "http_request_duration_seconds",
+        "histogram",
+        "Time from a request's last byte to its response, by method and route pattern.",
+    );
+    for (i, cell) in s.routes.iter().enumerate().filter(|(_, c)| c.duration.count > 0) {
+        let labels = format!("method=\"{}\",route=\"{}\"", Method::ALL[i % methods].as_str(), route_label(i / methods));
+        histogram(out, "http_request_duration_seconds", &labels, &cell.duration);
+    }
+    single(out, "http_requests_in_flight", "gauge", "Requests being handled now.", s.in_flight);
+    single(out, "http_connections_open", "gauge", "Client connections open now.", s.connections_open);
+    single(out, "http_connections_accepted_total", "counter", "Client connections accepted.", s.accepted);
+    family(out, "http_connections_rejected_total", "counter", "Times accepting paused or failed, by reason.");
+    for (reason, n) in REJECT_REASONS.iter().zip(&s.rejected) {
+        let _ = writeln!(out, "http_connections_rejected_total{{reason=\"{reason}\"}} {n}");
+    }
+    family(
+        out,
+        "http_parse_errors_total",
+        "counter",
+        "Requests refused before routing (malformed, too large, timed out), by reason.",
+    );
+    for (reason, n) in PARSE_ERRORS.iter().zip(&s.parse_errors) {
+        let _ = writeln!(out, "http_parse_errors_total{{reason=\"{reason}\"}} {n}");
+    }
+    single(out, "http_handler_panics_total", "counter", "Handlers that panicked (answered 500).", s.panics);
+    family(
+        out,
+        "http_response_writes_total",
+        "counter",
+        "Writes of response batches to sockets (pipelined responses share one).",
+    );
+    let _ = writeln!(out, "http_response_writes_total {}", s.writes);
+
+    single(out, "db_pool_queue_depth", "gauge", "Database jobs waiting for a pool thread.", gauges.db_queue_depth);
+    single(out, "db_pool_threads", "gauge", "Database pool threads.", gauges.db_threads);
+    single(
+        out,
+        "db_pool_connections",
+        "gauge",
+        "Database pool threads holding a working connection.",
+        gauges.db_connections,
+    );
+    family(out, "db_pool_wait_seconds", "histogram", "Time database jobs waited in the queue.");
+    histogram(out, "db_pool_wait_seconds", "", &s.db_wait);
+    family(out, "db_query_duration_seconds", "histogram", "Time database jobs ran on their connection, by job.");
+    for (name, h) in Job::NAMES.iter().zip(&s.db_query).filter(|(_, h)| h.count > 0) {
+        histogram(out, "db_query_duration_seconds", &format!("query=\"{name}\""), h);
+    }
+    family(out, "db_errors_total", "counter", "Database calls that failed, by kind.");
+    for (kind, n) in DB_ERRORS.iter().zip(&s.db_errors) {
+        let _ = writeln!(out, "db_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+
+    single(out, "percore_workers", "gauge", "Per-core worker threads.", info.workers);
+    family(out, "percore_info", "gauge", "Build and runtime facts; always 1.");
+    let _ = writeln!(
+        out,
+        "percore_info{{version=\"{}\",io_driver=\"{}\",store=\"{}\"}} 1",
+        info.version, info.io_driver, info.store
+    );
+
+    single(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_bytes);
+    single(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_bytes);
+    single(
+        out,
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        p.cpu_seconds,
+    );
+    single(out, "process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds);
+    single(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds);
+    single(
+        out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        p.start_time_seconds,
+    );
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+    use crate::metrics::WorkerMetrics;
+
+    #[test]
+    fn families_have_help_and_type_and_histograms_are_cumulative() {
+        let m = WorkerMetrics::default();
+        m.request(Some(Route::User), Method::Get, 200, 200_000);
+        m.request(Some(Route::User), Method::Get, 404, 2_000_000);
+        m.request(None, Method::Post, 404, 1_000);
+        let mut out = String::new();
+        let info = Info { version: "0.1.0", io_driver: "io_uring", store: "sqlite", workers: 2 };
+        let gauges = Gauges { db_queue_depth: 0, db_connections: 3, db_threads: 3 };
+        render(&mut out, &info, &Snapshot::merge(&[m.snapshot(1)]), &gauges, &Process::default());
+        assert!(out.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/{id}\",status=\"200\"} 1\n"));
+        assert!(out.contains("http_requests_total{method=\"POST\",route=\"unmatched\",status=\"404\"} 1\n"));
+        assert!(out.contains(
+            "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/users/{id}\",le=\"0.00025\"} 1\n"
+        ));
+        assert!(out.contains(
+            "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/users/{id}\",le=\"0.0025\"} 2\n"
+        ));
+        assert!(out.contains(
+            "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/users/{id}\",le=\"+Inf\"} 2\n"
+        ));
+        assert!(out.contains("percore_info{version=\"0.1.0\",io_driver=\"io_uring\",store=\"sqlite\"} 1\n"));
+        let families: Vec<&str> =
+            out.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
+        for name in families {
+            assert!(out.contains(&format!("# HELP {name} ")), "{name} lacks HELP");
+        }
+    }
+}
