@@ -97,7 +97,16 @@ impl Server {
 
     /// Like [`Server::start`], letting the caller adjust the command (limits, seccomp).
     pub fn start_with(driver: &'static str, env: &[(&str, &str)], adjust: impl FnOnce(&mut Command)) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_percore"));
+        Server::start_command(Command::new(env!("CARGO_BIN_EXE_percore")), driver, env, adjust)
+    }
+
+    /// Starts percore through `cmd` (percore itself, or a wrapper that execs it).
+    pub fn start_command(
+        mut cmd: Command,
+        driver: &'static str,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Server {
         cmd.env_clear()
             .env("SERVER_HOST", "127.0.0.1")
             .env("SERVER_PORT", "0")
