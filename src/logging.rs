@@ -28,6 +28,16 @@ thread_local! {
     static CURRENT: Cell<*const RequestFields<'static>> = const { Cell::new(std::ptr::null()) };
 }
 
+/// Makes `fields` the current request until the returned guard drops (for in-core
+/// handlers, which run without a future).
+pub fn scope<'f>(fields: &'f RequestFields<'f>) -> Scope<'f> {
+    let ptr: *const RequestFields<'static> = (fields as *const RequestFields<'_>).cast();
+    Restore(CURRENT.with(|c| c.replace(ptr)), std::marker::PhantomData)
+}
+
+/// The guard of [`scope`].
+pub type Scope<'f> = Restore<'f>;
+
 /// Runs `inner` with `fields` as the current request of every log line it emits.
 pub fn in_request<'f, F: Future>(fields: &'f RequestFields<'f>, inner: F) -> InRequest<'f, F> {
     InRequest { fields, inner }
@@ -38,10 +48,11 @@ pub struct InRequest<'f, F> {
     inner: F,
 }
 
-/// Restores the previous current request even if the poll panics.
-struct Restore(*const RequestFields<'static>);
+/// Restores the previous current request even if the poll panics; the lifetime ties it to
+/// the fields it points to.
+pub struct Restore<'f>(*const RequestFields<'static>, std::marker::PhantomData<&'f ()>);
 
-impl Drop for Restore {
+impl Drop for Restore<'_> {
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.0));
     }
@@ -54,7 +65,7 @@ impl<F: Future> Future for InRequest<'_, F> {
         // SAFETY: `inner` is never moved out of the pinned struct.
         let this = unsafe { self.get_unchecked_mut() };
         let ptr: *const RequestFields<'static> = (this.fields as *const RequestFields<'_>).cast();
-        let _restore = Restore(CURRENT.with(|c| c.replace(ptr)));
+        let _restore = Restore(CURRENT.with(|c| c.replace(ptr)), std::marker::PhantomData);
         // SAFETY: as above; the pointer set here is cleared by `_restore` before `fields`'
         // borrow can end, because it lives only for this call.
         unsafe { Pin::new_unchecked(&mut this.inner) }.poll(cx)

@@ -21,7 +21,7 @@ use crate::driver;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::metrics::{SnapshotRequest, WorkerMetrics};
-use crate::net::buffers::BufferPool;
+use crate::net::buffers::{BufferPool, READ_BUFFER, WRITE_BUFFER};
 use crate::net::listener::accept_loop;
 use crate::net::timeouts::{ConnCtl, TICK};
 use crate::request_id;
@@ -35,7 +35,8 @@ pub struct WorkerCtx {
     pub router: Router,
     pub limits: Limits,
     pub date: DateCache,
-    pub buffers: BufferPool,
+    pub read_buffers: BufferPool,
+    pub write_buffers: BufferPool,
     /// For serializing bodies; borrowed only within one synchronous call.
     pub scratch: RefCell<Vec<u8>>,
     /// Open connections, for the sweeper.
@@ -77,7 +78,8 @@ impl WorkerCtx {
                 handler: c.handler_timeout,
             },
             date: DateCache::default(),
-            buffers: BufferPool::default(),
+            read_buffers: BufferPool::new(READ_BUFFER),
+            write_buffers: BufferPool::new(WRITE_BUFFER),
             scratch: RefCell::new(Vec::with_capacity(1024)),
             conns: RefCell::new(Slab::new()),
             draining: Cell::new(false),

@@ -1,8 +1,9 @@
 //! ⑤ Handlers: one file per resource, all answering through a [`Reply`].
 //!
-//! [`run`] is the one place a handler is called. It catches a panic (500, logged with the
-//! route, the worker keeps serving) and, for routes that await, enforces HANDLER_TIMEOUT
-//! (503 with Retry-After). In-core routes complete in their first poll and get no timer.
+//! [`run_now`] (in-core routes) and [`run`] (routes that await: the database, a scrape)
+//! are the only places a handler is called. Both catch a panic (500, logged with the route,
+//! the worker keeps serving); `run` also enforces HANDLER_TIMEOUT (503 with Retry-After).
+//! In-core routes pay for neither a future nor a timer.
 
 mod api;
 mod bench;
@@ -14,7 +15,9 @@ mod preferences;
 mod testing;
 mod users;
 
-use crate::catch::catch_unwind_future;
+use std::panic::AssertUnwindSafe;
+
+use crate::catch::{catch_unwind_future, panic_message};
 use crate::http::request::Head;
 use crate::http::response::Reply;
 use crate::router::Route;
@@ -40,26 +43,28 @@ impl RequestView<'_> {
     }
 }
 
-/// Runs the handler for `route`, turning panics into 500 and overruns into 503.
+/// Runs an in-core route's handler at once: no future, no timer. A panic becomes 500.
+pub fn run_now(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| dispatch_now(ctx, route, req, reply)));
+    finish(ctx, route, reply, outcome.map_err(|p| panic_message(&*p)));
+}
+
+/// Runs an awaiting route's handler under HANDLER_TIMEOUT (503 with Retry-After past it).
+/// A panic becomes 500. The caller boxes this future, so that a connection task does not
+/// carry the largest handler's state while it waits for its next request.
 pub async fn run(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
-    let outcome = if route.is_async() {
-        match monoio::time::timeout(ctx.timeouts.handler, catch_unwind_future(dispatch(ctx, route, req, reply))).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                log::warn!(
-                    "worker {}: {} exceeded HANDLER_TIMEOUT ({:?})",
-                    ctx.id,
-                    route.pattern(),
-                    ctx.timeouts.handler
-                );
-                reply.rollback();
-                reply.error(503, "the request took longer than HANDLER_TIMEOUT");
-                return;
-            }
+    let handler = catch_unwind_future(dispatch(ctx, route, req, reply));
+    match monoio::time::timeout(ctx.timeouts.handler, handler).await {
+        Ok(outcome) => finish(ctx, route, reply, outcome),
+        Err(_) => {
+            log::warn!("worker {}: {} exceeded HANDLER_TIMEOUT ({:?})", ctx.id, route.pattern(), ctx.timeouts.handler);
+            reply.rollback();
+            reply.error(503, "the request took longer than HANDLER_TIMEOUT");
         }
-    } else {
-        catch_unwind_future(dispatch(ctx, route, req, reply)).await
-    };
+    }
+}
+
+fn finish(ctx: &WorkerCtx, route: Route, reply: &mut Reply<'_>, outcome: Result<(), String>) {
     match outcome {
         Ok(()) if reply.status() != 0 => {}
         Ok(()) => {
@@ -75,26 +80,36 @@ pub async fn run(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mu
     }
 }
 
-async fn dispatch(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
+/// The in-core routes ([`Route::is_async`] is false for exactly these).
+fn dispatch_now(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let _ = &req;
     match route {
         Route::Health => health::health(reply),
         Route::Livez => health::livez(reply),
         Route::Readyz => health::readyz(ctx, reply),
+        Route::Plaintext => bench::plaintext(reply),
+        Route::Json => bench::json(reply),
+        #[cfg(feature = "test-routes")]
+        Route::TestPanic => testing::panic(),
+        #[cfg(feature = "test-routes")]
+        Route::TestEcho => testing::echo(req, reply),
+        #[cfg(feature = "test-routes")]
+        Route::TestBig => testing::big(req, reply),
+        _ => unreachable!("{} awaits: run it with handlers::run", route.pattern()),
+    }
+}
+
+/// The awaiting routes.
+async fn dispatch(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    match route {
         Route::Metrics => metrics::metrics(ctx, reply).await,
         Route::Users => users::collection(ctx, req, reply).await,
         Route::User => users::item(ctx, req, reply).await,
         Route::UserOrders => orders::collection(ctx, req, reply).await,
         Route::UserPreferences => preferences::item(ctx, req, reply).await,
         Route::UserSummary => users::summary(ctx, req, reply).await,
-        Route::Plaintext => bench::plaintext(reply),
-        Route::Json => bench::json(reply),
-        #[cfg(feature = "test-routes")]
-        Route::TestPanic => testing::panic(),
         #[cfg(feature = "test-routes")]
         Route::TestSleep => testing::sleep(req, reply).await,
-        #[cfg(feature = "test-routes")]
-        Route::TestEcho => testing::echo(req, reply),
-        #[cfg(feature = "test-routes")]
-        Route::TestBig => testing::big(req, reply),
+        _ => dispatch_now(ctx, route, req, reply),
     }
 }

@@ -1,33 +1,41 @@
-//! Per-worker pool of byte buffers for connections' reads and writes.
+//! Per-worker pools of byte buffers for connections' reads and writes.
 //!
-//! A connection takes a read and a write buffer when it opens and gives them back when it
-//! closes, so a worker serving many short connections allocates almost nothing. Buffers
-//! that grew large (a 1 MiB body) are not kept: the pool holds only small ones, so its
-//! memory stays bounded by `MAX_POOLED × BUFFER_SIZE` per worker.
+//! A connection holds a read buffer only while a read is pending on it (a parked idle
+//! connection gives its buffer back) and a write buffer only while it has responses to
+//! send, so memory follows the connections that are busy, not those that are open. Buffers
+//! that grew large (a 1 MiB body) are freed instead of pooled, so each pool stays bounded by
+//! `MAX_POOLED` buffers of its size.
 
 use std::cell::RefCell;
 
-/// Starting capacity: a typical request head, or a batch of pipelined small responses.
-pub const BUFFER_SIZE: usize = 4096;
+/// A request head, or a pipelined batch of small requests, fits.
+pub const READ_BUFFER: usize = 2048;
+/// A batch of pipelined small responses fits.
+pub const WRITE_BUFFER: usize = 4096;
 /// Buffers above this capacity are freed instead of pooled.
-const MAX_KEPT_CAPACITY: usize = 64 * 1024;
+pub const MAX_KEPT_CAPACITY: usize = 64 * 1024;
 const MAX_POOLED: usize = 1024;
 
-#[derive(Default)]
 pub struct BufferPool {
+    size: usize,
     free: RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufferPool {
-    /// An empty buffer with at least [`BUFFER_SIZE`] capacity.
-    pub fn take(&self) -> Vec<u8> {
-        self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+    /// A pool of buffers of at least `size` bytes.
+    pub fn new(size: usize) -> BufferPool {
+        BufferPool { size, free: RefCell::new(Vec::new()) }
     }
 
-    /// Returns a buffer for reuse.
+    /// An empty buffer with at least the pool's size in capacity.
+    pub fn take(&self) -> Vec<u8> {
+        self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    /// Returns a buffer for reuse (or frees it, if it is too big or the pool is full).
     pub fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
-        if buf.capacity() <= MAX_KEPT_CAPACITY && buf.capacity() >= BUFFER_SIZE && free.len() < MAX_POOLED {
+        if buf.capacity() <= MAX_KEPT_CAPACITY && buf.capacity() >= self.size && free.len() < MAX_POOLED {
             buf.clear();
             free.push(buf);
         }
@@ -44,8 +52,9 @@ mod tests {
 
     #[test]
     fn buffers_are_reused_and_big_ones_dropped() {
-        let pool = BufferPool::default();
+        let pool = BufferPool::new(READ_BUFFER);
         let mut a = pool.take();
+        assert!(a.capacity() >= READ_BUFFER);
         a.extend_from_slice(b"data");
         let ptr = a.as_ptr();
         pool.give(a);
@@ -53,5 +62,7 @@ mod tests {
         assert_eq!((b.as_ptr(), b.len()), (ptr, 0), "the same allocation, cleared");
         pool.give(Vec::with_capacity(1 << 20));
         assert_eq!(pool.pooled(), 0, "a grown buffer is freed, not pooled");
+        pool.give(Vec::new());
+        assert_eq!(pool.pooled(), 0, "an empty placeholder is not a buffer");
     }
 }

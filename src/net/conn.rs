@@ -29,7 +29,7 @@ use crate::http::date::DATE_LEN;
 use crate::http::request::{BodyLength, Method, ParseError, Parsed, Parser, Request};
 use crate::http::response::{Framing, Reply, CONTINUE};
 use crate::logging::{self, RequestFields};
-use crate::net::buffers::BUFFER_SIZE;
+use crate::net::buffers::{MAX_KEPT_CAPACITY, READ_BUFFER};
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
 use crate::request_id;
@@ -40,8 +40,6 @@ use crate::worker::WorkerCtx;
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering.
 const LINGER_MAX_BYTES: usize = 1 << 20;
-/// Out buffers that grew past this (a large response) are not kept between batches.
-const MAX_KEPT_OUT: usize = 64 * 1024;
 
 /// Serves one accepted connection until it closes. Never panics outward: a panic in the
 /// connection code closes this connection only.
@@ -53,8 +51,8 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         ctl: &ctl,
         stream,
         peer,
-        rbuf: ctx.buffers.take(),
-        wbuf: ctx.buffers.take(),
+        rbuf: ctx.read_buffers.take(),
+        wbuf: Vec::new(),
         parser: Parser::new(ctx.limits),
         request_began: None,
         last_read: 0,
@@ -62,8 +60,8 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     if let Err(panic) = catch_unwind_future(conn.run()).await {
         log::error!("worker {}: connection from {peer} panicked and was closed: {panic}", ctx.id);
     }
-    ctx.buffers.give(std::mem::take(&mut conn.rbuf));
-    ctx.buffers.give(std::mem::take(&mut conn.wbuf));
+    ctx.read_buffers.give(std::mem::take(&mut conn.rbuf));
+    ctx.write_buffers.give(std::mem::take(&mut conn.wbuf));
     drop(registration);
 }
 
@@ -85,9 +83,10 @@ struct Conn<'a> {
     ctl: &'a ConnCtl,
     stream: TcpStream,
     peer: SocketAddr,
-    /// Bytes received and not yet consumed; the current request starts at 0.
+    /// Bytes received and not yet consumed; the current request starts at 0. Without
+    /// capacity while the connection is parked.
     rbuf: Vec<u8>,
-    /// Responses of the current batch.
+    /// Responses of the current batch; without capacity between batches.
     wbuf: Vec<u8>,
     parser: Parser,
     /// When the first byte of the request being received arrived.
@@ -113,7 +112,9 @@ impl Conn<'_> {
             if let Next::Abandon = next {
                 return;
             }
-            if !self.wbuf.is_empty() && !self.write_out().await {
+            if self.wbuf.is_empty() {
+                self.ctx.write_buffers.give(std::mem::take(&mut self.wbuf));
+            } else if !self.write_out().await {
                 return;
             }
             if let Next::Close = next {
@@ -132,28 +133,53 @@ impl Conn<'_> {
             None => self.ctl.enter(Phase::Idle, now, timeouts.idle),
             Some(began) => self.ctl.enter(Phase::Reading, began, timeouts.read),
         }
-        self.make_room();
-        let buf = std::mem::take(&mut self.rbuf);
-        let filled = buf.len();
-        let (result, slice) = self.stream.cancelable_read(buf.slice_mut(filled..), self.ctl.handle()).await;
-        self.rbuf = slice.into_inner();
-        match result {
-            Ok(0) => false,
-            Ok(_) => {
-                self.last_read = clock::now_ms();
-                self.request_began.get_or_insert(self.last_read);
-                // Data that won a race against a cut is served; the drain still closes
-                // after it through the response's framing.
-                self.ctl.uncut();
-                true
-            }
-            Err(_) => {
-                if self.ctl.cut_reason() == Some(Cut::ReadTimeout) {
-                    self.ctx.metrics.parse_error("timeout");
-                    self.refuse_and_close(408, "request not received within SERVER_READ_TIMEOUT").await;
+        loop {
+            if self.rbuf.capacity() == 0 {
+                // Parked: wait for the next request without holding a buffer.
+                if !self.wait_readable().await {
+                    return false;
                 }
-                false
+                self.rbuf = self.ctx.read_buffers.take();
             }
+            self.make_room();
+            let buf = std::mem::take(&mut self.rbuf);
+            let filled = buf.len();
+            let (result, slice) = self.stream.cancelable_read(buf.slice_mut(filled..), self.ctl.handle()).await;
+            self.rbuf = slice.into_inner();
+            return match result {
+                Ok(0) => false,
+                Ok(_) => {
+                    self.last_read = clock::now_ms();
+                    self.request_began.get_or_insert(self.last_read);
+                    // Data that won a race against a cut is served; the drain still closes
+                    // after it through the response's framing.
+                    self.ctl.uncut();
+                    true
+                }
+                Err(_) => match self.ctl.cut_reason() {
+                    Some(Cut::Release) if self.rbuf.is_empty() => {
+                        self.ctx.read_buffers.give(std::mem::take(&mut self.rbuf));
+                        self.ctl.uncut();
+                        self.ctl.park();
+                        continue;
+                    }
+                    Some(Cut::ReadTimeout) => {
+                        self.ctx.metrics.parse_error("timeout");
+                        self.refuse_and_close(408, "request not received within SERVER_READ_TIMEOUT").await;
+                        false
+                    }
+                    _ => false,
+                },
+            };
+        }
+    }
+
+    /// A parked connection's wait: true once the socket is readable (a request, or EOF that
+    /// the next read will see), false if the sweeper cut it (idle timeout, drain) meanwhile.
+    async fn wait_readable(&mut self) -> bool {
+        match race(self.stream.readable(false), self.ctl.interrupted()).await {
+            Either::Left(ready) => ready.is_ok(),
+            Either::Right(()) => false,
         }
     }
 
@@ -166,7 +192,7 @@ impl Conn<'_> {
         }
         let reclaimed = self.parser.reclaim(&mut self.rbuf);
         self.rbuf.truncate(reclaimed);
-        if reclaimed + BUFFER_SIZE / 4 <= len {
+        if reclaimed + READ_BUFFER / 4 <= len {
             return;
         }
         let wanted = match self.parser.pending_head() {
@@ -176,12 +202,13 @@ impl Conn<'_> {
             },
             None => self.rbuf.capacity(),
         };
-        self.rbuf.reserve(wanted.max(BUFFER_SIZE));
+        self.rbuf.reserve(wanted.max(READ_BUFFER));
     }
 
     /// Answers every complete request in the read buffer, appending the responses.
     async fn answer(&mut self) -> Next {
         let date = self.ctx.date.get();
+        self.ensure_out();
         let mut start = 0;
         let mut next = Next::Read;
         while start < self.rbuf.len() {
@@ -211,7 +238,18 @@ impl Conn<'_> {
             self.rbuf.drain(..start);
             self.request_began = (!self.rbuf.is_empty()).then_some(self.last_read);
         }
+        // A buffer that grew for a large body is not kept for small requests.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > MAX_KEPT_CAPACITY {
+            self.rbuf = self.ctx.read_buffers.take();
+        }
         next
+    }
+
+    /// Takes a write buffer for this batch's responses, if the connection has none.
+    fn ensure_out(&mut self) {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = self.ctx.write_buffers.take();
+        }
     }
 
     /// `Expect: 100-continue`: answers 100 when the body will be accepted, else the final
@@ -275,12 +313,21 @@ impl Conn<'_> {
             Resolved::Found { route, id } => {
                 let request = RequestView { head, bytes: head_bytes, body, id };
                 let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
-                let handler = logging::in_request(&fields, handlers::run(ctx, route, request, &mut reply));
                 if !route.is_async() {
-                    handler.await;
-                } else if let Either::Right(()) = race(handler, client_gone(&self.stream)).await {
-                    log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, route.pattern());
-                    abandoned = true;
+                    let _scope = logging::scope(&fields);
+                    handlers::run_now(ctx, route, request, &mut reply);
+                } else {
+                    // Boxed: the handler's state lives only while the request does.
+                    let handler =
+                        Box::pin(logging::in_request(&fields, handlers::run(ctx, route, request, &mut reply)));
+                    if let Either::Right(()) = race(handler, client_gone(&self.stream)).await {
+                        log::debug!(
+                            "worker {}: client left during {}; its work was abandoned",
+                            ctx.id,
+                            route.pattern()
+                        );
+                        abandoned = true;
+                    }
                 }
             }
             Resolved::NotFound => reply.error(404, "Not Found"),
@@ -325,6 +372,7 @@ impl Conn<'_> {
 
     fn refuse(&mut self, status: u16, message: &str, date: &[u8; DATE_LEN]) -> Next {
         self.parser.reset();
+        self.ensure_out();
         let framing = Framing { close: true, ..Framing::default() };
         let id = self.ctx.ids.next();
         Reply::new(&mut self.wbuf, &self.ctx.scratch, date, framing, &id).error(status, message);
@@ -343,12 +391,9 @@ impl Conn<'_> {
         self.ctl.enter(Phase::Writing, clock::now_ms(), self.ctx.timeouts.write);
         let buf = std::mem::take(&mut self.wbuf);
         self.ctx.metrics.write();
-        let (result, mut buf) = self.stream.write_all(buf, self.ctl.handle()).await;
-        buf.clear();
-        if buf.capacity() > MAX_KEPT_OUT {
-            buf = self.ctx.buffers.take();
-        }
-        self.wbuf = buf;
+        let (result, buf) = self.stream.write_all(buf, self.ctl.handle()).await;
+        // Back to the pool: a connection waiting for its next request holds no write buffer.
+        self.ctx.write_buffers.give(buf);
         result.is_ok()
     }
 
@@ -361,6 +406,9 @@ impl Conn<'_> {
         let _ = self.stream.shutdown().await;
         self.ctl.enter(Phase::Lingering, clock::now_ms(), LINGER);
         let mut discarded = 0;
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = self.ctx.read_buffers.take();
+        }
         while discarded < LINGER_MAX_BYTES {
             let mut buf = std::mem::take(&mut self.rbuf);
             buf.clear();

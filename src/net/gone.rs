@@ -41,18 +41,29 @@ pub enum Either<A, B> {
     Right(B),
 }
 
-/// Polls `first`, then `second`, until one is ready; the other is dropped.
-pub async fn race<A: Future, B: Future>(first: A, second: B) -> Either<A::Output, B::Output> {
-    let mut first = std::pin::pin!(first);
-    let mut second = std::pin::pin!(second);
-    std::future::poll_fn(move |cx: &mut Context<'_>| {
-        if let Poll::Ready(a) = Pin::as_mut(&mut first).poll(cx) {
+/// Polls `first`, then `second`, until one is ready; the other is dropped with the race.
+pub fn race<A: Future, B: Future>(first: A, second: B) -> Race<A, B> {
+    Race { first, second }
+}
+
+/// A plain struct rather than an `async fn`, so the two futures are stored once.
+pub struct Race<A, B> {
+    first: A,
+    second: B,
+}
+
+impl<A: Future, B: Future> Future for Race<A, B> {
+    type Output = Either<A::Output, B::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: neither field is moved out of the pinned struct; each is pinned in place.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Poll::Ready(a) = unsafe { Pin::new_unchecked(&mut this.first) }.poll(cx) {
             return Poll::Ready(Either::Left(a));
         }
-        if let Poll::Ready(b) = Pin::as_mut(&mut second).poll(cx) {
+        if let Poll::Ready(b) = unsafe { Pin::new_unchecked(&mut this.second) }.poll(cx) {
             return Poll::Ready(Either::Right(b));
         }
         Poll::Pending
-    })
-    .await
+    }
 }

@@ -12,6 +12,8 @@
 //! deadlines are as precise as the tick, which is ample for timeouts of seconds.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use monoio::io::{CancelHandle, Canceller};
@@ -24,11 +26,17 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// `Connection: close` instead of being cut off mid-flight.
 pub const DRAIN_IDLE_GRACE_MS: u64 = 500;
 
+/// An idle connection gives its read buffer back after this long (it parks on a readiness
+/// wait, which needs no buffer), so thousands of quiet keep-alive connections cost no buffers.
+pub const RELEASE_AFTER_MS: u64 = 1000;
+
 /// What a connection is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Between requests, no byte of the next one yet: SERVER_IDLE_TIMEOUT.
     Idle,
+    /// Idle long enough to have given its read buffer back; waiting for readability.
+    Parked,
     /// Part of a request has arrived: SERVER_READ_TIMEOUT from its first byte.
     Reading,
     /// A handler is running: HANDLER_TIMEOUT, enforced by the handler's own timer.
@@ -42,6 +50,8 @@ pub enum Phase {
 /// Why the sweeper cut a connection's I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
+    /// Idle for [`RELEASE_AFTER_MS`]: give the read buffer back and park.
+    Release,
     IdleTimeout,
     ReadTimeout,
     WriteTimeout,
@@ -56,6 +66,9 @@ pub struct ConnCtl {
     deadline: Cell<u64>,
     cut: Cell<Option<Cut>>,
     canceller: RefCell<Canceller>,
+    /// A parked connection's task, woken by a cut (its readiness wait holds no buffer and
+    /// is simply dropped).
+    waker: RefCell<Option<Waker>>,
 }
 
 impl ConnCtl {
@@ -68,6 +81,22 @@ impl ConnCtl {
 
     pub fn phase(&self) -> Option<Phase> {
         self.phase.get()
+    }
+
+    /// Idle without a buffer: same deadlines as [`Phase::Idle`], counted from the same start.
+    pub fn park(&self) {
+        self.phase.set(Some(Phase::Parked));
+    }
+
+    /// Resolves when the sweeper cuts this connection.
+    pub fn interrupted(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.cut.get().is_some() {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
     }
 
     /// The handle to pass to the next cancelable read or write.
@@ -88,6 +117,9 @@ impl ConnCtl {
         self.cut.set(Some(why));
         let old = self.canceller.take();
         *self.canceller.borrow_mut() = old.cancel();
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
     }
 
     /// Forgets a cut whose I/O completed anyway (the data won the race): the connection
@@ -102,9 +134,11 @@ impl ConnCtl {
             return None;
         }
         let late = now >= self.deadline.get();
+        let idle_for = now.saturating_sub(self.since.get());
         match self.phase.get()? {
-            Phase::Idle if draining && now.saturating_sub(self.since.get()) >= DRAIN_IDLE_GRACE_MS => Some(Cut::Drain),
-            Phase::Idle if late => Some(Cut::IdleTimeout),
+            Phase::Idle | Phase::Parked if draining && idle_for >= DRAIN_IDLE_GRACE_MS => Some(Cut::Drain),
+            Phase::Idle | Phase::Parked if late => Some(Cut::IdleTimeout),
+            Phase::Idle if idle_for >= RELEASE_AFTER_MS => Some(Cut::Release),
             Phase::Reading | Phase::Lingering if late => Some(Cut::ReadTimeout),
             Phase::Writing if late => Some(Cut::WriteTimeout),
             _ => None,
@@ -121,8 +155,15 @@ mod tests {
         let c = ConnCtl::default();
         assert_eq!(c.overdue(1_000_000, true), None, "a connection that has not started");
         c.enter(Phase::Idle, 1000, Duration::from_secs(120));
-        assert_eq!(c.overdue(1000 + 119_999, false), None);
-        assert_eq!(c.overdue(1000 + 120_000, false), Some(Cut::IdleTimeout));
+        assert_eq!(c.overdue(1000 + RELEASE_AFTER_MS - 1, false), None);
+        assert_eq!(c.overdue(1000 + RELEASE_AFTER_MS, false), Some(Cut::Release), "idle: give the buffer back");
+        c.park();
+        assert_eq!(c.overdue(1000 + 119_999, false), None, "parked: nothing to release");
+        assert_eq!(
+            c.overdue(1000 + 120_000, false),
+            Some(Cut::IdleTimeout),
+            "the idle deadline still counts from the start"
+        );
         c.enter(Phase::Reading, 5000, Duration::from_secs(5));
         assert_eq!(c.overdue(9999, false), None);
         assert_eq!(c.overdue(10_000, false), Some(Cut::ReadTimeout));
