@@ -57,9 +57,15 @@ class Test:
 TESTS = {
     "plaintext": Test("/plaintext"),
     "json": Test("/json"),
+    "pipelined": Test("/plaintext", depth=16),
+    "json-5000": Test("/json", conns=5000),
+    "db": Test("/db", store="pg"),
     "users-pg": Test("/api/v1/users/1", script="random_user.lua", store="pg"),
     "users-sqlite": Test("/api/v1/users/1", script="random_user.lua", store="sqlite"),
 }
+# The tests the issue's targets are stated for, in the order they are reported.
+DEFAULT_TESTS = "plaintext,json,pipelined,json-5000,db,users-pg"
+ALL_SERVERS = "percore,go,nginx,may-minihttp,actix-web"
 
 
 def log(msg):
@@ -109,6 +115,137 @@ def build_percore_without_metrics():
     return str(target / "release" / "percore")
 
 
+CARGO_PROFILE = """
+[profile.release]
+lto = "fat"
+codegen-units = 1
+panic = "abort"
+"""
+
+MAY_MAIN = r"""
+use std::io;
+
+use bytes::BufMut;
+use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+struct Hello;
+
+impl HttpService for Hello {
+    fn call(&mut self, req: Request, rsp: &mut Response) -> io::Result<()> {
+        match req.path() {
+            "/json" => {
+                rsp.header("Content-Type: application/json");
+                serde_json::to_writer(rsp.body_mut().writer(), &Message { message: "Hello, World!" })?;
+            }
+            "/plaintext" => {
+                rsp.header("Content-Type: text/plain").body("Hello, World!");
+            }
+            _ => {
+                rsp.status_code(404, "Not Found");
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Factory;
+
+impl HttpServiceFactory for Factory {
+    type Service = Hello;
+    fn new_service(&self, _: usize) -> Hello {
+        Hello
+    }
+}
+
+fn main() {
+    may::config().set_pool_capacity(10000).set_stack_size(0x1000);
+    let addr = std::env::var("ADDR").unwrap();
+    Factory.start(addr.as_str()).unwrap().join().unwrap();
+}
+"""
+
+ACTIX_MAIN = r"""
+use actix_web::{get, http::header, App, HttpResponse, HttpServer};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+#[get("/plaintext")]
+async fn plaintext() -> HttpResponse {
+    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "text/plain")).body("Hello, World!")
+}
+
+#[get("/json")]
+async fn json() -> HttpResponse {
+    let body = serde_json::to_vec(&Message { message: "Hello, World!" }).unwrap();
+    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "application/json")).body(body)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::var("ADDR").unwrap();
+    HttpServer::new(|| App::new().service(plaintext).service(json)).backlog(4096).bind(addr)?.run().await
+}
+"""
+
+
+def build_rust_anchor(name, deps, main_rs):
+    """A hello-world server from crates.io, in the scratch directory (never in the repo)."""
+    crate = SCRATCH / "anchors" / name
+    (crate / "src").mkdir(parents=True, exist_ok=True)
+    manifest = f'[package]\nname = "{name}"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\n{deps}\n{CARGO_PROFILE}'
+    (crate / "Cargo.toml").write_text(manifest)
+    (crate / "src" / "main.rs").write_text(main_rs)
+    log(f"-- building {name} (first time: a few minutes)")
+    run(["cargo", "build", "--release", "--quiet"], cwd=crate)
+    return str(crate / "target" / "release" / name)
+
+
+def build_may():
+    deps = 'may = "0.3"\nmay_minihttp = "0.1"\nbytes = "1"\nserde = { version = "1", features = ["derive"] }\nserde_json = "1"'
+    return build_rust_anchor("may-minihttp-anchor", deps, MAY_MAIN)
+
+
+def build_actix():
+    deps = 'actix-web = "4"\nserde = { version = "1", features = ["derive"] }\nserde_json = "1"'
+    return build_rust_anchor("actix-web-anchor", deps, ACTIX_MAIN)
+
+
+def build_nginx():
+    if not shutil.which("nginx"):
+        raise RuntimeError("nginx not installed (apt install nginx)")
+    return shutil.which("nginx")
+
+
+def nginx_command(binary, port):
+    prefix = SCRATCH / f"nginx-{port}"
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 10240; }}
+http {{
+    access_log off;
+    server_tokens off;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
+    }}
+}}
+""")
+    return [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+
+
 def build_go():
     if not shutil.which("go"):
         raise RuntimeError("go not installed (apt install golang-go)")
@@ -142,7 +279,10 @@ def servers():
         "percore-epoll": Server("percore-epoll", build_percore, lambda binary, port: [binary], lambda port, test: percore_env(port, test, {"IO_DRIVER": "epoll"})),
         # Metrics compiled out: what the instrumentation costs.
         "percore-nometrics": Server("percore-nometrics", build_percore_without_metrics, lambda binary, port: [binary], percore_env),
-        "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "users-pg"}),
+        "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg"}),
+        "nginx": Server("nginx", build_nginx, nginx_command, lambda port, test: {}, routes={"plaintext", "pipelined"}),
+        "may-minihttp": Server("may-minihttp", build_may, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "actix-web": Server("actix-web", build_actix, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
     }
 
 
@@ -182,7 +322,7 @@ def prepare_stores(tests, percore_binary):
 def migrate(binary, store_env):
     """Runs percore once against a store so its migrations create the schema."""
     port = free_port()
-    env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), DEBUG_ADDR="", **store_env)
+    env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), DEBUG_ADDR="", BENCH_ROUTES="1", **store_env)
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 20
@@ -212,18 +352,43 @@ def wait_for_port(port, timeout=10.0):
     return False
 
 
+def process_tree(pid):
+    """`pid` and its children (nginx serves from worker processes)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
+
+
 def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
 
 
 def parse_wrk(out):
@@ -303,8 +468,8 @@ def median(values):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", default="percore,go")
-    p.add_argument("--tests", default="plaintext,json")
+    p.add_argument("--servers", default=ALL_SERVERS)
+    p.add_argument("--tests", default=DEFAULT_TESTS)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)

@@ -58,6 +58,21 @@ pub struct Order {
     pub created_at: Timestamp,
 }
 
+/// A TechEmpower world row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct World {
+    pub id: i32,
+    #[serde(rename = "randomNumber")]
+    pub random_number: i32,
+}
+
+/// A TechEmpower fortune.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fortune {
+    pub id: i32,
+    pub message: String,
+}
+
 /// A field that broke a rule: `{field}: {message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {

@@ -28,6 +28,10 @@ pub enum Route {
     UserSummary,
     Plaintext,
     Json,
+    Db,
+    Queries,
+    Fortunes,
+    Updates,
     #[cfg(feature = "test-routes")]
     TestPanic,
     #[cfg(feature = "test-routes")]
@@ -55,6 +59,10 @@ impl Route {
         Route::UserSummary,
         Route::Plaintext,
         Route::Json,
+        Route::Db,
+        Route::Queries,
+        Route::Fortunes,
+        Route::Updates,
         #[cfg(feature = "test-routes")]
         Route::TestPanic,
         #[cfg(feature = "test-routes")]
@@ -84,6 +92,10 @@ impl Route {
             Route::UserSummary => "/api/v1/users/{id}/summary",
             Route::Plaintext => "/plaintext",
             Route::Json => "/json",
+            Route::Db => "/db",
+            Route::Queries => "/queries",
+            Route::Fortunes => "/fortunes",
+            Route::Updates => "/updates",
             #[cfg(feature = "test-routes")]
             Route::TestPanic => "/__test/panic",
             #[cfg(feature = "test-routes")]
@@ -104,7 +116,11 @@ impl Route {
             | Route::User
             | Route::UserOrders
             | Route::UserPreferences
-            | Route::UserSummary => true,
+            | Route::UserSummary
+            | Route::Db
+            | Route::Queries
+            | Route::Fortunes
+            | Route::Updates => true,
             #[cfg(feature = "test-routes")]
             Route::TestSleep => true,
             _ => false,
@@ -202,6 +218,10 @@ impl Router {
             _ if path.starts_with(b"/api/v1/users/") => return self.match_user(&path[b"/api/v1/users/".len()..]),
             b"/plaintext" if self.bench_routes => (Route::Plaintext, &GET, None),
             b"/json" if self.bench_routes => (Route::Json, &GET, None),
+            b"/db" if self.bench_routes => (Route::Db, &GET, None),
+            b"/queries" if self.bench_routes => (Route::Queries, &GET, None),
+            b"/fortunes" if self.bench_routes => (Route::Fortunes, &GET, None),
+            b"/updates" if self.bench_routes => (Route::Updates, &GET, None),
             #[cfg(feature = "test-routes")]
             b"/__test/panic" => (Route::TestPanic, &GET, None),
             #[cfg(feature = "test-routes")]

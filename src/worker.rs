@@ -52,6 +52,8 @@ pub struct WorkerCtx {
     pub metrics: Rc<WorkerMetrics>,
     pub ids: request_id::Generator,
     pub access_log: Option<AccessLog>,
+    /// xorshift state for the benchmark routes' random ids.
+    rng: Cell<u64>,
 }
 
 /// The configured timeouts, copied out of the config for the connection loop.
@@ -88,9 +90,20 @@ impl WorkerCtx {
             json_buffers: RefCell::new(simd_json::Buffers::default()),
             ids: request_id::Generator::new(shared.id_seed, id),
             access_log: shared.access_log.clone().map(|w| AccessLog::new(c.log_format, w)),
+            rng: Cell::new((shared.id_seed ^ ((id as u64) << 32)) | 1),
             metrics,
             shared,
         }
+    }
+
+    /// A random TechEmpower world id, 1–10,000 (xorshift64*: cheap, per worker).
+    pub fn random_world(&self) -> i32 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i32 % 10_000 + 1
     }
 
     /// Whether responses should close their connections: this worker has started draining,

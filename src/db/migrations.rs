@@ -4,6 +4,10 @@
 //! in its own transaction with its version row, under a lock that makes replicas starting
 //! at once take turns (SQLite: `BEGIN IMMEDIATE`; Postgres: a transaction-scoped advisory
 //! lock). A migration, once released, is never edited: a change is a new version.
+//!
+//! [`BENCH_MIGRATIONS`] (the TechEmpower `world` and `fortune` tables) are applied only
+//! when BENCH_ROUTES is on, so a production database never grows benchmark tables; their
+//! versions start at 1001 to stay out of the API's sequence.
 
 pub struct Migration {
     pub version: i64,
@@ -63,6 +67,55 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     ",
 }];
 
+/// The TechEmpower tables: 10,000 worlds with random numbers 1–10,000, and the 12
+/// fortunes of the benchmark's specification.
+pub const BENCH_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1001,
+    name: "techempower world and fortune",
+    sqlite: "
+        CREATE TABLE world (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+        INSERT INTO world (id, randomnumber) SELECT i, abs(random()) % 10000 + 1 FROM n;
+        CREATE TABLE fortune (id INTEGER PRIMARY KEY, message TEXT NOT NULL);
+        INSERT INTO fortune (id, message) VALUES
+            (1, 'fortune: No such file or directory'),
+            (2, 'A computer scientist is someone who fixes things that aren''t broken.'),
+            (3, 'After enough decimal places, nobody gives a damn.'),
+            (4, 'A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1'),
+            (5, 'A computer program does what you tell it to do, not what you want it to do.'),
+            (6, 'Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen'),
+            (7, 'Any program that runs right is obsolete.'),
+            (8, 'A list is only as strong as its weakest link. — Donald Knuth'),
+            (9, 'Feature: A bug with seniority.'),
+            (10, 'Computers make very fast, very accurate mistakes.'),
+            (11, '<script>alert(\"This should not be displayed in a browser alert box.\");</script>'),
+            (12, 'フレームワークのベンチマーク');
+    ",
+    postgres: "
+        CREATE TABLE world (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL);
+        INSERT INTO world (id, randomnumber) SELECT g, floor(random() * 10000 + 1)::int FROM generate_series(1, 10000) g;
+        CREATE TABLE fortune (id INTEGER PRIMARY KEY, message VARCHAR(2048) NOT NULL);
+        INSERT INTO fortune (id, message) VALUES
+            (1, 'fortune: No such file or directory'),
+            (2, 'A computer scientist is someone who fixes things that aren''t broken.'),
+            (3, 'After enough decimal places, nobody gives a damn.'),
+            (4, 'A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1'),
+            (5, 'A computer program does what you tell it to do, not what you want it to do.'),
+            (6, 'Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen'),
+            (7, 'Any program that runs right is obsolete.'),
+            (8, 'A list is only as strong as its weakest link. — Donald Knuth'),
+            (9, 'Feature: A bug with seniority.'),
+            (10, 'Computers make very fast, very accurate mistakes.'),
+            (11, '<script>alert(\"This should not be displayed in a browser alert box.\");</script>'),
+            (12, 'フレームワークのベンチマーク');
+    ",
+}];
+
+/// The migrations a store needs: the API's, and the benchmark's when its routes are on.
+pub fn wanted(bench_routes: bool) -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS.iter().chain(BENCH_MIGRATIONS.iter().filter(move |_| bench_routes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +125,10 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1, "{}", m.name);
         }
+        for (i, m) in BENCH_MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, 1001 + i as i64, "{}", m.name);
+        }
+        assert_eq!(wanted(false).count(), MIGRATIONS.len());
+        assert_eq!(wanted(true).count(), MIGRATIONS.len() + BENCH_MIGRATIONS.len());
     }
 }

@@ -86,11 +86,11 @@ impl Pool {
     /// not stop the server from starting; /readyz says so instead.
     pub fn spawn_threads(self: &Arc<Self>, queue: Receiver<Envelope>, config: &Config) -> std::io::Result<()> {
         for id in 0..self.threads {
-            let (pool, queue, store, lifetime) =
-                (self.clone(), queue.clone(), config.store.clone(), config.db_conn_max_lifetime);
+            let (pool, queue, store, lifetime, bench) =
+                (self.clone(), queue.clone(), config.store.clone(), config.db_conn_max_lifetime, config.bench_routes);
             std::thread::Builder::new()
                 .name(format!("percore-db{id}"))
-                .spawn(move || run(&pool, &queue, &store, lifetime))?;
+                .spawn(move || run(&pool, &queue, &store, lifetime, bench))?;
         }
         Ok(())
     }
@@ -110,7 +110,7 @@ pub fn default_pool_size(workers: usize) -> usize {
 }
 
 /// One pool thread, until the job channel closes.
-fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: Duration) {
+fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: Duration, bench_routes: bool) {
     let mut conn: Option<Conn> = None;
     let mut next_attempt = Instant::now();
     let mut backoff = FIRST_BACKOFF;
@@ -121,7 +121,7 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
             next_attempt = Instant::now();
         }
         if conn.is_none() && Instant::now() >= next_attempt {
-            match Conn::open(store) {
+            match Conn::open(store, bench_routes) {
                 Ok(c) => {
                     if !pool.health.is_up() {
                         log::info!("{}: connected to {}", thread_name(), pool.store);

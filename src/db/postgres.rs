@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use super::migrations::MIGRATIONS;
+use super::migrations;
 use super::store::StoreError;
 use crate::config::{PgConfig, SslMode};
 
@@ -18,7 +18,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Key of the advisory lock that serializes migrations across replicas ("percore").
 const MIGRATION_LOCK: i64 = 0x0070_6572_636f_7265;
 
-pub fn open(pg: &PgConfig) -> Result<Client, StoreError> {
+pub fn open(pg: &PgConfig, bench_routes: bool) -> Result<Client, StoreError> {
     let mut config = postgres::Config::new();
     config
         .host(&pg.host)
@@ -37,18 +37,18 @@ pub fn open(pg: &PgConfig) -> Result<Client, StoreError> {
         config.password(&pg.password);
     }
     let mut client = config.connect(NoTls).map_err(|e| StoreError::Connection(e.to_string()))?;
-    migrate(&mut client)?;
+    migrate(&mut client, bench_routes)?;
     Ok(client)
 }
 
 /// Applies the missing migrations under a transaction-scoped advisory lock, so replicas
 /// starting at once apply each migration exactly once.
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
+fn migrate(client: &mut Client, bench_routes: bool) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS percore_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")?;
-    let current: i64 = tx.query_one("SELECT coalesce(max(version), 0) FROM percore_schema", &[])?.get(0);
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    let applied: Vec<i64> = tx.query("SELECT version FROM percore_schema", &[])?.iter().map(|r| r.get(0)).collect();
+    for m in migrations::wanted(bench_routes).filter(|m| !applied.contains(&m.version)) {
         tx.batch_execute(m.postgres)
             .map_err(|e| StoreError::Other(format!("migration {} ({}): {e}", m.version, m.name)))?;
         tx.execute("INSERT INTO percore_schema (version, name) VALUES ($1, $2)", &[&m.version, &m.name])?;

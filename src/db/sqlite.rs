@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use super::migrations::MIGRATIONS;
+use super::migrations;
 use super::store::StoreError;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection (every job's SQL fits).
 const STATEMENT_CACHE: usize = 64;
 
-pub fn open(path: &Path) -> Result<Connection, StoreError> {
+pub fn open(path: &Path, bench_routes: bool) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Connection(format!("{}: {e}", path.display())))?;
@@ -23,7 +23,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     wal(&conn)?;
     conn.pragma_update(None, "synchronous", "normal")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
-    migrate(&mut conn)?;
+    migrate(&mut conn, bench_routes)?;
     Ok(conn)
 }
 
@@ -47,11 +47,12 @@ fn wal(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Applies the missing migrations; `BEGIN IMMEDIATE` makes concurrent openers take turns.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, bench_routes: bool) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS percore_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))")?;
-    let current: i64 = tx.query_row("SELECT coalesce(max(version), 0) FROM percore_schema", [], |r| r.get(0))?;
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    let applied: Vec<i64> =
+        tx.prepare("SELECT version FROM percore_schema")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for m in migrations::wanted(bench_routes).filter(|m| !applied.contains(&m.version)) {
         tx.execute_batch(m.sqlite)
             .map_err(|e| StoreError::Other(format!("migration {} ({}): {e}", m.version, m.name)))?;
         tx.execute("INSERT INTO percore_schema (version, name) VALUES (?1, ?2)", rusqlite::params![m.version, m.name])?;

@@ -72,10 +72,13 @@ impl Pg {
 
 impl Conn {
     /// Opens a connection to the configured store and brings its schema up to date.
-    pub fn open(config: &StoreConfig) -> Result<Conn, StoreError> {
+    /// With `bench_routes`, the TechEmpower tables are created too.
+    pub fn open(config: &StoreConfig, bench_routes: bool) -> Result<Conn, StoreError> {
         let kind = match config {
-            StoreConfig::Sqlite { path } => ConnKind::Sqlite(super::sqlite::open(path)?),
-            StoreConfig::Postgres(pg) => ConnKind::Postgres(Box::new(Pg::new(super::postgres::open(pg)?))),
+            StoreConfig::Sqlite { path } => ConnKind::Sqlite(super::sqlite::open(path, bench_routes)?),
+            StoreConfig::Postgres(pg) => {
+                ConnKind::Postgres(Box::new(Pg::new(super::postgres::open(pg, bench_routes)?)))
+            }
         };
         Ok(Conn { kind, opened: Instant::now() })
     }

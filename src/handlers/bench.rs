@@ -1,11 +1,18 @@
-//! The TechEmpower test types, mounted with BENCH_ROUTES=1.
-//!
-//! The rules ask for `Server`, `Date`, `Content-Type` and `Content-Length` on every
-//! response, and for the JSON object to be serialized per request — not cached.
+//! The TechEmpower test types, mounted with BENCH_ROUTES=1, following the benchmark's
+//! rules: `Server`, `Date`, `Content-Type` and `Content-Length` on every response; JSON
+//! serialized per request; random world ids from 1 to 10,000; `queries` clamped to 1–500
+//! (anything that is not a number is 1); each world read by its own query; fortunes sorted,
+//! escaped, UTF-8 HTML with one fortune added at request time.
 
 use serde::Serialize;
 
+use super::api::{db_error, unexpected};
+use super::RequestView;
+use crate::db::{Job, Output};
+use crate::http::query;
 use crate::http::response::Reply;
+use crate::model::Fortune;
+use crate::worker::WorkerCtx;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
 pub fn plaintext(reply: &mut Reply<'_>) {
@@ -20,4 +27,122 @@ struct Message {
 /// `/json`: `{"message":"Hello, World!"}`, serialized for each request.
 pub fn json(reply: &mut Reply<'_>) {
     reply.json(200, &Message { message: "Hello, World!" }, &[]);
+}
+
+/// `/db`: one random world.
+pub async fn db(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+    match ctx.db.call(Job::World { id: ctx.random_world() }).await {
+        Ok(Output::World(Some(world))) => reply.json(200, &world, &[]),
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, ""),
+    }
+}
+
+/// The `queries` parameter: 1–500; missing, not a number or below 1 is 1.
+pub fn queries_param(q: &[u8]) -> usize {
+    let n = query::get(q, "queries")
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<i64>().ok())
+        .unwrap_or(1);
+    n.clamp(1, 500) as usize
+}
+
+/// `/queries?queries=N`: N random worlds, each by its own query.
+pub async fn queries(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let ids = (0..queries_param(req.query())).map(|_| ctx.random_world()).collect();
+    match ctx.db.call(Job::Worlds { ids }).await {
+        Ok(Output::Worlds(worlds)) => reply.json(200, &worlds, &[]),
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, ""),
+    }
+}
+
+/// `/updates?queries=N`: N random worlds, each given a new random number and written back.
+pub async fn updates(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let n = queries_param(req.query());
+    let ids = (0..n).map(|_| ctx.random_world()).collect();
+    let numbers = (0..n).map(|_| ctx.random_world()).collect();
+    match ctx.db.call(Job::UpdateWorlds { ids, numbers }).await {
+        Ok(Output::Worlds(worlds)) => reply.json(200, &worlds, &[]),
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, ""),
+    }
+}
+
+/// `/fortunes`: every fortune plus one added now, sorted by message, as escaped HTML.
+pub async fn fortunes(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+    match ctx.db.call(Job::Fortunes).await {
+        Ok(Output::Fortunes(mut fortunes)) => {
+            fortunes.push(Fortune { id: 0, message: "Additional fortune added at request time.".into() });
+            fortunes.sort_unstable_by(|a, b| a.message.cmp(&b.message));
+            reply.compose(200, "text/html; charset=utf-8", |out| {
+                render_fortunes(out, &fortunes);
+                Ok::<(), std::convert::Infallible>(())
+            });
+        }
+        Ok(other) => unexpected(ctx, reply, &other),
+        Err(e) => db_error(ctx, reply, &e, ""),
+    }
+}
+
+pub fn render_fortunes(out: &mut Vec<u8>, fortunes: &[Fortune]) {
+    out.extend_from_slice(
+        b"<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>",
+    );
+    for f in fortunes {
+        out.extend_from_slice(b"<tr><td>");
+        out.extend_from_slice(itoa::Buffer::new().format(f.id).as_bytes());
+        out.extend_from_slice(b"</td><td>");
+        escape_html(out, &f.message);
+        out.extend_from_slice(b"</td></tr>");
+    }
+    out.extend_from_slice(b"</table></body></html>");
+}
+
+fn escape_html(out: &mut Vec<u8>, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&#39;"),
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_clamped() {
+        for (q, n) in [
+            (&b""[..], 1),
+            (b"queries=", 1),
+            (b"queries=abc", 1),
+            (b"queries=0", 1),
+            (b"queries=-3", 1),
+            (b"queries=7", 7),
+            (b"queries=500", 500),
+            (b"queries=501", 500),
+        ] {
+            assert_eq!(queries_param(q), n, "{}", String::from_utf8_lossy(q));
+        }
+    }
+
+    #[test]
+    fn fortunes_are_escaped() {
+        let mut out = Vec::new();
+        render_fortunes(&mut out, &[Fortune { id: 11, message: "<script>alert(\"x\");</script> & 'q'".into() }]);
+        let html = String::from_utf8(out).unwrap();
+        assert!(
+            html.contains(
+                "<tr><td>11</td><td>&lt;script&gt;alert(&quot;x&quot;);&lt;/script&gt; &amp; &#39;q&#39;</td></tr>"
+            ),
+            "{html}"
+        );
+    }
 }

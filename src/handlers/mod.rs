@@ -108,6 +108,10 @@ async fn dispatch(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &m
         Route::UserOrders => orders::collection(ctx, req, reply).await,
         Route::UserPreferences => preferences::item(ctx, req, reply).await,
         Route::UserSummary => users::summary(ctx, req, reply).await,
+        Route::Db => bench::db(ctx, reply).await,
+        Route::Queries => bench::queries(ctx, req, reply).await,
+        Route::Fortunes => bench::fortunes(ctx, reply).await,
+        Route::Updates => bench::updates(ctx, req, reply).await,
         #[cfg(feature = "test-routes")]
         Route::TestSleep => testing::sleep(req, reply).await,
         _ => dispatch_now(ctx, route, req, reply),

@@ -405,9 +405,10 @@ fn find_head_end(
 
 /// Parses a complete head (`head` ends with the blank line).
 fn parse_head(head: &[u8], limits: Limits) -> Result<Head, ParseError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    // Uninitialized slots: zeroing 100 headers (3.2 KB) cost more than parsing a small head.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, &mut headers) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
         Ok(_) => return Err(ParseError::Bad("malformed request head")),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadTooLarge),

@@ -170,11 +170,21 @@ impl<'a> Reply<'a> {
     /// A JSON body written by `write` into the reused scratch buffer (for bodies composed
     /// of parts, such as stored JSON spliced into a serialized one).
     pub fn json_with<E: std::fmt::Display>(&mut self, status: u16, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) {
+        self.compose(status, JSON, write);
+    }
+
+    /// A body of `content_type` written by `write` into the reused scratch buffer.
+    pub fn compose<E: std::fmt::Display>(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) {
         let cell = self.scratch;
         let mut scratch = cell.borrow_mut();
         scratch.clear();
         match write(&mut scratch) {
-            Ok(()) => self.send(status, JSON, &scratch, &[]),
+            Ok(()) => self.send(status, content_type, &scratch, &[]),
             Err(e) => {
                 drop(scratch);
                 log::error!("serializing a {status} response failed: {e}");

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"log"
+	"math/rand"
 	"net/http"
 	"os"
 	"strconv"
@@ -19,6 +20,11 @@ import (
 
 type message struct {
 	Message string `json:"message"`
+}
+
+type world struct {
+	ID           int32 `json:"id"`
+	RandomNumber int32 `json:"randomNumber"`
 }
 
 type user struct {
@@ -57,6 +63,18 @@ func main() {
 		db.SetMaxOpenConns(25)
 		db.SetMaxIdleConns(10)
 		db.SetConnMaxLifetime(5 * time.Minute)
+		mux.HandleFunc("/db", func(w http.ResponseWriter, r *http.Request) {
+			var wd world
+			err := db.QueryRowContext(r.Context(), "SELECT id, randomnumber FROM world WHERE id = $1", rand.Intn(10000)+1).Scan(&wd.ID, &wd.RandomNumber)
+			if err != nil {
+				http.Error(w, `{"error":"database"}`, http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Server", "go")
+			w.Header().Set("Content-Type", "application/json")
+			body, _ := json.Marshal(wd)
+			w.Write(body)
+		})
 		mux.HandleFunc("/api/v1/users/", func(w http.ResponseWriter, r *http.Request) {
 			id, err := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/api/v1/users/"), 10, 64)
 			if err != nil || id <= 0 {

@@ -5,12 +5,13 @@
 //! back the same way. No boxed closures, no per-job allocation beyond the strings a row
 //! carries.
 
+mod bench;
 mod orders;
 mod preferences;
 mod users;
 
 use super::store::{Conn, StoreError};
-use crate::model::{Order, User};
+use crate::model::{Fortune, Order, User, World};
 
 /// A page request for keyset pagination: rows with id > `after`, at most `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +62,25 @@ pub enum Job {
         user_id: i64,
         json: String,
     },
+    /// TechEmpower: one world.
+    World {
+        id: i32,
+    },
+    /// TechEmpower: several worlds, one query each.
+    Worlds {
+        ids: Vec<i32>,
+    },
+    Fortunes,
+    /// TechEmpower: give the worlds `ids[i]` the numbers `numbers[i]`.
+    UpdateWorlds {
+        ids: Vec<i32>,
+        numbers: Vec<i32>,
+    },
 }
 
 impl Job {
     /// Every job's name, for the `query` label of db_query_duration_seconds.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 15] = [
         "ping",
         "list_users",
         "create_user",
@@ -77,6 +92,10 @@ impl Job {
         "recent_orders",
         "get_preferences",
         "put_preferences",
+        "world",
+        "worlds",
+        "fortunes",
+        "update_worlds",
     ];
 
     /// This job's position in [`Job::NAMES`].
@@ -93,6 +112,10 @@ impl Job {
             Job::RecentOrders { .. } => 8,
             Job::GetPreferences { .. } => 9,
             Job::PutPreferences { .. } => 10,
+            Job::World { .. } => 11,
+            Job::Worlds { .. } => 12,
+            Job::Fortunes => 13,
+            Job::UpdateWorlds { .. } => 14,
         }
     }
 
@@ -114,6 +137,9 @@ pub enum Output {
     Order(Option<Order>),
     /// The preferences object as JSON text; `None`: no such user.
     Preferences(Option<String>),
+    World(Option<World>),
+    Worlds(Vec<World>),
+    Fortunes(Vec<Fortune>),
 }
 
 /// Runs one job on a connection.
@@ -134,6 +160,10 @@ pub fn run(conn: &mut Conn, job: Job) -> Result<Output, StoreError> {
         Job::RecentOrders { user_id, limit } => orders::recent(conn, user_id, limit).map(|o| Output::Orders(Some(o))),
         Job::GetPreferences { user_id } => preferences::get(conn, user_id).map(Output::Preferences),
         Job::PutPreferences { user_id, json } => preferences::put(conn, user_id, &json).map(Output::Preferences),
+        Job::World { id } => bench::world(conn, id).map(Output::World),
+        Job::Worlds { ids } => bench::worlds(conn, &ids).map(Output::Worlds),
+        Job::Fortunes => bench::fortunes(conn).map(Output::Fortunes),
+        Job::UpdateWorlds { ids, numbers } => bench::update(conn, &ids, &numbers).map(Output::Worlds),
     }
 }
 
