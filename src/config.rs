@@ -98,6 +98,11 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { name: "DB_CONN_MAX_LIFETIME", default: "5m", help: "a database connection older than this is replaced" },
     Setting {
+        name: "DB_BATCH_READS",
+        default: "on",
+        help: "Postgres: answer user reads that wait together with one = ANY($1) query (on/off)",
+    },
+    Setting {
         name: "DEBUG_ADDR",
         default: "127.0.0.1:6060",
         help: "profiling listener (pprof, flamegraphs); empty disables it",
@@ -132,6 +137,7 @@ pub struct Config {
     pub db_pool_size: Option<usize>,
     pub db_queue_depth: usize,
     pub db_conn_max_lifetime: Duration,
+    pub db_batch_reads: bool,
     pub debug_addr: Option<SocketAddr>,
     pub bench_routes: bool,
     pub log_filter: String,
@@ -266,6 +272,7 @@ impl Config {
             })?,
             db_queue_depth: env.count("DB_QUEUE_DEPTH", 1, 1 << 24)?,
             db_conn_max_lifetime: env.duration("DB_CONN_MAX_LIFETIME")?,
+            db_batch_reads: env.parse("DB_BATCH_READS", "on or off", parse_bool)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
                     Some(None)
@@ -497,6 +504,7 @@ mod tests {
         assert_eq!(c.store, StoreConfig::Sqlite { path: "percore.db".into() });
         assert_eq!(c.db_queue_depth, 1024);
         assert_eq!(c.db_conn_max_lifetime, Duration::from_secs(300));
+        assert!(c.db_batch_reads);
         assert_eq!(c.debug_addr, Some("127.0.0.1:6060".parse().unwrap()));
         assert!(!c.bench_routes);
         assert_eq!(c.log_filter, "info");

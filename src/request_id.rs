@@ -1,14 +1,19 @@
 //! Request ids: the client's own `X-Request-Id` when it is sane, else one made here.
 //!
-//! A generated id is 24 hex digits: 12 random to this process (from getrandom, so unique
-//! across restarts and replicas), 2 for the worker, 10 for the worker's request counter —
-//! unique across workers without any shared counter, and formatted without allocating.
+//! A generated id is 16 characters of base64url carrying 96 bits: 48 random to this
+//! process (from getrandom, so unique across restarts and replicas), 12 for the worker and
+//! 36 for the worker's request counter — unique across workers without any shared counter,
+//! formatted without allocating, and short, because every response carries it.
 
 use std::cell::Cell;
 
 /// Longest client-supplied id accepted; longer ones are replaced.
 pub const MAX_LEN: usize = 128;
-pub const GENERATED_LEN: usize = 24;
+pub const GENERATED_LEN: usize = 16;
+/// Characters before the counter: the process's random part and the worker.
+const PREFIX_LEN: usize = 10;
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Whether a client's `X-Request-Id` can be echoed: 1–128 visible ASCII characters.
 pub fn is_valid(id: &[u8]) -> bool {
@@ -17,16 +22,16 @@ pub fn is_valid(id: &[u8]) -> bool {
 
 /// One worker's id generator.
 pub struct Generator {
-    prefix: [u8; 14],
+    prefix: [u8; PREFIX_LEN],
     counter: Cell<u64>,
 }
 
 impl Generator {
     /// `process` is this process's random part (see [`process_random`]).
     pub fn new(process: u64, worker: usize) -> Generator {
-        let mut prefix = [0u8; 14];
-        hex(&mut prefix[..12], process & 0xffff_ffff_ffff);
-        hex(&mut prefix[12..], worker as u64 & 0xff);
+        let mut prefix = [0u8; PREFIX_LEN];
+        encode(&mut prefix[..8], process);
+        encode(&mut prefix[8..], worker as u64);
         Generator { prefix, counter: Cell::new(0) }
     }
 
@@ -35,16 +40,17 @@ impl Generator {
         let n = self.counter.get().wrapping_add(1);
         self.counter.set(n);
         let mut id = [0u8; GENERATED_LEN];
-        id[..14].copy_from_slice(&self.prefix);
-        hex(&mut id[14..], n & 0xff_ffff_ffff);
+        id[..PREFIX_LEN].copy_from_slice(&self.prefix);
+        encode(&mut id[PREFIX_LEN..], n);
         id
     }
 }
 
-fn hex(out: &mut [u8], mut n: u64) {
+/// The low 6 × `out.len()` bits of `n`, most significant first.
+fn encode(out: &mut [u8], mut n: u64) {
     for b in out.iter_mut().rev() {
-        *b = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
+        *b = ALPHABET[(n & 63) as usize];
+        n >>= 6;
     }
 }
 
@@ -91,6 +97,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(&Generator::new(0xabc, 3).next(), b"000000000abc030000000001");
+        assert_eq!(&Generator::new(0xabc, 3).next(), b"AAAAAAq8ADAAAAAB");
     }
 }

@@ -334,3 +334,51 @@ fn connections_older_than_their_lifetime_are_replaced() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Point reads that wait together are answered by one `= ANY($1)` query, and each request
+/// still gets its own user (or its own 404).
+#[test]
+fn waiting_reads_are_batched_and_each_gets_its_own_answer() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(100));
+    let url = via(&proxy, &db);
+    for (batch, driver) in [("on", drivers()[0]), ("off", drivers()[0]), ("on", *drivers().last().unwrap())] {
+        let s = Server::start(driver, &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "1"), ("DB_BATCH_READS", batch)]);
+        s.wait_ready();
+        let users: Vec<(i64, String)> = (0..4)
+            .map(|i| {
+                let email = format!("batch{i}-{batch}-{}@example.com", s.pid());
+                (create(&s, &email).json()["id"].as_i64().unwrap(), email)
+            })
+            .collect();
+        s.get("/api/v1/users/999999"); // prepare the single read
+        let asked: Vec<i64> = (0..16).map(|i| if i % 4 == 3 { 900_000 + i } else { users[i as usize % 4].0 }).collect();
+        let server = &s;
+        let answers: Vec<common::Response> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                asked.iter().map(|id| scope.spawn(move || server.get(&format!("/api/v1/users/{id}")))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (id, r) in asked.iter().zip(&answers) {
+            match users.iter().find(|(u, _)| u == id) {
+                Some((_, email)) => {
+                    assert_eq!(r.status, 200, "user {id}: {}", r.text());
+                    assert_eq!(r.json()["id"].as_i64(), Some(*id));
+                    assert_eq!(r.json()["email"].as_str(), Some(email.as_str()));
+                }
+                None => assert_eq!(r.status, 404, "user {id} does not exist: {}", r.text()),
+            }
+        }
+        let metrics = s.get("/metrics").text();
+        let batched: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("db_batched_reads_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("db_batched_reads_total is exported");
+        if batch == "on" {
+            assert!(batched >= 2, "16 reads behind one slow read are batched ({driver}): {batched}");
+        } else {
+            assert_eq!(batched, 0, "DB_BATCH_READS=off runs them one by one");
+        }
+    }
+}

@@ -91,7 +91,7 @@ impl DbClient {
         if !self.mailbox().is_current(c.slot, c.generation) {
             return;
         }
-        self.metrics.db_job(c.job, c.waited_ns, c.ran_ns);
+        self.metrics.db_job(c.job, c.waited_ns, c.ran_ns, c.batched);
         if let Err(e) = &c.result {
             self.metrics.db_failure(match e {
                 DbError::QueueFull => DbFailure::QueueFull,

@@ -31,6 +31,8 @@ pub struct Completion {
     pub waited_ns: u64,
     /// Time the job ran on its connection.
     pub ran_ns: u64,
+    /// Whether it was answered by one query together with other waiting reads.
+    pub batched: bool,
 }
 
 pub struct Mailbox {

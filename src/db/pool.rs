@@ -2,6 +2,7 @@
 //! time without sleeping while any wait, runs the ones still wanted and sends each reply
 //! home.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::jobs;
 use super::mailbox::{Completion, Envelope, Mailbox};
-use super::store::{Conn, StoreError};
+use super::store::{Conn, ConnKind, StoreError};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
 
@@ -86,11 +87,11 @@ impl Pool {
     /// not stop the server from starting; /readyz says so instead.
     pub fn spawn_threads(self: &Arc<Self>, queue: Receiver<Envelope>, config: &Config) -> std::io::Result<()> {
         for id in 0..self.threads {
-            let (pool, queue, store, lifetime, bench) =
-                (self.clone(), queue.clone(), config.store.clone(), config.db_conn_max_lifetime, config.bench_routes);
+            let (pool, queue, store) = (self.clone(), queue.clone(), config.store.clone());
+            let (lifetime, bench, batch) = (config.db_conn_max_lifetime, config.bench_routes, config.db_batch_reads);
             std::thread::Builder::new()
                 .name(format!("percore-db{id}"))
-                .spawn(move || run(&pool, &queue, &store, lifetime, bench))?;
+                .spawn(move || run(&pool, &queue, &store, lifetime, bench, batch))?;
         }
         Ok(())
     }
@@ -109,81 +110,143 @@ pub fn default_pool_size(workers: usize) -> usize {
     (workers + 1).max(3)
 }
 
-/// One pool thread, until the job channel closes.
-fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: Duration, bench_routes: bool) {
-    let mut conn: Option<Conn> = None;
-    let mut next_attempt = Instant::now();
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        if conn.as_ref().is_some_and(|c| c.opened.elapsed() >= lifetime) {
-            log::debug!("{}: replacing a connection older than DB_CONN_MAX_LIFETIME", thread_name());
-            drop_conn(pool, &mut conn);
-            next_attempt = Instant::now();
-        }
-        if conn.is_none() && Instant::now() >= next_attempt {
-            match Conn::open(store, bench_routes) {
-                Ok(c) => {
-                    if !pool.health.is_up() {
-                        log::info!("{}: connected to {}", thread_name(), pool.store);
-                    }
-                    pool.health.connected.fetch_add(1, Ordering::Relaxed);
-                    conn = Some(c);
-                    backoff = FIRST_BACKOFF;
-                }
-                Err(e) => {
-                    // Once per outage, not once per attempt.
-                    if backoff == FIRST_BACKOFF {
-                        log::warn!("{}: cannot connect to {}: {e}", thread_name(), pool.store);
-                    }
-                    pool.health.failed(&e.to_string());
-                    next_attempt = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
+/// Most point reads combined into one query.
+const MAX_BATCH: usize = 64;
 
-        let until_attempt = next_attempt.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        if conn.is_none() && pool.health.is_up() {
+/// One pool thread, until the job channel closes.
+fn run(
+    pool: &Pool,
+    queue: &Receiver<Envelope>,
+    store: &StoreConfig,
+    lifetime: Duration,
+    bench_routes: bool,
+    batch_reads: bool,
+) {
+    let mut t = PoolThread {
+        pool,
+        queue,
+        conn: None,
+        next_attempt: Instant::now(),
+        backoff: FIRST_BACKOFF,
+        held: VecDeque::new(),
+        batch: Vec::with_capacity(MAX_BATCH),
+        batch_reads,
+    };
+    loop {
+        t.maintain(store, lifetime, bench_routes);
+        let until_attempt = t.next_attempt.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        if t.conn.is_none() && pool.health.is_up() {
             // Leave the jobs to the threads that can run them, rather than failing them.
             std::thread::sleep(until_attempt);
             continue;
         }
-        let wait = if conn.is_some() { IDLE_PING } else { until_attempt };
+        let wait = if t.conn.is_some() { IDLE_PING } else { until_attempt };
         // One job at a time: the next one is taken without sleeping while any is waiting,
         // and idle threads take the others in parallel (a summary's three reads).
-        let envelope = match queue.recv_timeout(wait) {
+        let envelope = match t.held.pop_front().map_or_else(|| queue.recv_timeout(wait), Ok) {
             Ok(envelope) => envelope,
             Err(RecvTimeoutError::Timeout) => {
-                if let Some(c) = conn.as_mut() {
-                    if let Err(e) = c.ping() {
-                        broken(pool, &mut conn, &e);
-                        next_attempt = Instant::now();
-                    }
-                }
+                t.ping();
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        t.handle(envelope);
+    }
+}
 
-        let mailbox = &pool.mailboxes[envelope.worker as usize];
+/// One pool thread's state: its connection, its reconnect schedule, and jobs it took from
+/// the queue while gathering a batch and still owes a run.
+struct PoolThread<'a> {
+    pool: &'a Pool,
+    queue: &'a Receiver<Envelope>,
+    conn: Option<Conn>,
+    next_attempt: Instant,
+    backoff: Duration,
+    held: VecDeque<Envelope>,
+    batch: Vec<Envelope>,
+    batch_reads: bool,
+}
+
+impl PoolThread<'_> {
+    /// Replaces an old connection, and connects when a connection is due.
+    fn maintain(&mut self, store: &StoreConfig, lifetime: Duration, bench_routes: bool) {
+        let pool = self.pool;
+        if self.conn.as_ref().is_some_and(|c| c.opened.elapsed() >= lifetime) {
+            log::debug!("{}: replacing a connection older than DB_CONN_MAX_LIFETIME", thread_name());
+            drop_conn(pool, &mut self.conn);
+            self.next_attempt = Instant::now();
+        }
+        if self.conn.is_some() || Instant::now() < self.next_attempt {
+            return;
+        }
+        match Conn::open(store, bench_routes) {
+            Ok(c) => {
+                if !pool.health.is_up() {
+                    log::info!("{}: connected to {}", thread_name(), pool.store);
+                }
+                pool.health.connected.fetch_add(1, Ordering::Relaxed);
+                self.conn = Some(c);
+                self.backoff = FIRST_BACKOFF;
+            }
+            Err(e) => {
+                // Once per outage, not once per attempt.
+                if self.backoff == FIRST_BACKOFF {
+                    log::warn!("{}: cannot connect to {}: {e}", thread_name(), pool.store);
+                }
+                pool.health.failed(&e.to_string());
+                self.next_attempt = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    fn ping(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            if let Err(e) = c.ping() {
+                broken(self.pool, &mut self.conn, &e);
+                self.next_attempt = Instant::now();
+            }
+        }
+    }
+
+    fn handle(&mut self, first: Envelope) {
+        let postgres = matches!(self.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_)));
+        if self.batch_reads && postgres && jobs::batchable_user_read(&first.job).is_some() {
+            self.batch.push(first);
+            self.gather();
+            self.run_batch();
+        } else {
+            self.run_one(first);
+        }
+    }
+
+    /// Takes the point reads of the same kind waiting right behind the first one; the
+    /// first job of another kind is held and run next.
+    fn gather(&mut self) {
+        while self.batch.len() < MAX_BATCH {
+            match self.queue.try_recv() {
+                Ok(e) if jobs::batchable_user_read(&e.job).is_some() => self.batch.push(e),
+                Ok(e) => {
+                    self.held.push_back(e);
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn run_one(&mut self, envelope: Envelope) {
+        let mailbox = &self.pool.mailboxes[envelope.worker as usize];
         if !mailbox.is_current(envelope.slot, envelope.generation) {
-            continue; // its request timed out or its client left: do not run it
+            return; // its request timed out or its client left: do not run it
         }
         let started = Instant::now();
         let waited_ns = started.duration_since(envelope.queued).as_nanos() as u64;
         let job = envelope.job.index();
-        let result = match conn.as_mut() {
-            None => Err(DbError::Unavailable(pool.health.last_error())),
-            Some(c) => match jobs::run(c, envelope.job) {
-                Ok(output) => Ok(output),
-                Err(e) if e.is_connection() => {
-                    broken(pool, &mut conn, &e);
-                    next_attempt = Instant::now();
-                    Err(DbError::Unavailable(e.to_string()))
-                }
-                Err(StoreError::Unique) => Err(DbError::Conflict),
-                Err(e) => Err(DbError::Internal(e.to_string())),
-            },
+        let result = match self.conn.as_mut() {
+            None => Err(DbError::Unavailable(self.pool.health.last_error())),
+            Some(c) => jobs::run(c, envelope.job).map_err(|e| self.failed(e)),
         };
         let ran_ns = started.elapsed().as_nanos() as u64;
         mailbox.deliver(Completion {
@@ -193,7 +256,58 @@ fn run(pool: &Pool, queue: &Receiver<Envelope>, store: &StoreConfig, lifetime: D
             job,
             waited_ns,
             ran_ns,
+            batched: false,
         });
+    }
+
+    /// Runs the gathered point reads as one query and answers each waiting request.
+    fn run_batch(&mut self) {
+        let pool = self.pool;
+        self.batch.retain(|e| pool.mailboxes[e.worker as usize].is_current(e.slot, e.generation));
+        if self.batch.len() <= 1 {
+            if let Some(e) = self.batch.pop() {
+                self.run_one(e);
+            }
+            return;
+        }
+        let started = Instant::now();
+        let ids: Vec<i64> = self.batch.iter().filter_map(|e| jobs::batchable_user_read(&e.job)).collect();
+        let outputs = match self.conn.as_mut() {
+            None => Err(DbError::Unavailable(pool.health.last_error())),
+            Some(c) => jobs::run_user_reads(c, &ids).map_err(|e| self.failed(e)),
+        };
+        let ran_ns = started.elapsed().as_nanos() as u64;
+        for (i, e) in self.batch.drain(..).enumerate() {
+            let result = match &outputs {
+                Ok(outputs) => Ok(outputs[i].clone()),
+                Err(err) => Err(err.clone()),
+            };
+            let waited_ns = started.duration_since(e.queued).as_nanos() as u64;
+            let mailbox = &pool.mailboxes[e.worker as usize];
+            let job = e.job.index();
+            mailbox.deliver(Completion {
+                slot: e.slot,
+                generation: e.generation,
+                result,
+                job,
+                waited_ns,
+                ran_ns,
+                batched: true,
+            });
+        }
+    }
+
+    /// What a failed job answers; a broken connection is dropped (the job is not retried).
+    fn failed(&mut self, e: StoreError) -> DbError {
+        match e {
+            e if e.is_connection() => {
+                broken(self.pool, &mut self.conn, &e);
+                self.next_attempt = Instant::now();
+                DbError::Unavailable(e.to_string())
+            }
+            StoreError::Unique => DbError::Conflict,
+            e => DbError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -264,9 +264,11 @@ pub struct Parser {
 #[derive(Debug, Clone)]
 enum State {
     /// Waiting for the blank line that ends the head; bytes before `scanned` hold none.
+    /// `tried`: the whole buffer was already offered to httparse once.
     Head {
         scanned: usize,
         line_end: Option<usize>,
+        tried: bool,
     },
     Length {
         head: Head,
@@ -278,7 +280,7 @@ enum State {
     },
 }
 
-const FRESH: State = State::Head { scanned: 0, line_end: None };
+const FRESH: State = State::Head { scanned: 0, line_end: None, tried: false };
 
 impl Parser {
     pub fn new(limits: Limits) -> Parser {
@@ -321,11 +323,22 @@ impl Parser {
     }
 
     fn advance(&mut self, buf: &mut [u8]) -> Result<Parsed, ParseError> {
-        if let State::Head { scanned, line_end } = &mut self.state {
-            let Some(end) = find_head_end(buf, scanned, line_end, self.limits)? else {
-                return Ok(Parsed::Partial);
+        if let State::Head { scanned, line_end, tried } = &mut self.state {
+            // Most heads arrive whole: the first look lets httparse find the end itself.
+            // Only a head that is not all there is then scanned for its end, incrementally,
+            // so one that trickles in costs linear work.
+            let first_look = if *tried { None } else { parse_head(buf, self.limits)? };
+            *tried = true;
+            let head = match first_look {
+                Some(head) => head,
+                None => {
+                    let Some(end) = find_head_end(buf, scanned, line_end, self.limits)? else {
+                        return Ok(Parsed::Partial);
+                    };
+                    parse_head(&buf[..end], self.limits)?.ok_or(ParseError::Bad("malformed request head"))?
+                }
             };
-            let head = parse_head(&buf[..end], self.limits)?;
+            let end = head.len;
             self.state = match head.body {
                 BodyLength::Empty => return Ok(complete(head, end..end, end)),
                 BodyLength::Length(n) => State::Length { end: end + n as usize, head },
@@ -404,15 +417,17 @@ fn find_head_end(
 }
 
 /// Parses a complete head (`head` ends with the blank line).
-fn parse_head(head: &[u8], limits: Limits) -> Result<Head, ParseError> {
+/// Parses the head at the start of `buf`; `Ok(None)` if it is not all there yet. Limits
+/// are checked here too, for heads that arrive whole.
+fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
     // Uninitialized slots: zeroing 100 headers (3.2 KB) cost more than parsing a small head.
     let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(head, &mut headers) {
-        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
-        Ok(_) => return Err(ParseError::Bad("malformed request head")),
+    let head = match req.parse_with_uninit_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete(n)) => &buf[..n],
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
-        Err(httparse::Error::Version) => return Err(version_error(head)),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(httparse::Error::HeaderName) => {
             return Err(ParseError::Bad("invalid header name (whitespace before a colon, obs-fold or a bad byte)"))
         }
@@ -422,6 +437,14 @@ fn parse_head(head: &[u8], limits: Limits) -> Result<Head, ParseError> {
         Err(httparse::Error::NewLine) => return Err(ParseError::Bad("bare CR where CRLF was expected")),
         Err(httparse::Error::Token) => return Err(ParseError::Bad("malformed request line")),
         Err(httparse::Error::Status) => return Err(ParseError::Bad("malformed request line")),
+    };
+    if head.len() > limits.max_head {
+        let uri = req.path.map_or(0, str::len);
+        return Err(if uri > MAX_URI_BYTES.min(limits.max_head) {
+            ParseError::UriTooLong
+        } else {
+            ParseError::HeadTooLarge
+        });
     }
     let offset = |s: &[u8]| s.as_ptr() as usize - head.as_ptr() as usize;
     let span = |s: &[u8]| Span::of(offset(s)..offset(s) + s.len());
@@ -509,7 +532,7 @@ fn parse_head(head: &[u8], limits: Limits) -> Result<Head, ParseError> {
         Version::Http11 => !close,
         Version::Http10 => keep_alive && !close,
     };
-    Ok(Head {
+    Ok(Some(Head {
         method,
         version,
         path,
@@ -522,7 +545,7 @@ fn parse_head(head: &[u8], limits: Limits) -> Result<Head, ParseError> {
         body,
         declared_body: te.present || content_length.is_some(),
         len: head.len(),
-    })
+    }))
 }
 
 /// A well-formed `HTTP/x.y` that is not 1.0 or 1.1 is 505; anything else is malformed.
@@ -544,7 +567,7 @@ fn split_target(target: &[u8], method: Method) -> Result<(&[u8], Option<&[u8]>),
     if target.len() > MAX_URI_BYTES {
         return Err(ParseError::UriTooLong);
     }
-    if target.iter().any(|&b| b >= 0x80 || b == b'#') {
+    if !target.is_ascii() || memchr::memchr(b'#', target).is_some() {
         return Err(ParseError::Bad("invalid byte in request-target"));
     }
     let rest = if target.first() == Some(&b'/') {
@@ -586,8 +609,40 @@ fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
 
 /// uri-host [":" port] — the bytes a Host may hold; refuses spaces, `/`, `@` and the like.
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+    v.iter().all(|&b| HOST_BYTES[b as usize])
 }
+
+const HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// The codings of every Transfer-Encoding line, in order.
 #[derive(Default)]

@@ -123,6 +123,7 @@ pub struct WorkerMetrics {
     writes: Cell<u64>,
     db_wait: RefCell<Histogram>,
     db_query: RefCell<Vec<Histogram>>,
+    db_batched: Cell<u64>,
     db_errors: [Cell<u64>; DB_ERRORS.len()],
 }
 
@@ -138,6 +139,7 @@ impl Default for WorkerMetrics {
             writes: Cell::new(0),
             db_wait: RefCell::new(Histogram::default()),
             db_query: RefCell::new(vec![Histogram::default(); Job::NAMES.len()]),
+            db_batched: Cell::new(0),
             db_errors: Default::default(),
         }
     }
@@ -213,9 +215,13 @@ impl WorkerMetrics {
         }
     }
 
-    /// A database job came back: how long it queued and how long it ran.
-    pub fn db_job(&self, job: usize, waited_ns: u64, ran_ns: u64) {
+    /// A database job came back: how long it queued, how long it ran, and whether one
+    /// query answered it together with other waiting reads.
+    pub fn db_job(&self, job: usize, waited_ns: u64, ran_ns: u64, batched: bool) {
         if cfg!(feature = "metrics") {
+            if batched {
+                bump(&self.db_batched);
+            }
             self.db_wait.borrow_mut().observe(waited_ns);
             if let Some(h) = self.db_query.borrow_mut().get_mut(job) {
                 h.observe(ran_ns);
@@ -242,6 +248,7 @@ impl WorkerMetrics {
             writes: self.writes.get(),
             db_wait: self.db_wait.borrow().clone(),
             db_query: self.db_query.borrow().clone(),
+            db_batched: self.db_batched.get(),
             db_errors: self.db_errors.iter().map(Cell::get).collect(),
         }
     }
@@ -260,6 +267,7 @@ pub struct Snapshot {
     pub writes: u64,
     pub db_wait: Histogram,
     pub db_query: Vec<Histogram>,
+    pub db_batched: u64,
     pub db_errors: Vec<u64>,
 }
 
@@ -288,6 +296,7 @@ impl Snapshot {
             for (t, h) in total.db_query.iter_mut().zip(&p.db_query) {
                 t.merge(h);
             }
+            total.db_batched += p.db_batched;
             add(&mut total.db_errors, &p.db_errors);
         }
         for r in &mut total.routes {

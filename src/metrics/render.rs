@@ -117,6 +117,13 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
     for (name, h) in Job::NAMES.iter().zip(&s.db_query).filter(|(_, h)| h.count > 0) {
         histogram(out, "db_query_duration_seconds", &format!("query=\"{name}\""), h);
     }
+    single(
+        out,
+        "db_batched_reads_total",
+        "counter",
+        "Database point reads answered by one query together with other waiting reads (DB_BATCH_READS).",
+        s.db_batched,
+    );
     family(out, "db_errors_total", "counter", "Database calls that failed, by kind.");
     for (kind, n) in DB_ERRORS.iter().zip(&s.db_errors) {
         let _ = writeln!(out, "db_errors_total{{kind=\"{kind}\"}} {n}");

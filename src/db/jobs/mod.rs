@@ -167,6 +167,20 @@ pub fn run(conn: &mut Conn, job: Job) -> Result<Output, StoreError> {
     }
 }
 
+/// Point reads the pool may combine into one query when several are waiting: their ids.
+pub fn batchable_user_read(job: &Job) -> Option<i64> {
+    match job {
+        Job::GetUser { id } => Some(*id),
+        _ => None,
+    }
+}
+
+/// Runs a batch of [`batchable_user_read`] jobs as one query; one output per id, in order.
+pub fn run_user_reads(conn: &mut Conn, ids: &[i64]) -> Result<Vec<Output>, StoreError> {
+    let found = users::get_many(conn, ids)?;
+    Ok(ids.iter().map(|id| Output::User(found.iter().find(|u| u.id == *id).cloned())).collect())
+}
+
 /// Whether user `id` exists (orders and preferences answer 404 for an unknown user).
 fn user_exists(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
     users::exists(conn, id)

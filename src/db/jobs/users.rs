@@ -56,6 +56,22 @@ pub fn get(conn: &mut Conn, id: i64) -> Result<Option<User>, StoreError> {
     }
 }
 
+const GET_MANY_PG: &str =
+    "SELECT id, name, email, extract(epoch FROM created_at)::bigint FROM users WHERE id = ANY($1)";
+
+/// Several users in one round trip (Postgres): the pool's batch of waiting point reads.
+/// Users that do not exist are simply absent from the result.
+pub fn get_many(conn: &mut Conn, ids: &[i64]) -> Result<Vec<User>, StoreError> {
+    if let ConnKind::Postgres(pg) = &mut conn.kind {
+        return Ok(pg.query(GET_MANY_PG, &[&ids])?.iter().map(from_pg).collect());
+    }
+    let mut users = Vec::with_capacity(ids.len());
+    for &id in ids {
+        users.extend(get(conn, id)?);
+    }
+    Ok(users)
+}
+
 const EXISTS_SQLITE: &str = "SELECT 1 FROM users WHERE id = ?1";
 const EXISTS_PG: &str = "SELECT 1 FROM users WHERE id = $1";
 
