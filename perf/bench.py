@@ -19,6 +19,8 @@ the fairest figure; throughput ratios between interleaved runs are the next best
     python3 perf/bench.py --tests users-pg --servers 'percore[DB_POOL_SIZE=2],percore[DB_POOL_SIZE=8]'
 
 A server name may carry extra environment in brackets: `percore[DB_POOL_SIZE=2]`.
+`percore-baseline` is percore as committed at PERCORE_BASELINE (default HEAD), built in a
+worktree, so `--servers percore,percore-baseline` measures an uncommitted change.
 The database tests need PostgreSQL on 127.0.0.1:5432 (PERCORE_BENCH_PG to change it); the
 harness recreates the database `percore_bench` and seeds it with 10,000 users.
 
@@ -113,6 +115,19 @@ def build_percore_without_metrics():
     target = ROOT / "target" / "nometrics"
     run(["cargo", "build", "--release", "--quiet", "--no-default-features", "--target-dir", str(target)], cwd=ROOT)
     return str(target / "release" / "percore")
+
+
+def build_percore_baseline():
+    """percore as committed at PERCORE_BASELINE (default HEAD), to A/B a change in the
+    working tree against it: built in a detached worktree under the scratch directory."""
+    rev = run(["git", "rev-parse", os.environ.get("PERCORE_BASELINE", "HEAD")], cwd=ROOT).stdout.strip()
+    tree = SCRATCH / "baseline"
+    if not (tree / ".git").exists():
+        run(["git", "worktree", "prune"], cwd=ROOT)
+        run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT)
+    run(["git", "checkout", "--quiet", "--detach", rev], cwd=tree)
+    run(["cargo", "build", "--release", "--quiet", "--target-dir", str(SCRATCH / "baseline-target")], cwd=tree)
+    return str(SCRATCH / "baseline-target" / "release" / "percore")
 
 
 CARGO_PROFILE = """
@@ -279,6 +294,8 @@ def servers():
         "percore-epoll": Server("percore-epoll", build_percore, lambda binary, port: [binary], lambda port, test: percore_env(port, test, {"IO_DRIVER": "epoll"})),
         # Metrics compiled out: what the instrumentation costs.
         "percore-nometrics": Server("percore-nometrics", build_percore_without_metrics, lambda binary, port: [binary], percore_env),
+        # The committed percore (PERCORE_BASELINE, default HEAD): A/B a working-tree change.
+        "percore-baseline": Server("percore-baseline", build_percore_baseline, lambda binary, port: [binary], percore_env),
         "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg"}),
         "nginx": Server("nginx", build_nginx, nginx_command, lambda port, test: {}, routes={"plaintext", "pipelined"}),
         "may-minihttp": Server("may-minihttp", build_may, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),

@@ -26,7 +26,7 @@ use crate::catch::catch_unwind_future;
 use crate::clock;
 use crate::handlers::{self, RequestView};
 use crate::http::date::DATE_LEN;
-use crate::http::request::{BodyLength, Method, ParseError, Parsed, Parser, Request};
+use crate::http::request::{BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
 use crate::logging::{self, RequestFields};
 use crate::net::buffers::{MAX_KEPT_CAPACITY, READ_BUFFER};
@@ -113,6 +113,31 @@ struct Conn<'a> {
     /// When the first byte of the request being received arrived.
     request_began: Option<u64>,
     last_read: u64,
+}
+
+/// A request's id: the client's, or one made for it.
+enum RequestId {
+    Client(Span),
+    Generated([u8; request_id::GENERATED_LEN]),
+}
+
+impl RequestId {
+    fn get<'a>(&'a self, head_bytes: &'a [u8]) -> &'a [u8] {
+        match self {
+            RequestId::Client(span) => span.get(head_bytes),
+            RequestId::Generated(id) => id,
+        }
+    }
+}
+
+/// What an answered request did, for the metrics and the access log.
+struct Done {
+    route: Option<Route>,
+    status: u16,
+    bytes: usize,
+    close: bool,
+    /// It waited (for the store): its duration is its own, not its batch's.
+    waited: bool,
 }
 
 /// What to do after answering what the buffer holds.
@@ -230,10 +255,11 @@ impl Conn<'_> {
     async fn answer(&mut self) -> Next {
         let date = self.ctx.date.get();
         self.ensure_out();
-        // Requests of a batch are handled one after another, so one clock reading ends a
-        // request and starts the next: one reading per request, not two.
+        // Durations run from this read; requests answered without waiting end with the
+        // batch (their responses leave in its one write), so most batches read the clock
+        // twice however many requests they hold.
         let timed = cfg!(feature = "metrics") || self.ctx.access_log.is_some();
-        let mut mark = if timed { clock::now_ns() } else { 0 };
+        let batch_start = if timed { clock::now_ns() } else { 0 };
         let mut start = 0;
         let mut next = Next::Read;
         while start < self.rbuf.len() {
@@ -245,7 +271,7 @@ impl Conn<'_> {
                     break;
                 }
                 Ok(Parsed::Complete(request)) => {
-                    let outcome = self.respond(&request, start, &date, &mut mark).await;
+                    let outcome = self.respond(&request, start, &date, batch_start).await;
                     start += request.len;
                     if !matches!(outcome, Next::Read) {
                         next = outcome;
@@ -257,6 +283,9 @@ impl Conn<'_> {
                     break;
                 }
             }
+        }
+        if self.ctx.metrics.has_deferred() {
+            self.ctx.metrics.settle(clock::now_ns().saturating_sub(batch_start));
         }
         // Keep what belongs to the next request at the front of the buffer.
         if start > 0 {
@@ -300,95 +329,154 @@ impl Conn<'_> {
         Some(refusal)
     }
 
-    /// Answers one complete request, and says whether the connection goes on.
-    /// `mark` is when this request's handling began (0 when nothing is timed); it is left
-    /// at when it ended.
-    async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN], mark: &mut u64) -> Next {
-        let ctx = self.ctx;
-        let head = &request.head;
-        let started = *mark;
+    /// Answers one complete request, and says whether the connection goes on. Routes that
+    /// answer without waiting take a plain function; only a route that waits (the store)
+    /// enters the async path, so the common case keeps its state in registers.
+    async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN], started: u64) -> Next {
+        let resolved = self.ctx.router.resolve(request.head.method, request.head.path(&self.rbuf[start..]));
+        match resolved {
+            Resolved::Found { route, id } if route.is_async() => {
+                self.respond_waiting(request, start, date, started, route, id).await
+            }
+            resolved => self.respond_now(request, start, date, started, resolved),
+        }
+    }
+
+    /// The framing of this request's response and its request id.
+    fn begin(ctx: &WorkerCtx, ctl: &ConnCtl, last_read: u64, head: &Head, head_bytes: &[u8]) -> (Framing, RequestId) {
         ctx.metrics.request_started();
+        ctl.enter(Phase::Handling, last_read, ctx.timeouts.handler);
         let draining = ctx.is_draining();
         let framing = Framing {
             close: !head.keep_alive || draining,
             keep_alive_10: head.keep_alive_10 && !draining,
             head_only: head.method == Method::Head,
         };
-        self.ctl.enter(Phase::Handling, self.last_read, ctx.timeouts.handler);
+        let id = match head.request_id.filter(|s| request_id::is_valid(s.get(head_bytes))) {
+            Some(span) => RequestId::Client(span),
+            None => RequestId::Generated(ctx.ids.next()),
+        };
+        (framing, id)
+    }
+
+    /// A request answered in the worker, without waiting.
+    fn respond_now(
+        &mut self,
+        request: &Request,
+        start: usize,
+        date: &[u8; DATE_LEN],
+        started: u64,
+        resolved: Resolved,
+    ) -> Next {
+        let ctx = self.ctx;
+        let head = &request.head;
         let window = &mut self.rbuf[start..start + request.len];
         let (head_bytes, rest) = window.split_at_mut(head.len);
         let body = &mut rest[..request.body.len()];
-        let generated;
-        let request_id = match head.request_id.map(|s| s.get(head_bytes)).filter(|id| request_id::is_valid(id)) {
-            Some(id) => id,
-            None => {
-                generated = ctx.ids.next();
-                &generated[..]
-            }
-        };
+        let (framing, id) = Self::begin(ctx, self.ctl, self.last_read, head, head_bytes);
+        let request_id = id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
-        let resolved = ctx.router.resolve(head.method, head.path(head_bytes));
         let route = match resolved {
-            Resolved::Found { route, .. } | Resolved::MethodNotAllowed { route, .. } | Resolved::BadId { route } => {
+            Resolved::Found { route, id } => {
+                let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
+                let _scope = logging::scope(&fields);
+                handlers::run_now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
                 Some(route)
             }
-            Resolved::NotFound | Resolved::NotImplemented | Resolved::BadPath => None,
+            Resolved::NotFound => {
+                reply.error(404, "Not Found");
+                None
+            }
+            Resolved::MethodNotAllowed { route, allow } => {
+                reply.error_with(405, "Method Not Allowed", &[("Allow", allow.as_bytes())]);
+                Some(route)
+            }
+            Resolved::NotImplemented => {
+                reply.error(501, "method not implemented");
+                None
+            }
+            Resolved::BadId { route } => {
+                reply.error(400, "id: must be a positive integer");
+                Some(route)
+            }
+            Resolved::BadPath => {
+                reply.error(400, "path: malformed percent-encoding");
+                None
+            }
         };
-        let mut abandoned = false;
-        match resolved {
-            Resolved::Found { route, id } => {
-                let request = RequestView { head, bytes: head_bytes, body, id };
-                let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
-                if !route.is_async() {
-                    let _scope = logging::scope(&fields);
-                    handlers::run_now(ctx, route, request, &mut reply);
-                } else {
-                    // Boxed: the handler's state lives only while the request does.
-                    let handler =
-                        Box::pin(logging::in_request(&fields, handlers::run(ctx, route, request, &mut reply)));
-                    if let Either::Right(()) = race(handler, client_gone(&self.stream)).await {
-                        log::debug!(
-                            "worker {}: client left during {}; its work was abandoned",
-                            ctx.id,
-                            route.pattern()
-                        );
-                        abandoned = true;
-                    }
-                }
-            }
-            Resolved::NotFound => reply.error(404, "Not Found"),
-            Resolved::MethodNotAllowed { allow, .. } => {
-                reply.error_with(405, "Method Not Allowed", &[("Allow", allow.as_bytes())])
-            }
-            Resolved::NotImplemented => reply.error(501, "method not implemented"),
-            Resolved::BadId { .. } => reply.error(400, "id: must be a positive integer"),
-            Resolved::BadPath => reply.error(400, "path: malformed percent-encoding"),
+        let done =
+            Done { route, status: reply.status(), bytes: reply.len(), close: reply.framing.close, waited: false };
+        Self::finish(ctx, self.peer, head, head_bytes, request_id, started, done)
+    }
+
+    /// A request whose handler waits (for the store), raced against the client leaving.
+    async fn respond_waiting(
+        &mut self,
+        request: &Request,
+        start: usize,
+        date: &[u8; DATE_LEN],
+        started: u64,
+        route: Route,
+        id: Option<i64>,
+    ) -> Next {
+        let ctx = self.ctx;
+        let head = &request.head;
+        let window = &mut self.rbuf[start..start + request.len];
+        let (head_bytes, rest) = window.split_at_mut(head.len);
+        let body = &mut rest[..request.body.len()];
+        let (framing, request_id) = Self::begin(ctx, self.ctl, self.last_read, head, head_bytes);
+        let request_id = request_id.get(head_bytes);
+        let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
+        let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
+        let request = RequestView { head, bytes: head_bytes, body, id };
+        // Boxed: the handler's state lives only while the request does.
+        let handler = Box::pin(logging::in_request(&fields, handlers::run(ctx, route, request, &mut reply)));
+        let abandoned = matches!(race(handler, client_gone(&self.stream)).await, Either::Right(()));
+        if abandoned {
+            log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, route.pattern());
         }
         // 499, as nginx logs it: the client closed the connection before the response.
         let status = if abandoned { 499 } else { reply.status() };
-        let (bytes, close) = (reply.len(), reply.framing.close);
-        if started != 0 {
-            *mark = clock::now_ns();
+        let done = Done { route: Some(route), status, bytes: reply.len(), close: reply.framing.close, waited: true };
+        match Self::finish(ctx, self.peer, head, head_bytes, request_id, started, done) {
+            _ if abandoned => Next::Abandon,
+            next => next,
         }
-        let elapsed = mark.saturating_sub(started);
-        ctx.metrics.request(route, head.method, status, elapsed);
+    }
+
+    /// Counts and logs an answered request, and says whether the connection goes on.
+    fn finish(
+        ctx: &WorkerCtx,
+        peer: SocketAddr,
+        head: &Head,
+        head_bytes: &[u8],
+        request_id: &[u8],
+        started: u64,
+        done: Done,
+    ) -> Next {
         ctx.metrics.request_finished();
-        if let Some(access) = &ctx.access_log {
-            access.record(&Entry {
-                method: head.method.as_str(),
-                route: route.map_or(UNMATCHED, Route::pattern),
-                path: head.path(head_bytes),
-                status,
-                bytes,
-                duration_ns: elapsed,
-                request_id,
-                peer: self.peer,
-            });
+        if !done.waited && ctx.access_log.is_none() {
+            ctx.metrics.request_deferred(done.route, head.method, done.status);
+        } else {
+            let elapsed = if started == 0 { 0 } else { clock::now_ns().saturating_sub(started) };
+            ctx.metrics.request(done.route, head.method, done.status, elapsed);
+            if let Some(access) = &ctx.access_log {
+                access.record(&Entry {
+                    method: head.method.as_str(),
+                    route: done.route.map_or(UNMATCHED, Route::pattern),
+                    path: head.path(head_bytes),
+                    status: done.status,
+                    bytes: done.bytes,
+                    duration_ns: elapsed,
+                    request_id,
+                    peer,
+                });
+            }
         }
-        match (abandoned, close) {
-            (true, _) => Next::Abandon,
-            (false, true) => Next::Close,
-            (false, false) => Next::Read,
+        if done.close {
+            Next::Close
+        } else {
+            Next::Read
         }
     }
 
