@@ -63,6 +63,11 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { name: "MAX_BODY_BYTES", default: "1048576", help: "largest request body; 413 beyond it" },
     Setting {
+        name: "MAX_BODY_MEMORY",
+        default: "auto",
+        help: "bytes of request bodies held at once, all connections together; past it, 503. auto = half the cgroup memory limit, else a quarter of RAM",
+    },
+    Setting {
         name: "DATABASE_URL",
         default: "",
         help: "postgres://USER:PASS@HOST:PORT/DB?sslmode=… or sqlite://PATH; wins over DB_HOST and SQLITE_PATH",
@@ -133,6 +138,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
+    /// `None` = auto (decided at start from the cgroup or the machine).
+    pub max_body_memory: Option<usize>,
     pub store: StoreConfig,
     pub db_pool_size: Option<usize>,
     pub db_queue_depth: usize,
@@ -265,6 +272,18 @@ impl Config {
             max_connections: env.count("MAX_CONNECTIONS", 1, 10_000_000)?,
             max_header_bytes: env.count("MAX_HEADER_BYTES", 1024, 1 << 20)?,
             max_body_bytes: env.count("MAX_BODY_BYTES", 0, 1 << 30)?,
+            max_body_memory: env.parse(
+                "MAX_BODY_MEMORY",
+                "auto or a number of bytes, at least MAX_BODY_BYTES",
+                |v| match v {
+                    "auto" => Some(None),
+                    n => n
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= env.count("MAX_BODY_BYTES", 0, 1 << 30).unwrap_or(0))
+                        .map(Some),
+                },
+            )?,
             store: store_from(&env)?,
             db_pool_size: env.parse("DB_POOL_SIZE", "auto or a number of threads 1-1024", |v| match v {
                 "auto" => Some(None),
@@ -501,6 +520,7 @@ mod tests {
         assert_eq!(c.max_connections, 65536);
         assert_eq!(c.max_header_bytes, 16384);
         assert_eq!(c.max_body_bytes, 1048576);
+        assert_eq!(c.max_body_memory, None);
         assert_eq!(c.store, StoreConfig::Sqlite { path: "percore.db".into() });
         assert_eq!(c.db_queue_depth, 1024);
         assert_eq!(c.db_conn_max_lifetime, Duration::from_secs(300));
@@ -532,6 +552,8 @@ mod tests {
             ("MAX_CONNECTIONS", "0", "whole number"),
             ("MAX_HEADER_BYTES", "100", "from 1024"),
             ("MAX_BODY_BYTES", "1MB", "whole number"),
+            ("MAX_BODY_MEMORY", "1000", "at least MAX_BODY_BYTES"),
+            ("MAX_BODY_MEMORY", "lots", "auto or a number of bytes"),
             ("DB_POOL_SIZE", "0", "threads"),
             ("DB_QUEUE_DEPTH", "-5", "whole number"),
             ("DEBUG_ADDR", "6060", "HOST:PORT"),

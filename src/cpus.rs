@@ -155,7 +155,7 @@ pub fn cgroup_quota(root: &Path) -> Option<f64> {
 
 /// `base/a/b/c`, `base/a/b`, `base/a`, `base` — existing directories only. Inside a cgroup
 /// namespace the path is `/` and only `base` itself exists, which is right.
-fn ancestors(base: &Path, cgroup_path: &str) -> Vec<PathBuf> {
+pub(crate) fn ancestors(base: &Path, cgroup_path: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let mut dir = base.join(cgroup_path.trim_start_matches('/'));
     loop {

@@ -18,7 +18,8 @@
 //! 8. [`http::response`] — response → bytes in the connection's out buffer (cached Date,
 //!    simd-json, canned errors), written once per read batch.
 //!
-//! The resources and their rules are in [`model`], JSON bodies are read in [`json`].
+//! The resources and their rules are in [`model`]; JSON bodies are read in [`json`] and
+//! decoded into validated inputs in [`decode`]. The API is described in `src/openapi.json`.
 //! Observability: per-core [`metrics`] gathered on scrape, [`request_id`]s, [`logging`] with
 //! request fields, a non-blocking [`access_log`], and the [`debug`] profiling listener.
 //!
@@ -33,12 +34,14 @@ pub mod config;
 pub mod cpus;
 pub mod db;
 pub mod debug;
+pub mod decode;
 pub mod doorbell;
 pub mod driver;
 pub mod handlers;
 pub mod http;
 pub mod json;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -19,6 +19,8 @@ pub enum Route {
     Livez,
     Readyz,
     Metrics,
+    /// `/openapi.json`: the API's description.
+    OpenApi,
     /// `/api/v1/users`: list (GET), create (POST).
     Users,
     /// `/api/v1/users/{id}`: get, update (PATCH), delete.
@@ -52,6 +54,7 @@ impl Route {
         Route::Livez,
         Route::Readyz,
         Route::Metrics,
+        Route::OpenApi,
         Route::Users,
         Route::User,
         Route::UserOrders,
@@ -85,6 +88,7 @@ impl Route {
             Route::Livez => "/livez",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
             Route::Users => "/api/v1/users",
             Route::User => "/api/v1/users/{id}",
             Route::UserOrders => "/api/v1/users/{id}/orders",
@@ -214,6 +218,7 @@ impl Router {
             b"/livez" => (Route::Livez, &GET, None),
             b"/readyz" => (Route::Readyz, &GET, None),
             b"/metrics" => (Route::Metrics, &GET, None),
+            b"/openapi.json" => (Route::OpenApi, &GET, None),
             b"/api/v1/users" => (Route::Users, &GET_POST, None),
             _ if path.starts_with(b"/api/v1/users/") => return self.match_user(&path[b"/api/v1/users/".len()..]),
             b"/plaintext" if self.bench_routes => (Route::Plaintext, &GET, None),

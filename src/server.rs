@@ -54,7 +54,6 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     let addr = SocketAddr::new(config.host, config.port);
     let listeners = listener::bind_all(addr, plan.workers()).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listeners[0].local_addr().map_err(|e| e.to_string())?;
-    let shutters = listeners.iter().map(|l| l.try_clone()).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let signals = Signals::block().map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
 
     let shutdown_timeout = config.shutdown_timeout;
@@ -67,7 +66,15 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         Some(addr) => Some(debug::start(addr).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?),
         None => None,
     };
-    let shared = Arc::new(Shared::new(config, choice.driver, db.clone(), plan.workers(), access_log));
+    let (body_memory, body_memory_from) = match config.max_body_memory {
+        Some(bytes) => (bytes, "MAX_BODY_MEMORY".to_owned()),
+        None => match crate::memory::auto_body_memory(std::path::Path::new("/"), config.max_body_bytes) {
+            (bytes, crate::memory::Source::Cgroup(limit)) => (bytes, format!("half the cgroup's {} MiB", limit >> 20)),
+            (bytes, crate::memory::Source::Ram(ram)) => (bytes, format!("a quarter of {} MiB of RAM", ram >> 20)),
+            (bytes, crate::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
+        },
+    };
+    let shared = Arc::new(Shared::new(config, choice.driver, db.clone(), plan.workers(), access_log, body_memory));
     let (reports, inbox) = mpsc::channel();
     for (id, listener) in listeners.into_iter().enumerate() {
         let (shared, reports, cpu) = (shared.clone(), reports.clone(), plan.cpus[id]);
@@ -100,6 +107,7 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     }
     db.spawn_threads(db_queue, &shared.config).map_err(|e| format!("cannot start the database pool: {e}"))?;
     log::info!("store: {:?}, {} database threads", shared.config.store, db.threads);
+    log::info!("request bodies may hold {} MiB at once ({body_memory_from})", body_memory >> 20);
     log::info!(
         "percore {} started in {:.1} ms: {}, {}",
         env!("CARGO_PKG_VERSION"),
@@ -129,10 +137,9 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         "{signal} received: draining (up to {shutdown_timeout:?}), {} connections open",
         shared.open_connections()
     );
+    // Each worker notices within a sweep tick, takes what is queued on its listener and
+    // shuts it; until then new connections are still answered (with Connection: close).
     shared.start_draining();
-    for socket in &shutters {
-        listener::shut(socket);
-    }
     let deadline = Instant::now() + shutdown_timeout;
     let mut running = plan.workers();
     while running > 0 {

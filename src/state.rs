@@ -16,6 +16,7 @@ use crate::db::Pool;
 use crate::doorbell::Doorbell;
 use crate::driver::IoDriver;
 use crate::metrics::SnapshotRequest;
+use crate::net::body_memory::BodyMemory;
 
 pub struct Shared {
     pub config: Config,
@@ -27,6 +28,8 @@ pub struct Shared {
     pub access_log: Option<Sender<Vec<u8>>>,
     /// This process's random part of generated request ids.
     pub id_seed: u64,
+    /// MAX_BODY_MEMORY: request bodies held at once, all workers together.
+    pub body_memory: BodyMemory,
     draining: AtomicBool,
     open_connections: AtomicUsize,
 }
@@ -38,6 +41,7 @@ impl Shared {
         db: Arc<Pool>,
         workers: usize,
         access_log: Option<Sender<Vec<u8>>>,
+        body_memory: usize,
     ) -> Shared {
         Shared {
             config,
@@ -46,6 +50,7 @@ impl Shared {
             snapshot_requests: (0..workers).map(|_| Doorbell::default()).collect(),
             access_log,
             id_seed: crate::request_id::process_random(),
+            body_memory: BodyMemory::new(body_memory),
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
         }

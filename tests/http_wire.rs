@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{each_driver, Client};
+use common::{assert_refused, each_driver};
 
 const BENCH: &[(&str, &str)] = &[("BENCH_ROUTES", "1")];
 
@@ -230,19 +230,6 @@ fn absolute_form_targets_are_accepted() {
 
 /// Sends `raw`, expects `status` with a JSON error body and `Connection: close`, and that
 /// a valid request pipelined behind the broken one is never answered.
-fn refused(c: &mut Client, raw: &[u8], status: u16) {
-    let mut bytes = raw.to_vec();
-    bytes.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
-    c.send(&bytes);
-    let r = c.response().unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
-    assert_eq!(r.status, status, "{:?} → {}", String::from_utf8_lossy(raw), r.text());
-    assert_eq!(r.header("connection"), Some("close"));
-    assert_eq!(r.json()["status"], "error");
-    assert_eq!(r.json()["code"], status as u64);
-    let rest = c.read_to_close();
-    assert!(rest.is_empty(), "nothing after a broken request: {:?}", String::from_utf8_lossy(&rest));
-}
-
 #[test]
 fn broken_requests_get_a_precise_status_and_close_the_connection() {
     each_driver(&[("MAX_BODY_BYTES", "1000")], |s| {
@@ -261,14 +248,14 @@ fn broken_requests_get_a_precise_status_and_close_the_connection() {
             (b"GET /users/abc HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\n\r\n", 417),
         ];
         for (raw, status) in cases {
-            refused(&mut s.connect(), raw, *status);
+            assert_refused(&mut s.connect(), raw, *status);
         }
         let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
-        refused(&mut s.connect(), long.as_bytes(), 414);
+        assert_refused(&mut s.connect(), long.as_bytes(), 414);
         let big_head = format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(17000));
-        refused(&mut s.connect(), big_head.as_bytes(), 431);
+        assert_refused(&mut s.connect(), big_head.as_bytes(), 431);
         let flood = format!("GET /health HTTP/1.1\r\nHost: t\r\n{}\r\n", "a: b\r\n".repeat(200));
-        refused(&mut s.connect(), flood.as_bytes(), 431);
+        assert_refused(&mut s.connect(), flood.as_bytes(), 431);
     });
 }
 

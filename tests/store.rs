@@ -382,3 +382,97 @@ fn waiting_reads_are_batched_and_each_gets_its_own_answer() {
         }
     }
 }
+
+/// Writers keep creating users while PostgreSQL is stopped and started again: every 201 is
+/// in the database afterwards, nothing hangs past HANDLER_TIMEOUT, failures are 503 with
+/// Retry-After, readiness follows the store, and the server recovers by itself.
+#[test]
+fn writes_under_load_across_a_postgres_restart_lose_nothing_acknowledged() {
+    let Some(cluster) = PrivateCluster::create() else { return };
+    let handler_timeout = Duration::from_secs(3);
+    for driver in drivers() {
+        let s = Server::start(
+            driver,
+            &[("DATABASE_URL", &cluster.url()), ("DB_POOL_SIZE", "3"), ("HANDLER_TIMEOUT", "3s")],
+        );
+        s.wait_ready();
+        let stop_writing = std::sync::atomic::AtomicBool::new(false);
+        type Outcome = (String, u16, Option<String>, Duration);
+        let (outcomes, readiness): (Vec<Outcome>, Vec<(&str, u16)>) = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..4)
+                .map(|w| {
+                    let (s, stop) = (&s, &stop_writing);
+                    scope.spawn(move || {
+                        let mut seen = Vec::new();
+                        let mut c = s.connect();
+                        for n in 0.. {
+                            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                break;
+                            }
+                            let email = format!("w{w}-{n}-{driver}@example.com");
+                            let body = format!(r#"{{"name":"N","email":"{email}"}}"#);
+                            let began = Instant::now();
+                            let r = match c.call("POST", "/api/v1/users", Some(&body)) {
+                                Some(r) => r,
+                                None => {
+                                    c = s.connect();
+                                    continue;
+                                }
+                            };
+                            seen.push((email, r.status, r.header("retry-after").map(str::to_owned), began.elapsed()));
+                            if r.header("connection") == Some("close") {
+                                c = s.connect();
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(1500));
+            cluster.stop();
+            let mut readiness = Vec::new();
+            let down = Instant::now();
+            while down.elapsed() < Duration::from_secs(2) {
+                readiness.push(("down", s.get("/readyz").status));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            cluster.start();
+            let up = Instant::now();
+            while up.elapsed() < Duration::from_secs(10) {
+                let status = s.get("/readyz").status;
+                readiness.push(("up", status));
+                if status == 200 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_millis(1500));
+            stop_writing.store(true, std::sync::atomic::Ordering::Relaxed);
+            let outcomes: Vec<_> = writers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+            (outcomes, readiness)
+        });
+        let created: Vec<&String> = outcomes.iter().filter(|o| o.1 == 201).map(|o| &o.0).collect();
+        let failed = outcomes.iter().filter(|o| o.1 == 503).count();
+        for (email, status, retry, took) in &outcomes {
+            assert!(*status == 201 || *status == 503, "{email}: {status} ({driver})");
+            if *status == 503 {
+                assert_eq!(retry.as_deref(), Some("1"), "503 carries Retry-After");
+            }
+            assert!(*took < handler_timeout + Duration::from_secs(1), "{email} took {took:?}: past HANDLER_TIMEOUT");
+        }
+        assert!(failed > 0, "the outage was seen ({driver})");
+        assert!(readiness.iter().any(|r| *r == ("down", 503)), "readiness follows the store down: {readiness:?}");
+        assert_eq!(readiness.last().map(|r| r.1), Some(200), "and back up: {readiness:?}");
+        let after_restart = <[Outcome]>::iter(&outcomes).rev().take_while(|o| o.1 == 201).count();
+        assert!(after_restart > 0, "writes succeed again without a restart ({driver})");
+        let mut db = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+        let emails: Vec<&str> = created.iter().map(|e| e.as_str()).collect();
+        let stored: i64 = db.query_one("SELECT count(*) FROM users WHERE email = ANY($1)", &[&emails]).unwrap().get(0);
+        assert_eq!(stored, created.len() as i64, "every acknowledged write is in the database ({driver})");
+        eprintln!(
+            "{driver}: {} writes across a PostgreSQL restart: {} acknowledged (all stored), {failed} answered 503",
+            outcomes.len(),
+            created.len()
+        );
+    }
+}

@@ -2,32 +2,32 @@
 //! database failures into the contract's statuses.
 
 use crate::db::{DbError, Output, Page};
+use crate::decode::Refusal;
 use crate::handlers::RequestView;
 use crate::http::query;
 use crate::http::response::Reply;
-use crate::json::{self, Body};
 use crate::worker::WorkerCtx;
+use simd_json::Buffers;
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 
-/// Checks that a body was declared (411) and is JSON (415); then parses it as an object
-/// with only `allowed` keys (400 saying where it broke). On failure the reply is written
+/// Checks that a body was declared (411) and is JSON (415); then decodes it with one of
+/// the [`decode`] functions (400 or 413 naming the field). On failure the reply is written
 /// and `None` returned.
-pub fn json_body<'b>(
+pub fn decode_body<T>(
     ctx: &WorkerCtx,
-    req: &'b mut RequestView<'_>,
+    req: &mut RequestView<'_>,
     reply: &mut Reply<'_>,
-    allowed: &[&str],
-) -> Option<Body<'b>> {
+    decode: fn(&mut [u8], &mut Buffers) -> Result<T, Refusal>,
+) -> Option<T> {
     if !accepts_body(req, reply) {
         return None;
     }
-    let mut buffers = ctx.json_buffers.borrow_mut();
-    match json::object(req.body, &mut buffers, allowed) {
-        Ok(body) => Some(body),
-        Err(message) => {
-            reply.error(400, &message);
+    match decode(req.body, &mut ctx.json_buffers.borrow_mut()) {
+        Ok(input) => Some(input),
+        Err(refusal) => {
+            reply.error(refusal.status, &refusal.message);
             None
         }
     }

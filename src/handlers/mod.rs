@@ -19,9 +19,13 @@ use std::panic::AssertUnwindSafe;
 
 use crate::catch::{catch_unwind_future, panic_message};
 use crate::http::request::Head;
-use crate::http::response::Reply;
+use crate::http::response::{Reply, JSON};
 use crate::router::Route;
 use crate::worker::WorkerCtx;
+
+/// The OpenAPI 3 description of the API, served at /openapi.json and checked in CI
+/// (schemathesis against a running server; tests/openapi.rs against the router).
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// A request as handlers see it: the parsed head, the bytes it points into, and the body,
 /// mutable so simd-json can parse it in place.
@@ -87,6 +91,7 @@ fn dispatch_now(ctx: &WorkerCtx, route: Route, req: RequestView<'_>, reply: &mut
         Route::Health => health::health(reply),
         Route::Livez => health::livez(reply),
         Route::Readyz => health::readyz(ctx, reply),
+        Route::OpenApi => reply.send(200, JSON, OPENAPI.as_bytes(), &[]),
         Route::Plaintext => bench::plaintext(reply),
         Route::Json => bench::json(reply),
         #[cfg(feature = "test-routes")]

@@ -6,9 +6,10 @@ use super::api::{self, db_error, unexpected};
 use super::users::next_page;
 use super::RequestView;
 use crate::db::{Job, Output};
+use crate::decode;
 use crate::http::request::Method;
 use crate::http::response::Reply;
-use crate::model::{self, Order};
+use crate::model::Order;
 use crate::worker::WorkerCtx;
 
 #[derive(Serialize)]
@@ -35,23 +36,8 @@ pub async fn collection(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut R
 }
 
 async fn create(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>, user_id: i64) {
-    let job = {
-        let Some(body) = api::json_body(ctx, req, reply, &["item", "quantity", "price_cents"]) else { return };
-        let fields =
-            (|| Ok::<_, String>((body.required_str("item")?, body.int("quantity")?, body.int("price_cents")?)))();
-        let (item, quantity, price_cents) = match fields {
-            Ok(f) => f,
-            Err(message) => return reply.error(400, &message),
-        };
-        let valid = model::valid_item(item)
-            .and_then(|item| Ok((item, model::valid_quantity(quantity)?, model::valid_price_cents(price_cents)?)));
-        match valid {
-            Ok((item, quantity, price_cents)) => {
-                Job::CreateOrder { user_id, item: item.to_owned(), quantity, price_cents }
-            }
-            Err(e) => return reply.error(400, &e.to_string()),
-        }
-    };
+    let Some(order) = api::decode_body(ctx, req, reply, decode::new_order) else { return };
+    let job = Job::CreateOrder { user_id, item: order.item, quantity: order.quantity, price_cents: order.price_cents };
     match ctx.db.call(job).await {
         Ok(Output::Order(Some(order))) => reply.json(201, &order, &[]),
         Ok(Output::Order(None)) => reply.error(404, &format!("user {user_id} not found")),

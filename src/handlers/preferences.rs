@@ -1,14 +1,11 @@
 //! /api/v1/users/{id}/preferences: one free-form JSON object of at most 4 KiB per user.
 
-use simd_json::prelude::*;
-
 use super::api::{self, db_error, unexpected};
 use super::RequestView;
 use crate::db::{Job, Output};
+use crate::decode;
 use crate::http::request::Method;
 use crate::http::response::{Reply, JSON};
-use crate::json;
-use crate::model::MAX_PREFERENCES_BYTES;
 use crate::worker::WorkerCtx;
 
 pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
@@ -31,24 +28,6 @@ pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'
 
 /// Validates the body (a JSON object of at most 4 KiB) and stores it re-encoded compactly.
 fn put_job(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>, user_id: i64) -> Option<Job> {
-    if !api::accepts_body(req, reply) {
-        return None;
-    }
-    if req.body.len() > MAX_PREFERENCES_BYTES {
-        reply.error(413, "preferences: must be at most 4096 bytes of JSON");
-        return None;
-    }
-    let mut buffers = ctx.json_buffers.borrow_mut();
-    let value = match json::parse(req.body, &mut buffers) {
-        Ok(v) => v,
-        Err(message) => {
-            reply.error(400, &message);
-            return None;
-        }
-    };
-    if !value.is_object() {
-        reply.error(400, "preferences: must be a JSON object");
-        return None;
-    }
-    Some(Job::PutPreferences { user_id, json: value.encode() })
+    let json = api::decode_body(ctx, req, reply, decode::preferences)?;
+    Some(Job::PutPreferences { user_id, json })
 }

@@ -6,9 +6,10 @@ use serde::Serialize;
 use super::api::{self, db_error, unexpected};
 use super::RequestView;
 use crate::db::{Job, Output};
+use crate::decode;
 use crate::http::request::Method;
 use crate::http::response::Reply;
-use crate::model::{self, Order, User};
+use crate::model::{Order, User};
 use crate::worker::WorkerCtx;
 
 const EMAIL_TAKEN: &str = "email: already taken";
@@ -46,18 +47,8 @@ pub fn next_page<T>(rows: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Op
 }
 
 async fn create(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>) {
-    let job = {
-        let Some(body) = api::json_body(ctx, req, reply, &["name", "email"]) else { return };
-        let fields = body.required_str("name").and_then(|n| Ok((n, body.required_str("email")?)));
-        let (name, email) = match fields {
-            Ok(f) => f,
-            Err(message) => return reply.error(400, &message),
-        };
-        match (model::valid_name(name), model::valid_email(email)) {
-            (Ok(name), Ok(email)) => Job::CreateUser { name: name.to_owned(), email: email.to_owned() },
-            (Err(e), _) | (_, Err(e)) => return reply.error(400, &e.to_string()),
-        }
-    };
+    let Some(user) = api::decode_body(ctx, req, reply, decode::new_user) else { return };
+    let job = Job::CreateUser { name: user.name, email: user.email };
     match ctx.db.call(job).await {
         Ok(Output::User(Some(user))) => {
             let location = format!("/api/v1/users/{}", user.id);
@@ -90,30 +81,8 @@ pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'
 
 /// The update job for a PATCH body with `name` and/or `email`.
 fn patch(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>, id: i64) -> Option<Job> {
-    let body = api::json_body(ctx, req, reply, &["name", "email"])?;
-    let fields = body.str("name").and_then(|n| Ok((n, body.str("email")?)));
-    let (name, email) = match fields {
-        Ok((None, None)) => {
-            reply.error(400, "body: expected name, email or both");
-            return None;
-        }
-        Ok(f) => f,
-        Err(message) => {
-            reply.error(400, &message);
-            return None;
-        }
-    };
-    let name = name.map(model::valid_name).transpose();
-    let email = email.map(model::valid_email).transpose();
-    match (name, email) {
-        (Ok(name), Ok(email)) => {
-            Some(Job::UpdateUser { id, name: name.map(str::to_owned), email: email.map(str::to_owned) })
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            reply.error(400, &e.to_string());
-            None
-        }
-    }
+    let change = api::decode_body(ctx, req, reply, decode::user_change)?;
+    Some(Job::UpdateUser { id, name: change.name, email: change.email })
 }
 
 /// The summary's orders: the newest ten.

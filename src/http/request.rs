@@ -548,12 +548,16 @@ fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
     }))
 }
 
-/// A well-formed `HTTP/x.y` that is not 1.0 or 1.1 is 505; anything else is malformed.
+/// A well-formed request line whose `HTTP/x.y` is not 1.0 or 1.1 is 505; anything else
+/// (a doubled space before the version included) is malformed.
 fn version_error(head: &[u8]) -> ParseError {
     let line = head.split(|&b| b == b'\n').find(|l| !l.is_empty() && *l != b"\r").unwrap_or(b"");
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    match version {
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let three_parts =
+        parts.next().is_none() && method.is_some_and(|m| !m.is_empty()) && target.is_some_and(|t| !t.is_empty());
+    match version.filter(|_| three_parts).unwrap_or(b"") {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             ParseError::UnsupportedVersion
         }
@@ -701,12 +705,15 @@ impl TransferCodings {
     }
 
     /// Only `chunked`, once and last, frames a request body we can read.
+    /// A `chunked` that is not last (or repeated) leaves the length undeterminable: 400, as
+    /// RFC 9112 §6.3 requires; otherwise a coding we do not decode is 501, as nginx answers.
     fn framing(&self) -> Result<BodyLength, ParseError> {
-        if self.unknown {
-            return Err(ParseError::UnknownTransferCoding);
-        }
-        if self.chunked_twice || self.chunked_with_params || self.chunked_at != Some(self.codings - 1) {
+        let misplaced = self.chunked_at.is_some_and(|at| at != self.codings - 1);
+        if self.chunked_twice || self.chunked_with_params || misplaced {
             return Err(ParseError::Bad("chunked must be the final transfer coding, applied once"));
+        }
+        if self.unknown || self.chunked_at.is_none() {
+            return Err(ParseError::UnknownTransferCoding);
         }
         Ok(BodyLength::Chunked)
     }

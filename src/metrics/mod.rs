@@ -55,7 +55,7 @@ pub enum Reject {
 }
 
 /// Why a request was refused before it reached a handler (ParseError::kind, and timeout).
-pub const PARSE_ERRORS: [&str; 8] = [
+pub const PARSE_ERRORS: [&str; 9] = [
     "bad_request",
     "head_too_large",
     "uri_too_long",
@@ -64,6 +64,8 @@ pub const PARSE_ERRORS: [&str; 8] = [
     "version",
     "expectation",
     "timeout",
+    // Its body would pass MAX_BODY_MEMORY: 503 before the body is read.
+    "body_memory",
 ];
 
 /// How a database call failed.

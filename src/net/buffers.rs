@@ -3,8 +3,8 @@
 //! A connection holds a read buffer only while a read is pending on it (a parked idle
 //! connection gives its buffer back) and a write buffer only while it has responses to
 //! send, so memory follows the connections that are busy, not those that are open. Buffers
-//! that grew large (a 1 MiB body) are freed instead of pooled, so each pool stays bounded by
-//! `MAX_POOLED` buffers of its size.
+//! that grew (a 1 MiB body, a long list) are freed instead of pooled, so each pool stays
+//! bounded by `MAX_POOLED` buffers of at most [`KEEP_FACTOR`] times its size.
 
 use std::cell::RefCell;
 
@@ -12,8 +12,8 @@ use std::cell::RefCell;
 pub const READ_BUFFER: usize = 2048;
 /// A batch of pipelined small responses fits.
 pub const WRITE_BUFFER: usize = 4096;
-/// Buffers above this capacity are freed instead of pooled.
-pub const MAX_KEPT_CAPACITY: usize = 64 * 1024;
+/// Buffers up to this many times the pool's size are pooled; bigger ones are freed.
+pub const KEEP_FACTOR: usize = 4;
 const MAX_POOLED: usize = 1024;
 
 pub struct BufferPool {
@@ -27,6 +27,11 @@ impl BufferPool {
         BufferPool { size, free: RefCell::new(Vec::new()) }
     }
 
+    /// Whether a buffer of `capacity` goes back to the pool rather than being freed.
+    pub fn keeps(&self, capacity: usize) -> bool {
+        capacity >= self.size && capacity <= self.size * KEEP_FACTOR
+    }
+
     /// An empty buffer with at least the pool's size in capacity.
     pub fn take(&self) -> Vec<u8> {
         self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(self.size))
@@ -35,7 +40,7 @@ impl BufferPool {
     /// Returns a buffer for reuse (or frees it, if it is too big or the pool is full).
     pub fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
-        if buf.capacity() <= MAX_KEPT_CAPACITY && buf.capacity() >= self.size && free.len() < MAX_POOLED {
+        if self.keeps(buf.capacity()) && free.len() < MAX_POOLED {
             buf.clear();
             free.push(buf);
         }

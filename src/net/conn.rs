@@ -29,7 +29,8 @@ use crate::http::date::DATE_LEN;
 use crate::http::request::{BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
 use crate::logging::{self, RequestFields};
-use crate::net::buffers::{MAX_KEPT_CAPACITY, READ_BUFFER};
+use crate::net::body_memory::Share;
+use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
 use crate::request_id;
@@ -56,6 +57,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         parser: Parser::new(ctx.limits),
         request_began: None,
         last_read: 0,
+        body_share: Share::new(&ctx.shared.body_memory),
     };
     if let Err(panic) = catch_unwind_future(conn.run()).await {
         log::error!("worker {}: connection from {peer} panicked and was closed: {panic}", ctx.id);
@@ -113,6 +115,8 @@ struct Conn<'a> {
     /// When the first byte of the request being received arrived.
     request_began: Option<u64>,
     last_read: u64,
+    /// What the read buffer holds of MAX_BODY_MEMORY.
+    body_share: Share<'a>,
 }
 
 /// A request's id: the client's, or one made for it.
@@ -187,7 +191,11 @@ impl Conn<'_> {
                 }
                 self.rbuf = self.ctx.read_buffers.take();
             }
-            self.make_room();
+            if !self.make_room() {
+                self.ctx.metrics.parse_error("body_memory");
+                self.refuse_and_close(503, "request bodies in flight exceed MAX_BODY_MEMORY; retry shortly").await;
+                return false;
+            }
             let buf = std::mem::take(&mut self.rbuf);
             let filled = buf.len();
             let (result, slice) = self.stream.cancelable_read(buf.slice_mut(filled..), self.ctl.handle()).await;
@@ -205,6 +213,7 @@ impl Conn<'_> {
                 Err(_) => match self.ctl.cut_reason() {
                     Some(Cut::Release) if self.rbuf.is_empty() => {
                         self.ctx.read_buffers.give(std::mem::take(&mut self.rbuf));
+                        self.body_share.settle(0);
                         self.ctl.uncut();
                         self.ctl.park();
                         continue;
@@ -230,16 +239,17 @@ impl Conn<'_> {
     }
 
     /// Ensures the read buffer has spare capacity: reclaims chunk framing already decoded,
-    /// then grows — to the exact size when a Content-Length says how much is coming.
-    fn make_room(&mut self) {
+    /// then grows — to the exact size when a Content-Length says how much is coming, and
+    /// only as far as MAX_BODY_MEMORY allows (false: no room).
+    fn make_room(&mut self) -> bool {
         let len = self.rbuf.len();
         if len < self.rbuf.capacity() {
-            return;
+            return true;
         }
         let reclaimed = self.parser.reclaim(&mut self.rbuf);
         self.rbuf.truncate(reclaimed);
         if reclaimed + READ_BUFFER / 4 <= len {
-            return;
+            return true;
         }
         let wanted = match self.parser.pending_head() {
             Some(head) => match head.body {
@@ -248,7 +258,15 @@ impl Conn<'_> {
             },
             None => self.rbuf.capacity(),
         };
-        self.rbuf.reserve(wanted.max(READ_BUFFER));
+        // As Vec::reserve would grow it (doubling, or exactly what is needed), but reserved
+        // from the budget first.
+        let capacity = (reclaimed + wanted.max(READ_BUFFER)).max(self.rbuf.capacity() * 2);
+        if !self.body_share.grow_to(capacity) {
+            return false;
+        }
+        self.rbuf.reserve_exact(capacity - reclaimed);
+        self.body_share.settle(self.rbuf.capacity());
+        true
     }
 
     /// Answers every complete request in the read buffer, appending the responses.
@@ -293,8 +311,9 @@ impl Conn<'_> {
             self.request_began = (!self.rbuf.is_empty()).then_some(self.last_read);
         }
         // A buffer that grew for a large body is not kept for small requests.
-        if self.rbuf.is_empty() && self.rbuf.capacity() > MAX_KEPT_CAPACITY {
+        if self.rbuf.is_empty() && !self.ctx.read_buffers.keeps(self.rbuf.capacity()) {
             self.rbuf = self.ctx.read_buffers.take();
+            self.body_share.settle(self.rbuf.capacity());
         }
         next
     }

@@ -7,6 +7,11 @@
 //! The accept loop never spins: at MAX_CONNECTIONS it pauses (new connections wait in the
 //! kernel's backlog) and on EMFILE/ENFILE/ENOMEM it logs, backs off and keeps serving the
 //! connections it has — an accept loop that retries at once on EMFILE burns a core.
+//!
+//! At the drain it first takes every connection already waiting in the backlog (their
+//! clients have sent requests the kernel acknowledged), and only then shuts the socket:
+//! shutting a listener resets the connections still queued on it, which a client sees as
+//! a lost request rather than a refused connection.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -123,5 +128,44 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: StdListener) {
             },
         }
     }
+    take_backlog(&ctx, &listener);
+    shut(&listener);
     log::debug!("worker {}: listener closed", ctx.id);
+}
+
+/// Accepts, without waiting, what is queued on the listener, to be answered and closed by
+/// the drain like every other connection.
+fn take_backlog(ctx: &Rc<WorkerCtx>, listener: &monoio::net::TcpListener) {
+    let mut taken = 0;
+    while ctx.shared.try_open_connection() {
+        // SAFETY: accept4 on the listener we own; the new descriptor is owned by the
+        // TcpStream built from it below.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            ctx.shared.close_connection();
+            break;
+        }
+        // SAFETY: fd was just returned by accept4 and is owned by nothing else.
+        let std_stream = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let peer = std_stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let _ = std_stream.set_nodelay(true);
+        match monoio::net::TcpStream::from_std(std_stream) {
+            Ok(stream) => {
+                ctx.metrics.accepted();
+                taken += 1;
+                monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+            }
+            Err(_) => ctx.shared.close_connection(),
+        }
+    }
+    if taken > 0 {
+        log::debug!("worker {}: took {taken} queued connections before closing the listener", ctx.id);
+    }
 }

@@ -392,6 +392,22 @@ impl Client {
     }
 }
 
+/// Sends `raw` with a `GET /health` pipelined behind it and expects `status` with a JSON
+/// error body and `Connection: close` — and nothing after: the request behind a refused one
+/// is never answered (no smuggling).
+pub fn assert_refused(c: &mut Client, raw: &[u8], status: u16) {
+    let mut bytes = raw.to_vec();
+    bytes.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let _ = c.try_send(&bytes);
+    let r = c.response().unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
+    assert_eq!(r.status, status, "{:?} → {}", String::from_utf8_lossy(raw), r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.json()["status"], "error");
+    assert_eq!(r.json()["code"], status as u64);
+    let rest = c.read_to_close();
+    assert!(rest.is_empty(), "nothing after a broken request: {:?}", String::from_utf8_lossy(&rest));
+}
+
 /// `read`, retried on EINTR: this test process creates and drops an io_uring (the driver
 /// probe), whose task work interrupts a blocking socket read that has a timeout set.
 pub fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -140,10 +140,13 @@ fn refuses() {
     bad(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
     bad(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505);
     bad(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505);
+    bad(b"GET /health  HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    bad(b"GET  /health HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
     bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
     bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501);
-    bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n", 501);
+    bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n", 400);
+    bad(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400);
     bad(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417);
     // Limits.
     bad(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n", 413);
