@@ -128,7 +128,8 @@ mod tests {
     fn user_changes() {
         assert_eq!(decode(user_change, r#"{"name":"B"}"#), Ok(UserChange { name: Some("B".into()), email: None }));
         assert!(refused(decode(user_change, "{}")).contains("expected name, email or both"));
-        assert!(refused(decode(user_change, r#"{"name":null,"email":null}"#)).contains("expected name"));
+        assert!(refused(decode(user_change, r#"{}"#)).contains("expected name"));
+        assert_eq!(refused(decode(user_change, r#"{"email":null,"name":"0"}"#)), "email: must be a string, not null");
     }
 
     #[test]
@@ -157,5 +158,16 @@ mod tests {
         assert!(refused(decode(preferences, "[1]")).contains("must be a JSON object"));
         let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(4096));
         assert_eq!(decode(preferences, &big).unwrap_err().status, 413);
+    }
+
+    /// Found by schemathesis: any JSON number is valid JSON, however large; one past 64 bits
+    /// is kept as a double, as a JavaScript client or Go's encoding/json would read it.
+    #[test]
+    fn preferences_take_numbers_of_any_size() {
+        let stored = decode(preferences, r#"{"big":876050756799401203597312,"tiny":-1.1125369292536007e-308}"#);
+        let mut stored = stored.unwrap().into_bytes();
+        let stored = simd_json::to_owned_value(&mut stored).unwrap();
+        assert_eq!(stored.get("big").and_then(|v| v.as_f64()), Some(876050756799401203597312.0));
+        assert_eq!(stored.get("tiny").and_then(|v| v.as_f64()), Some(-1.1125369292536007e-308));
     }
 }

@@ -35,10 +35,11 @@ pub fn parse<'a>(body: &'a mut [u8], buffers: &mut Buffers) -> Result<BorrowedVa
 
 impl<'a> Body<'a> {
     fn get(&self, key: &str) -> Option<&BorrowedValue<'a>> {
-        self.value.as_object().and_then(|o| o.get(key)).filter(|v| !v.is_null())
+        self.value.as_object().and_then(|o| o.get(key))
     }
 
-    /// A string field; `Ok(None)` when absent or null.
+    /// A string field; `Ok(None)` when absent. `null` is not a string: the field is either
+    /// sent with its type or left out.
     pub fn str(&self, key: &'static str) -> Result<Option<&str>, String> {
         match self.get(key) {
             None => Ok(None),
@@ -72,7 +73,10 @@ fn kind(v: &BorrowedValue<'_>) -> &'static str {
         ValueType::String => "a string",
         ValueType::Array => "an array",
         ValueType::Object => "an object",
-        ValueType::F64 => "a fraction",
+        ValueType::F64 if v.as_f64().is_some_and(|f| f.fract() != 0.0) => "a fraction",
+        // 1e3, or an integer past 64 bits (read as a double, as JavaScript and Go's `any` do).
+        ValueType::F64 => "a number with an exponent or beyond 64 bits",
+        ValueType::U64 => "a number beyond the signed 64-bit range",
         _ => "a number",
     }
 }
@@ -109,7 +113,8 @@ mod tests {
     fn fields() {
         assert_eq!(obj(r#"{"name":"Ada","n":3}"#), Ok((Some("Ada".into()), Some(3))));
         assert_eq!(obj(r#"{"name":"A\u00e9"}"#), Ok((Some("Aé".into()), None)));
-        assert_eq!(obj(r#"{"name":null}"#), Ok((None, None)));
+        assert_eq!(obj(r#"{"name":null}"#), Err("name: must be a string, not null".to_owned()));
+        assert_eq!(obj(r#"{"n":null}"#), Err("n: must be a whole number, not null".to_owned()));
     }
 
     #[test]
@@ -118,6 +123,12 @@ mod tests {
             (r#"{"name":5}"#, "name: must be a string, not a number"),
             (r#"{"n":"3"}"#, "n: must be a whole number, not a string"),
             (r#"{"n":1.5}"#, "n: must be a whole number, not a fraction"),
+            (r#"{"n":1e3}"#, "n: must be a whole number, not a number with an exponent or beyond 64 bits"),
+            (
+                r#"{"n":876050756799401203597312}"#,
+                "n: must be a whole number, not a number with an exponent or beyond 64 bits",
+            ),
+            (r#"{"n":9223372036854775808}"#, "n: must be a whole number, not a number beyond the signed 64-bit range"),
             (r#"{"other":1}"#, "body: unknown field \"other\""),
             ("[1,2]", "body: must be a JSON object, not an array"),
             ("", "body: expected JSON, got an empty body"),

@@ -158,8 +158,6 @@ pub enum Resolved {
         route: Route,
         allow: &'static str,
     },
-    /// The method is not one percore knows at all.
-    NotImplemented,
     /// A path segment that should be an id is not a positive 64-bit integer.
     BadId {
         route: Route,
@@ -176,9 +174,6 @@ pub struct Router {
 
 impl Router {
     pub fn resolve(&self, method: Method, raw_path: &[u8]) -> Resolved {
-        if method == Method::Other {
-            return Resolved::NotImplemented;
-        }
         let path: Cow<'_, [u8]> = if raw_path.contains(&b'%') {
             // Decode segment by segment so an encoded slash does not split a segment.
             let mut decoded = Vec::with_capacity(raw_path.len());
@@ -290,7 +285,13 @@ mod tests {
             ALL.resolve(Method::Post, b"/health"),
             Resolved::MethodNotAllowed { route: Route::Health, allow: "GET, HEAD" }
         );
-        assert_eq!(ALL.resolve(Method::Other, b"/health"), Resolved::NotImplemented);
+        // A method token percore does not know is refused like any other the route does not
+        // serve (405 with Allow), as Go's ServeMux and actix-web answer; 501 is for codings.
+        assert_eq!(
+            ALL.resolve(Method::Other, b"/health"),
+            Resolved::MethodNotAllowed { route: Route::Health, allow: "GET, HEAD" }
+        );
+        assert_eq!(ALL.resolve(Method::Other, b"/nope"), Resolved::NotFound);
         assert_eq!(ALL.resolve(Method::Get, b"/he%zzalth"), Resolved::BadPath);
         assert_eq!(ALL.resolve(Method::Get, b"/health%2F"), Resolved::BadPath);
     }

@@ -46,7 +46,7 @@ pub enum Method {
     Options,
     Trace,
     Connect,
-    /// A syntactically valid method percore does not know: 501.
+    /// A syntactically valid method percore does not know: 405 where the path exists.
     Other,
 }
 

@@ -340,7 +340,6 @@ impl Conn<'_> {
             }
             Resolved::NotFound => (404, "Not Found"),
             Resolved::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
-            Resolved::NotImplemented => (501, "method not implemented"),
             Resolved::BadId { .. } => (400, "id: must be a positive integer"),
             Resolved::BadPath => (400, "path: malformed percent-encoding"),
         };
@@ -409,10 +408,6 @@ impl Conn<'_> {
             Resolved::MethodNotAllowed { route, allow } => {
                 reply.error_with(405, "Method Not Allowed", &[("Allow", allow.as_bytes())]);
                 Some(route)
-            }
-            Resolved::NotImplemented => {
-                reply.error(501, "method not implemented");
-                None
             }
             Resolved::BadId { route } => {
                 reply.error(400, "id: must be a positive integer");

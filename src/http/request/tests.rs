@@ -206,6 +206,29 @@ fn pending_head_is_visible_while_the_body_arrives() {
     assert!(parser.pending_head().is_none());
 }
 
+/// Found by the fuzzer (tests/fuzz, parse_request): a head whose bad byte arrives in a later
+/// read than its first bytes is refused when its blank line arrives, not at once as when the
+/// head comes in one read (only the first look runs httparse on an unfinished head, which
+/// keeps a trickling head linear). The status is the same once the head ends, and nothing
+/// between is served.
+#[test]
+fn a_bad_byte_in_a_later_read_is_refused_when_the_head_ends() {
+    for (raw, cut) in [
+        (&b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\x1d\n"[..], 20),
+        (&b"GET /api/v1/users/%34%32/summary?x=%`41+b HQTP/1.1\r\nHost: t\r\xff\r\n"[..], 32),
+    ] {
+        let whole = parse(raw).unwrap_err().status();
+        assert_eq!(whole, 400, "{:?}", String::from_utf8_lossy(raw));
+        let mut parser = Parser::new(LIMITS);
+        let mut buf = raw[..cut].to_vec();
+        assert_eq!(parser.parse(&mut buf), Ok(Parsed::Partial));
+        buf.extend_from_slice(&raw[cut..]);
+        assert_eq!(parser.parse(&mut buf), Ok(Parsed::Partial), "waits for the end of the head");
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parser.parse(&mut buf).map(|_| ()).unwrap_err().status(), whole);
+    }
+}
+
 /// Feeds `raw` in pieces cut at `cuts` and returns what the parser made of it.
 fn parse_in_pieces(raw: &[u8], cuts: &[usize]) -> Result<Option<(Request, Vec<u8>)>, ParseError> {
     let mut parser = Parser::new(LIMITS);
