@@ -109,7 +109,10 @@ fn accepting_pauses_at_max_connections_and_resumes() {
         third.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
         third.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let mut probe = [0u8; 1];
+        let before = s.cpu_seconds();
         assert!(common::read_retrying(&mut third.stream, &mut probe).is_err(), "no answer past MAX_CONNECTIONS");
+        let used = s.cpu_seconds() - before;
+        assert!(used < 0.15, "a paused accept loop must not spin: {used:.2} CPU s in 0.5 s");
         third.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         drop(a);
         let r = third.response().expect("served once a connection closed");
