@@ -71,6 +71,11 @@ fn a_client_that_does_not_read_loses_the_connection() {
             }
         }
         std::thread::sleep(Duration::from_millis(2500));
+        // The server has let go of the connection and its write buffer while the client still
+        // holds its end: only the scrape's own connection is open.
+        let metrics = s.get("/metrics").text();
+        let open = metrics.lines().find_map(|l| l.strip_prefix("http_connections_open ")).map(str::trim);
+        assert_eq!(open, Some("1"), "the stalled connection is gone from the server ({})", s.driver);
         let mut total = 0usize;
         let mut chunk = vec![0u8; 1 << 16];
         c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
