@@ -123,39 +123,52 @@ pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
 /// The quota in CPUs of the cgroup this process is in: the tightest limit on the way from
 /// its own cgroup up to the root (a parent's limit binds its children too).
 pub fn cgroup_quota(root: &Path) -> Option<f64> {
-    let membership = fs::read_to_string(root.join("proc/self/cgroup")).ok()?;
-    let mut best: Option<f64> = None;
-    let mut take = |q: Option<f64>| {
-        if let Some(q) = q {
-            best = Some(best.map_or(q, |b: f64| b.min(q)));
-        }
-    };
+    // cgroup v1 mounts the cpu controller as cpu,cpuacct or cpu.
+    controller_dirs(root, "cpu", &["cpu,cpuacct", "cpu", "cpuacct,cpu"])
+        .into_iter()
+        .filter_map(|(hierarchy, dir)| {
+            let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
+            match hierarchy {
+                Hierarchy::V2 => quota_v2(&read("cpu.max")?),
+                Hierarchy::V1 => quota_v1(&read("cpu.cfs_quota_us")?, &read("cpu.cfs_period_us")?),
+            }
+        })
+        .reduce(f64::min)
+}
+
+/// Which cgroup hierarchy a directory belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hierarchy {
+    /// The unified tree: `0::/kubepods/pod…/container`.
+    V2,
+    /// A v1 controller's own tree: `4:memory:/docker/…`.
+    V1,
+}
+
+/// The cgroup directories whose limits bind this process for `controller`: its own cgroup
+/// and every ancestor, in the v2 tree and in the v1 tree of that controller (mounted under
+/// one of `v1_mounts`). Limits of a kind are combined by taking the tightest.
+pub(crate) fn controller_dirs(root: &Path, controller: &str, v1_mounts: &[&str]) -> Vec<(Hierarchy, PathBuf)> {
+    let Ok(membership) = fs::read_to_string(root.join("proc/self/cgroup")) else { return Vec::new() };
+    let mut dirs = Vec::new();
     for line in membership.lines() {
         let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
         if controllers.is_empty() {
-            // cgroup v2: "0::/kubepods/pod…/container"
-            for dir in ancestors(&root.join("sys/fs/cgroup"), path) {
-                take(fs::read_to_string(dir.join("cpu.max")).ok().and_then(|s| quota_v2(&s)));
-            }
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            // cgroup v1: the cpu controller is mounted as cpu,cpuacct or cpu.
-            for mount in ["cpu,cpuacct", "cpu", "cpuacct,cpu"] {
-                for dir in ancestors(&root.join("sys/fs/cgroup").join(mount), path) {
-                    let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
-                    if let (Some(q), Some(p)) = (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")) {
-                        take(quota_v1(&q, &p));
-                    }
-                }
+            dirs.extend(ancestors(&root.join("sys/fs/cgroup"), path).into_iter().map(|d| (Hierarchy::V2, d)));
+        } else if controllers.split(',').any(|c| c == controller) {
+            for mount in v1_mounts {
+                let base = root.join("sys/fs/cgroup").join(mount);
+                dirs.extend(ancestors(&base, path).into_iter().map(|d| (Hierarchy::V1, d)));
             }
         }
     }
-    best
+    dirs
 }
 
 /// `base/a/b/c`, `base/a/b`, `base/a`, `base` — existing directories only. Inside a cgroup
 /// namespace the path is `/` and only `base` itself exists, which is right.
-pub(crate) fn ancestors(base: &Path, cgroup_path: &str) -> Vec<PathBuf> {
+fn ancestors(base: &Path, cgroup_path: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let mut dir = base.join(cgroup_path.trim_start_matches('/'));
     loop {
@@ -184,6 +197,23 @@ pub fn quota_v1(quota: &str, period: &str) -> Option<f64> {
 
 fn quota_cpus(quota: u64, period: u64) -> Option<f64> {
     (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
+}
+
+/// Builds a fake root holding `files` (/proc/self/cgroup, cgroup files, /proc/meminfo) for
+/// the tests of this module and of [`crate::memory`].
+#[cfg(test)]
+pub(crate) fn fixture(files: &[(&str, &str)]) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let root =
+        std::env::temp_dir().join(format!("percore-root-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let _ = fs::remove_dir_all(&root);
+    for (path, content) in files {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+    root
 }
 
 #[cfg(test)]
@@ -235,24 +265,6 @@ mod tests {
         assert_eq!(quota_v1("-1\n", "100000\n"), None);
         assert_eq!(quota_v1("300000\n", "100000\n"), Some(3.0));
         assert_eq!(quota_v2("garbage"), None);
-    }
-
-    /// Builds a fake root with /proc/self/cgroup and cgroup files.
-    fn fixture(files: &[(&str, &str)]) -> PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "percore-cpus-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&root);
-        for (path, content) in files {
-            let p = root.join(path);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, content).unwrap();
-        }
-        root
     }
 
     #[test]

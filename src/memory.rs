@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::cpus::ancestors;
+use crate::cpus::{controller_dirs, Hierarchy};
 
 /// Where the auto budget came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,25 +29,16 @@ pub fn auto_body_memory(root: &Path, max_body: usize) -> (usize, Source) {
 
 /// The tightest memory limit of this process's cgroup and its ancestors, if any is set.
 pub fn cgroup_limit(root: &Path) -> Option<u64> {
-    let membership = fs::read_to_string(root.join("proc/self/cgroup")).ok()?;
-    let mut best: Option<u64> = None;
-    for line in membership.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
-        let (base, file) = if controllers.is_empty() {
-            (root.join("sys/fs/cgroup"), "memory.max")
-        } else if controllers.split(',').any(|c| c == "memory") {
-            (root.join("sys/fs/cgroup/memory"), "memory.limit_in_bytes")
-        } else {
-            continue;
-        };
-        for dir in ancestors(&base, path) {
-            if let Some(limit) = fs::read_to_string(dir.join(file)).ok().and_then(|s| parse_limit(&s)) {
-                best = Some(best.map_or(limit, |b| b.min(limit)));
-            }
-        }
-    }
-    best
+    controller_dirs(root, "memory", &["memory"])
+        .into_iter()
+        .filter_map(|(hierarchy, dir)| {
+            let file = match hierarchy {
+                Hierarchy::V2 => "memory.max",
+                Hierarchy::V1 => "memory.limit_in_bytes",
+            };
+            parse_limit(&fs::read_to_string(dir.join(file)).ok()?)
+        })
+        .min()
 }
 
 /// `max` or a byte count; v1 writes "no limit" as a number near 2⁶³.
@@ -67,24 +58,7 @@ fn ram(root: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn fixture(files: &[(&str, &str)]) -> PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "percore-mem-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&root);
-        for (path, content) in files {
-            let p = root.join(path);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, content).unwrap();
-        }
-        root
-    }
+    use crate::cpus::fixture;
 
     const MIB: u64 = 1 << 20;
 

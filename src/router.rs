@@ -166,6 +166,39 @@ pub enum Resolved {
     BadPath,
 }
 
+/// The error answer for a request that routing turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: &'static str,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Resolved {
+    /// The error answer for anything but `Found`.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let (status, message, allow) = match *self {
+            Resolved::Found { .. } => return None,
+            Resolved::NotFound => (404, "Not Found", None),
+            Resolved::MethodNotAllowed { allow, .. } => (405, "Method Not Allowed", Some(allow)),
+            Resolved::BadId { .. } => (400, "id: must be a positive integer", None),
+            Resolved::BadPath => (400, "path: malformed percent-encoding", None),
+        };
+        Some(Refusal { status, message, allow })
+    }
+
+    /// The route the path matched, if it matched one (for the metrics' route label).
+    pub fn route(&self) -> Option<Route> {
+        match self {
+            Resolved::Found { route, .. } | Resolved::MethodNotAllowed { route, .. } | Resolved::BadId { route } => {
+                Some(*route)
+            }
+            Resolved::NotFound | Resolved::BadPath => None,
+        }
+    }
+}
+
 /// The routes mounted in this process.
 #[derive(Debug, Clone, Copy)]
 pub struct Router {
@@ -292,6 +325,9 @@ mod tests {
             Resolved::MethodNotAllowed { route: Route::Health, allow: "GET, HEAD" }
         );
         assert_eq!(ALL.resolve(Method::Other, b"/nope"), Resolved::NotFound);
+        let refused = ALL.resolve(Method::Post, b"/health").refusal().unwrap();
+        assert_eq!((refused.status, refused.allow), (405, Some("GET, HEAD")));
+        assert_eq!(ALL.resolve(Method::Get, b"/health").refusal(), None);
         assert_eq!(ALL.resolve(Method::Get, b"/he%zzalth"), Resolved::BadPath);
         assert_eq!(ALL.resolve(Method::Get, b"/health%2F"), Resolved::BadPath);
     }

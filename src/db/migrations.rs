@@ -67,48 +67,47 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     ",
 }];
 
+/// The 12 fortunes of the TechEmpower specification, the same rows for both stores.
+macro_rules! insert_fortunes {
+    () => {
+        "
+        INSERT INTO fortune (id, message) VALUES
+            (1, 'fortune: No such file or directory'),
+            (2, 'A computer scientist is someone who fixes things that aren''t broken.'),
+            (3, 'After enough decimal places, nobody gives a damn.'),
+            (4, 'A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1'),
+            (5, 'A computer program does what you tell it to do, not what you want it to do.'),
+            (6, 'Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen'),
+            (7, 'Any program that runs right is obsolete.'),
+            (8, 'A list is only as strong as its weakest link. — Donald Knuth'),
+            (9, 'Feature: A bug with seniority.'),
+            (10, 'Computers make very fast, very accurate mistakes.'),
+            (11, '<script>alert(\"This should not be displayed in a browser alert box.\");</script>'),
+            (12, 'フレームワークのベンチマーク');
+        "
+    };
+}
+
 /// The TechEmpower tables: 10,000 worlds with random numbers 1–10,000, and the 12
 /// fortunes of the benchmark's specification.
 pub const BENCH_MIGRATIONS: &[Migration] = &[Migration {
     version: 1001,
     name: "techempower world and fortune",
-    sqlite: "
+    sqlite: concat!(
+        "
         CREATE TABLE world (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL);
         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
         INSERT INTO world (id, randomnumber) SELECT i, abs(random()) % 10000 + 1 FROM n;
-        CREATE TABLE fortune (id INTEGER PRIMARY KEY, message TEXT NOT NULL);
-        INSERT INTO fortune (id, message) VALUES
-            (1, 'fortune: No such file or directory'),
-            (2, 'A computer scientist is someone who fixes things that aren''t broken.'),
-            (3, 'After enough decimal places, nobody gives a damn.'),
-            (4, 'A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1'),
-            (5, 'A computer program does what you tell it to do, not what you want it to do.'),
-            (6, 'Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen'),
-            (7, 'Any program that runs right is obsolete.'),
-            (8, 'A list is only as strong as its weakest link. — Donald Knuth'),
-            (9, 'Feature: A bug with seniority.'),
-            (10, 'Computers make very fast, very accurate mistakes.'),
-            (11, '<script>alert(\"This should not be displayed in a browser alert box.\");</script>'),
-            (12, 'フレームワークのベンチマーク');
-    ",
-    postgres: "
+        CREATE TABLE fortune (id INTEGER PRIMARY KEY, message TEXT NOT NULL);",
+        insert_fortunes!()
+    ),
+    postgres: concat!(
+        "
         CREATE TABLE world (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL);
         INSERT INTO world (id, randomnumber) SELECT g, floor(random() * 10000 + 1)::int FROM generate_series(1, 10000) g;
-        CREATE TABLE fortune (id INTEGER PRIMARY KEY, message VARCHAR(2048) NOT NULL);
-        INSERT INTO fortune (id, message) VALUES
-            (1, 'fortune: No such file or directory'),
-            (2, 'A computer scientist is someone who fixes things that aren''t broken.'),
-            (3, 'After enough decimal places, nobody gives a damn.'),
-            (4, 'A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1'),
-            (5, 'A computer program does what you tell it to do, not what you want it to do.'),
-            (6, 'Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen'),
-            (7, 'Any program that runs right is obsolete.'),
-            (8, 'A list is only as strong as its weakest link. — Donald Knuth'),
-            (9, 'Feature: A bug with seniority.'),
-            (10, 'Computers make very fast, very accurate mistakes.'),
-            (11, '<script>alert(\"This should not be displayed in a browser alert box.\");</script>'),
-            (12, 'フレームワークのベンチマーク');
-    ",
+        CREATE TABLE fortune (id INTEGER PRIMARY KEY, message VARCHAR(2048) NOT NULL);",
+        insert_fortunes!()
+    ),
 }];
 
 /// The migrations a store needs: the API's, and the benchmark's when its routes are on.

@@ -333,18 +333,12 @@ impl Conn<'_> {
             return None;
         }
         let path = head.path(&self.rbuf[start..]);
-        let refusal = match self.ctx.router.resolve(head.method, path) {
-            Resolved::Found { .. } => {
-                self.wbuf.extend_from_slice(CONTINUE);
-                return None;
-            }
-            Resolved::NotFound => (404, "Not Found"),
-            Resolved::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
-            Resolved::BadId { .. } => (400, "id: must be a positive integer"),
-            Resolved::BadPath => (400, "path: malformed percent-encoding"),
+        let Some(refused) = self.ctx.router.resolve(head.method, path).refusal() else {
+            self.wbuf.extend_from_slice(CONTINUE);
+            return None;
         };
-        self.ctx.metrics.request(None, head.method, refusal.0, 0);
-        Some(refusal)
+        self.ctx.metrics.request(None, head.method, refused.status, 0);
+        Some((refused.status, refused.message))
     }
 
     /// Answers one complete request, and says whether the connection goes on. Routes that
@@ -394,30 +388,15 @@ impl Conn<'_> {
         let (framing, id) = Self::begin(ctx, self.ctl, self.last_read, head, head_bytes);
         let request_id = id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
-        let route = match resolved {
-            Resolved::Found { route, id } => {
-                let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
-                let _scope = logging::scope(&fields);
-                handlers::run_now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
-                Some(route)
-            }
-            Resolved::NotFound => {
-                reply.error(404, "Not Found");
-                None
-            }
-            Resolved::MethodNotAllowed { route, allow } => {
-                reply.error_with(405, "Method Not Allowed", &[("Allow", allow.as_bytes())]);
-                Some(route)
-            }
-            Resolved::BadId { route } => {
-                reply.error(400, "id: must be a positive integer");
-                Some(route)
-            }
-            Resolved::BadPath => {
-                reply.error(400, "path: malformed percent-encoding");
-                None
-            }
-        };
+        if let Resolved::Found { route, id } = resolved {
+            let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
+            let _scope = logging::scope(&fields);
+            handlers::run_now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
+        } else if let Some(refused) = resolved.refusal() {
+            let allow = refused.allow.map(|methods| ("Allow", methods.as_bytes()));
+            reply.error_with(refused.status, refused.message, allow.as_slice());
+        }
+        let route = resolved.route();
         let done =
             Done { route, status: reply.status(), bytes: reply.len(), close: reply.framing.close, waited: false };
         Self::finish(ctx, self.peer, head, head_bytes, request_id, started, done)
