@@ -167,8 +167,10 @@ fn summary_reads_run_concurrently() {
             assert_eq!(s.get(path).status, 200);
             began.elapsed()
         };
+        // Best of several: an idle pool thread pings its connection every second, and through
+        // the 150 ms proxy a read that lands behind a ping waits one round trip more.
         let single = (0..3).map(|_| timed(&format!("/api/v1/users/{id}"))).min().unwrap();
-        let summary = (0..3).map(|_| timed(&format!("/api/v1/users/{id}/summary"))).min().unwrap();
+        let summary = (0..8).map(|_| timed(&format!("/api/v1/users/{id}/summary"))).min().unwrap();
         assert!(single >= Duration::from_millis(150), "the store is slow: {single:?}");
         assert!(
             summary < single * 2,
