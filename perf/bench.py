@@ -528,7 +528,7 @@ def main():
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     path = out_dir / f"{stamp}-{args.layout}.md"
     path.write_text(report)
-    log(f"written to {path.relative_to(ROOT)}")
+    log(f"written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 def render(results, tests, active, chosen, args):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Memory of percore, measured: per worker (idle RSS with 1, 2, 4 workers) and per open
-keep-alive connection (RSS after N connections each served one request, minus RSS before,
-divided by N). Kernel socket buffers are not in the process's RSS, so this is percore's own
+"""Memory of percore, measured: per worker (idle RSS with 1, 2, 4 workers, half a second
+after it is ready) and per open keep-alive connection (RSS after N connections each served
+one request, minus RSS after warming the request path, divided by N). Kernel socket buffers are not in the process's RSS, so this is percore's own
 cost per connection.
 
     python3 perf/memory.py                         # 1,000 and 10,000 connections
@@ -27,12 +27,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def warm(port, requests=200):
+    """Runs the request path, so its code pages are mapped before the 'before' figure."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for _ in range(requests):
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
 
 
 def start(binary, env_extra, scratch):
@@ -69,15 +77,18 @@ def main():
         for workers in (1, 2, 4):
             proc, _ = start(args.binary, {**extra, "WORKERS": str(workers)}, scratch)
             idle[workers] = rss_kib(proc.pid)
+            anon, file = rss_kib(proc.pid, "RssAnon"), rss_kib(proc.pid, "RssFile")
+            print(f"{workers} worker{'s' if workers > 1 else ''}: idle RSS {idle[workers] / 1024:.1f} MiB "
+                  f"(anonymous {anon / 1024:.1f}, file pages {file / 1024:.1f})")
             proc.kill()
             proc.wait()
-        print("idle RSS: " + ", ".join(f"{w} worker{'s' if w > 1 else ''} {kib / 1024:.1f} MiB" for w, kib in idle.items()))
         print(f"per worker: {(idle[4] - idle[1]) / 3 / 1024:.2f} MiB")
         for n in counts:
             if n + 64 > hard:
                 print(f"{n} connections: skipped, the fd limit is {hard}")
                 continue
             proc, port = start(args.binary, extra, scratch)
+            warm(port)
             before = rss_kib(proc.pid)
             socks = []
             request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"

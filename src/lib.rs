@@ -25,7 +25,8 @@
 //!
 //! Around it: [`config`] (environment → validated config), [`cpus`] (how many workers,
 //! where), [`driver`] (io_uring or epoll), [`server`] (start, signals, drain, exit) and
-//! [`worker`] (one core's runtime).
+//! [`worker`] (one core's runtime); [`startup_pages`] lets go of start-up's code pages once
+//! the server is ready.
 
 pub mod access_log;
 pub mod catch;
@@ -49,5 +50,6 @@ pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod startup_pages;
 pub mod state;
 pub mod worker;

@@ -120,9 +120,18 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     }
     log::info!("listening on http://{local}");
 
+    let mut startup_pages_held = true;
     let signal = loop {
         if let Some(signal) = signals.wait(POLL) {
             break signal;
+        }
+        // Once every pool thread has connected (and migrations are done), start-up is over.
+        if startup_pages_held && db.health.connected() == db.threads {
+            startup_pages_held = false;
+            match crate::startup_pages::release() {
+                Ok(bytes) => log::debug!("start-up over: released {} KiB of start-up code pages", bytes >> 10),
+                Err(e) => log::debug!("start-up over: cannot release start-up code pages: {e}"),
+            }
         }
         if let Ok(report) = inbox.try_recv() {
             let what = match report {
