@@ -557,10 +557,42 @@ def render(results, tests, active, chosen, args):
                 f"{median([r['p99'] for r in runs]):.2f} | {sum(r['errors'] for r in runs)} | {sum(r['non2xx'] for r in runs)} | "
                 f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} |"
             )
+    lines += paired_ratios(results, tests, active)
     skipped = [f"{s.name} ({s.error})" for s in chosen if not s.binary]
     if skipped:
         lines += ["", "Skipped (did not build): " + "; ".join(skipped)]
     return "\n".join(lines) + "\n"
+
+
+def paired_ratios(results, tests, active):
+    """Run i of each server against run i of the first, which ran right next to it: on a
+    host whose speed drifts during the run, these ratios move less than the medians do."""
+    if len(active) < 2:
+        return []
+    lines = [
+        "",
+        f"Paired runs, each server's run i against {active[0].name}'s run i (median ratio, lowest–highest):",
+        "",
+        f"| test | server | req/s vs {active[0].name} | CPU per request vs {active[0].name} |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for test in tests:
+        base = results.get((active[0].name, test))
+        for s in active[1:]:
+            runs = results.get((s.name, test))
+            if not base or not runs:
+                continue
+            pairs = list(zip(base, runs))
+            rps = [r["rps"] / b["rps"] for b, r in pairs if b["rps"]]
+            cpu = [r["cpu_per_100k"] / b["cpu_per_100k"] for b, r in pairs if b["cpu_per_100k"]]
+            lines.append(f"| {test} | {s.name} | {spread(rps)} | {spread(cpu)} |")
+    return lines
+
+
+def spread(ratios):
+    if not ratios:
+        return "—"
+    return f"{median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
 def ratio(value, base):
