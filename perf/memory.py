@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Memory of percore, measured: per worker (idle RSS with 1, 2, 4 workers, half a second
 after it is ready) and per open keep-alive connection (RSS after N connections each served
-one request, minus RSS after warming the request path, divided by N). Kernel socket buffers are not in the process's RSS, so this is percore's own
-cost per connection.
+one request, minus RSS after warming the request path, divided by N). Kernel socket
+buffers are not in the process's RSS, so this is percore's own cost per connection.
 
     python3 perf/memory.py                         # 1,000 and 10,000 connections
     python3 perf/memory.py --connections 5000 --env IO_DRIVER=epoll

@@ -14,6 +14,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection (every job's SQL fits).
 const STATEMENT_CACHE: usize = 64;
 
+/// The idle health check's statement, kept in the connection's statement cache.
+pub const PING: &str = "SELECT 1";
+
 pub fn open(path: &Path, bench_routes: bool) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)
@@ -24,6 +27,8 @@ pub fn open(path: &Path, bench_routes: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "normal")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     migrate(&mut conn, bench_routes)?;
+    // Prepared now, while start-up runs: the idle ping then never compiles SQL.
+    conn.prepare_cached(PING)?;
     Ok(conn)
 }
 

@@ -80,19 +80,17 @@ impl Conn {
                 ConnKind::Postgres(Box::new(Pg::new(super::postgres::open(pg, bench_routes)?)))
             }
         };
-        let mut conn = Conn { kind, opened: Instant::now() };
-        // The first ping prepares its statement now, while start-up is still running.
-        conn.ping()?;
-        Ok(conn)
+        Ok(Conn { kind, opened: Instant::now() })
     }
 
     /// A cheap round trip that proves the connection still works. On SQLite the statement
     /// is prepared once: an idle server pings every second and need not compile SQL for it.
     pub fn ping(&mut self) -> Result<(), StoreError> {
         match &mut self.kind {
-            ConnKind::Sqlite(c) => {
-                c.prepare_cached("SELECT 1").and_then(|mut s| s.query_row([], |_| Ok(()))).map_err(StoreError::from)
-            }
+            ConnKind::Sqlite(c) => c
+                .prepare_cached(super::sqlite::PING)
+                .and_then(|mut s| s.query_row([], |_| Ok(())))
+                .map_err(StoreError::from),
             ConnKind::Postgres(pg) => pg.client.simple_query("SELECT 1").map(|_| ()).map_err(StoreError::from),
         }
     }

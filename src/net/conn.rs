@@ -34,7 +34,7 @@ use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
 use crate::request_id;
-use crate::router::{Resolved, Route, UNMATCHED};
+use crate::router::{Refusal, Resolved, Route, UNMATCHED};
 use crate::worker::WorkerCtx;
 
 /// How long a closing connection waits for the client to finish sending and close.
@@ -283,8 +283,8 @@ impl Conn<'_> {
         while start < self.rbuf.len() {
             match self.parser.parse(&mut self.rbuf[start..]) {
                 Ok(Parsed::Partial) => {
-                    if let Some(status) = self.expectation(start) {
-                        next = self.refuse(status.0, status.1, &date);
+                    if let Some(refused) = self.expectation(start) {
+                        next = self.refuse(refused.status, refused.message, &date);
                     }
                     break;
                 }
@@ -327,7 +327,7 @@ impl Conn<'_> {
 
     /// `Expect: 100-continue`: answers 100 when the body will be accepted, else the final
     /// status (returned), before the client sends a body it would send in vain.
-    fn expectation(&mut self, start: usize) -> Option<(u16, &'static str)> {
+    fn expectation(&mut self, start: usize) -> Option<Refusal> {
         let head = self.parser.pending_head()?;
         if !head.expect_continue || self.rbuf.len() > start + head.len {
             return None;
@@ -338,7 +338,7 @@ impl Conn<'_> {
             return None;
         };
         self.ctx.metrics.request(None, head.method, refused.status, 0);
-        Some((refused.status, refused.message))
+        Some(refused)
     }
 
     /// Answers one complete request, and says whether the connection goes on. Routes that
