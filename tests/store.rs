@@ -167,14 +167,18 @@ fn summary_reads_run_concurrently() {
             assert_eq!(s.get(path).status, 200);
             began.elapsed()
         };
-        // Best of several: an idle pool thread pings its connection every second, and through
-        // the 150 ms proxy a read that lands behind a ping waits one round trip more.
+        // The median of eight: an idle pool thread pings its connection every second, and
+        // through the 150 ms proxy a read that lands behind a ping waits one round trip more.
+        // Reads run one after another would take two or three round trips, so the bound sits
+        // between one and two.
         let single = (0..3).map(|_| timed(&format!("/api/v1/users/{id}"))).min().unwrap();
-        let summary = (0..8).map(|_| timed(&format!("/api/v1/users/{id}/summary"))).min().unwrap();
+        let mut summaries: Vec<_> = (0..8).map(|_| timed(&format!("/api/v1/users/{id}/summary"))).collect();
+        summaries.sort();
+        let summary = summaries[summaries.len() / 2];
         assert!(single >= Duration::from_millis(150), "the store is slow: {single:?}");
         assert!(
-            summary < single * 2,
-            "three reads at once take about one read: summary {summary:?}, one read {single:?} ({driver})"
+            summary < single * 3 / 2,
+            "three reads at once take about one read: median summary {summary:?} of {summaries:?}, one read {single:?} ({driver})"
         );
     }
 }

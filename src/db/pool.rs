@@ -61,6 +61,8 @@ pub struct Pool {
     /// `sqlite` or `postgres`.
     pub store: &'static str,
     pub threads: usize,
+    /// Pool threads waiting on the queue right now.
+    idle: AtomicUsize,
 }
 
 impl Pool {
@@ -79,6 +81,7 @@ impl Pool {
                 StoreConfig::Postgres(_) => "postgres",
             },
             threads,
+            idle: AtomicUsize::new(0),
         });
         (pool, queue)
     }
@@ -94,6 +97,14 @@ impl Pool {
                 .spawn(move || run(&pool, &queue, &store, lifetime, bench, batch))?;
         }
         Ok(())
+    }
+
+    /// A pool thread's wait for its next job, counted as idle meanwhile.
+    fn wait_for_job(&self, queue: &Receiver<Envelope>, wait: Duration) -> Result<Envelope, RecvTimeoutError> {
+        self.idle.fetch_add(1, Ordering::Relaxed);
+        let job = queue.recv_timeout(wait);
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+        job
     }
 
     /// The message /readyz gives while the store is down.
@@ -143,7 +154,7 @@ fn run(
         let wait = if t.conn.is_some() { IDLE_PING } else { until_attempt };
         // One job at a time: the next one is taken without sleeping while any is waiting,
         // and idle threads take the others in parallel (a summary's three reads).
-        let envelope = match t.held.pop_front().map_or_else(|| queue.recv_timeout(wait), Ok) {
+        let envelope = match t.held.pop_front().map_or_else(|| pool.wait_for_job(queue, wait), Ok) {
             Ok(envelope) => envelope,
             Err(RecvTimeoutError::Timeout) => {
                 t.ping();
@@ -228,11 +239,22 @@ impl PoolThread<'_> {
             match self.queue.try_recv() {
                 Ok(e) if jobs::batchable_user_read(&e.job).is_some() => self.batch.push(e),
                 Ok(e) => {
-                    self.held.push_back(e);
+                    self.pass_on(e);
                     return;
                 }
                 Err(_) => return,
             }
+        }
+    }
+
+    /// A job of another kind taken while gathering: a thread that is idle runs it alongside
+    /// the batch (a summary's three reads go out at once), so it goes back on the queue;
+    /// with every thread busy, this one runs it next.
+    fn pass_on(&mut self, e: Envelope) {
+        if self.pool.idle.load(Ordering::Relaxed) == 0 {
+            self.held.push_back(e);
+        } else if let Err(back) = self.pool.jobs.try_send(e) {
+            self.held.push_back(back.into_inner());
         }
     }
 
