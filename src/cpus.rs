@@ -8,7 +8,7 @@
 //! only when the mask is a strict subset of the online CPUs, i.e. when someone chose the CPUs.
 //!
 //! The file reading goes through a root directory so tests can point it at fixtures; the
-//! arithmetic ([`plan`], [`quota_cpus`]) is pure.
+//! arithmetic ([`plan`], `quota_cpus`) is pure.
 
 use std::fs;
 use std::io;

@@ -2,9 +2,9 @@
 //! drain flag, the process-wide connection count, and the doorbells through which a metrics
 //! scrape asks each worker for its numbers.
 //!
-//! It is read-mostly. The request path touches none of it except the drain flag, and only
-//! through each worker's own copy ([`crate::worker::WorkerCtx::draining`]); the atomics
-//! change once per connection, not per request.
+//! It is read-mostly. The request path touches none of it except the drain flag, once per
+//! read batch, and each worker's own copy ([`crate::worker::WorkerCtx::draining`]); the
+//! atomics change once per connection, not per request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

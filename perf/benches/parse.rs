@@ -27,6 +27,15 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(1));
         g.bench_function(name, |b| b.iter_batched_ref(|| raw.to_vec(), |buf| parse_all(buf), BatchSize::SmallInput));
     }
+    // The floor under "wrk_get": httparse alone on the same bytes, without percore's checks
+    // (Host, framing, target) or its Head; the difference is what strictness costs.
+    g.bench_function("httparse_alone_wrk_get", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut req = httparse::Request::new(&mut headers);
+            matches!(req.parse(std::hint::black_box(WRK)), Ok(httparse::Status::Complete(_)))
+        })
+    });
     let pipelined = WRK.repeat(16);
     g.throughput(Throughput::Elements(16));
     g.bench_function("pipelined_16", |b| {

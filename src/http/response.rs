@@ -235,7 +235,10 @@ impl<'a> Reply<'a> {
         }
         let out = &mut *self.out;
         out.reserve(192 + self.request_id.len());
+        // The common pieces are spelled out whole: a copy of constant size compiles to a few
+        // moves, where a slice picked at run time costs a call to memcpy (seen in perf).
         match status_line(status) {
+            _ if status == 200 => out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: percore\r\nDate: "),
             Some(line) => out.extend_from_slice(line),
             None => {
                 out.extend_from_slice(b"HTTP/1.1 ");
@@ -244,11 +247,16 @@ impl<'a> Reply<'a> {
             }
         }
         out.extend_from_slice(self.date);
-        if let Some(ct) = content_type {
-            out.extend_from_slice(b"\r\nContent-Type: ");
-            out.extend_from_slice(ct.as_bytes());
+        match content_type {
+            Some(JSON) => out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: "),
+            Some(TEXT) => out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "),
+            Some(ct) => {
+                out.extend_from_slice(b"\r\nContent-Type: ");
+                out.extend_from_slice(ct.as_bytes());
+                out.extend_from_slice(b"\r\nContent-Length: ");
+            }
+            None => out.extend_from_slice(b"\r\nContent-Length: "),
         }
-        out.extend_from_slice(b"\r\nContent-Length: ");
         out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
         if self.framing.close {
             out.extend_from_slice(b"\r\nConnection: close");

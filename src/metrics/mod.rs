@@ -124,10 +124,10 @@ pub struct RouteCell {
 }
 
 impl RouteCell {
-    fn count(&mut self, status: u16) {
+    fn count(&mut self, status: u16, n: u64) {
         match self.statuses.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => self.statuses.push((status, 1)),
+            Some((_, count)) => *count += n,
+            None => self.statuses.push((status, n)),
         }
     }
 }
@@ -145,8 +145,8 @@ pub struct WorkerMetrics {
     db_query: RefCell<Vec<Histogram>>,
     db_batched: Cell<u64>,
     db_errors: [Cell<u64>; DB_ERRORS.len()],
-    /// Requests of the current batch whose duration is its end: (route slot, how many).
-    deferred: RefCell<Vec<(usize, u64)>>,
+    /// Requests of the current batch, recorded at its end: (route slot, status, how many).
+    deferred: RefCell<Vec<(usize, u16, u64)>>,
 }
 
 impl Default for WorkerMetrics {
@@ -184,30 +184,34 @@ impl WorkerMetrics {
         if cfg!(feature = "metrics") {
             let mut routes = self.routes.borrow_mut();
             let cell = &mut routes[slot(route, method)];
-            cell.count(status);
+            cell.count(status, 1);
             cell.duration.observe(ns);
         }
     }
 
-    /// A request answered with `status` whose duration is its batch's: see [`Self::settle`].
+    /// A request answered with `status` whose duration is its batch's: counted, with that
+    /// duration, by [`Self::settle`] — before its response is written, so a client never
+    /// sees an answer that a scrape would not count. A run of alike requests (a pipelined
+    /// batch) costs one comparison and one addition each.
     pub fn request_deferred(&self, route: Option<Route>, method: Method, status: u16) {
         if cfg!(feature = "metrics") {
             let slot = slot(route, method);
-            self.routes.borrow_mut()[slot].count(status);
             let mut deferred = self.deferred.borrow_mut();
             match deferred.last_mut() {
-                Some((s, n)) if *s == slot => *n += 1,
-                _ => deferred.push((slot, 1)),
+                Some((s, st, n)) if *s == slot && *st == status => *n += 1,
+                _ => deferred.push((slot, status, 1)),
             }
         }
     }
 
-    /// The batch is answered after `ns`: the duration of its deferred requests.
+    /// The batch is answered after `ns`: counts its deferred requests with that duration.
     pub fn settle(&self, ns: u64) {
         if cfg!(feature = "metrics") {
             let mut routes = self.routes.borrow_mut();
-            for (slot, n) in self.deferred.borrow_mut().drain(..) {
-                routes[slot].duration.observe_n(ns, n);
+            for (slot, status, n) in self.deferred.borrow_mut().drain(..) {
+                let cell = &mut routes[slot];
+                cell.count(status, n);
+                cell.duration.observe_n(ns, n);
             }
         }
     }
@@ -410,7 +414,8 @@ mod tests {
         m.request_deferred(None, Method::Get, 404);
         assert!(m.has_deferred());
         let before = m.snapshot(0);
-        assert_eq!(before.routes[slot(Some(Route::Plaintext), Method::Get)].duration.count, 0, "not before the end");
+        let plain_before = &before.routes[slot(Some(Route::Plaintext), Method::Get)];
+        assert_eq!((plain_before.duration.count, plain_before.statuses.len()), (0, 0), "not before the end");
         m.settle(300_000);
         assert!(!m.has_deferred());
         let s = m.snapshot(0);

@@ -57,6 +57,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         parser: Parser::new(ctx.limits),
         request_began: None,
         last_read: 0,
+        draining: false,
         body_share: Share::new(&ctx.shared.body_memory),
     };
     if let Err(panic) = catch_unwind_future(conn.run()).await {
@@ -115,6 +116,9 @@ struct Conn<'a> {
     /// When the first byte of the request being received arrived.
     request_began: Option<u64>,
     last_read: u64,
+    /// The server was draining when this batch began: its responses say `Connection: close`.
+    /// Read once a batch, so the process-wide flag is not loaded for every request.
+    draining: bool,
     /// What the read buffer holds of MAX_BODY_MEMORY.
     body_share: Share<'a>,
 }
@@ -142,6 +146,14 @@ struct Done {
     close: bool,
     /// It waited (for the store): its duration is its own, not its batch's.
     waited: bool,
+}
+
+/// Where [`Conn::answer_now`] stopped.
+enum Batch {
+    /// Everything it could answer is answered; then this.
+    Over(Next),
+    /// This request's route waits for the store.
+    Waits(Request, Route, Option<i64>),
 }
 
 /// What to do after answering what the buffer holds.
@@ -272,6 +284,7 @@ impl Conn<'_> {
     /// Answers every complete request in the read buffer, appending the responses.
     async fn answer(&mut self) -> Next {
         let date = self.ctx.date.get();
+        self.draining = self.ctx.is_draining();
         self.ensure_out();
         // Durations run from this read; requests answered without waiting end with the
         // batch (their responses leave in its one write), so most batches read the clock
@@ -279,29 +292,18 @@ impl Conn<'_> {
         let timed = cfg!(feature = "metrics") || self.ctx.access_log.is_some();
         let batch_start = if timed { clock::now_ns() } else { 0 };
         let mut start = 0;
-        let mut next = Next::Read;
-        while start < self.rbuf.len() {
-            match self.parser.parse(&mut self.rbuf[start..]) {
-                Ok(Parsed::Partial) => {
-                    if let Some(refused) = self.expectation(start) {
-                        next = self.refuse(refused.status, refused.message, &date);
-                    }
-                    break;
-                }
-                Ok(Parsed::Complete(request)) => {
-                    let outcome = self.respond(&request, start, &date, batch_start).await;
+        let next = loop {
+            match self.answer_now(&mut start, &date, batch_start) {
+                Batch::Over(next) => break next,
+                Batch::Waits(request, route, id) => {
+                    let outcome = self.respond_waiting(&request, start, &date, batch_start, route, id).await;
                     start += request.len;
                     if !matches!(outcome, Next::Read) {
-                        next = outcome;
-                        break;
+                        break outcome;
                     }
                 }
-                Err(e) => {
-                    next = self.refuse_parse(e, &date);
-                    break;
-                }
             }
-        }
+        };
         if self.ctx.metrics.has_deferred() {
             self.ctx.metrics.settle(clock::now_ns().saturating_sub(batch_start));
         }
@@ -341,24 +343,50 @@ impl Conn<'_> {
         Some(refused)
     }
 
-    /// Answers one complete request, and says whether the connection goes on. Routes that
-    /// answer without waiting take a plain function; only a route that waits (the store)
-    /// enters the async path, so the common case keeps its state in registers.
-    async fn respond(&mut self, request: &Request, start: usize, date: &[u8; DATE_LEN], started: u64) -> Next {
-        let resolved = self.ctx.router.resolve(request.head.method, request.head.path(&self.rbuf[start..]));
-        match resolved {
-            Resolved::Found { route, id } if route.is_async() => {
-                self.respond_waiting(request, start, date, started, route, id).await
+    /// Answers the complete requests from `start` on that need no waiting, advancing `start`
+    /// past each. A plain function, so the common case keeps its state in registers and
+    /// the stack rather than in the connection's future; it stops at the first request
+    /// whose route waits (the store), which the caller awaits.
+    fn answer_now(&mut self, start: &mut usize, date: &[u8; DATE_LEN], started: u64) -> Batch {
+        while *start < self.rbuf.len() {
+            let request = match self.parser.parse(&mut self.rbuf[*start..]) {
+                Ok(Parsed::Complete(request)) => request,
+                Ok(Parsed::Partial) => {
+                    return Batch::Over(match self.expectation(*start) {
+                        Some(refused) => self.refuse(refused.status, refused.message, date),
+                        None => Next::Read,
+                    })
+                }
+                Err(e) => return Batch::Over(self.refuse_parse(e, date)),
+            };
+            let resolved = self.ctx.router.resolve(request.head.method, request.head.path(&self.rbuf[*start..]));
+            if let Resolved::Found { route, id } = resolved {
+                if route.is_async() {
+                    return Batch::Waits(request, route, id);
+                }
             }
-            resolved => self.respond_now(request, start, date, started, resolved),
+            let next = self.respond_now(&request, *start, date, started, resolved);
+            *start += request.len;
+            if !matches!(next, Next::Read) {
+                return Batch::Over(next);
+            }
         }
+        Batch::Over(Next::Read)
     }
 
-    /// The framing of this request's response and its request id.
-    fn begin(ctx: &WorkerCtx, ctl: &ConnCtl, last_read: u64, head: &Head, head_bytes: &[u8]) -> (Framing, RequestId) {
+    /// The framing of this request's response and its request id. Inlined: returned through
+    /// memory, its small fields cost a store-forwarding stall per request (seen in perf).
+    #[inline(always)]
+    fn begin(
+        ctx: &WorkerCtx,
+        ctl: &ConnCtl,
+        last_read: u64,
+        draining: bool,
+        head: &Head,
+        head_bytes: &[u8],
+    ) -> (Framing, RequestId) {
         ctx.metrics.request_started();
         ctl.enter(Phase::Handling, last_read, ctx.timeouts.handler);
-        let draining = ctx.is_draining();
         let framing = Framing {
             close: !head.keep_alive || draining,
             keep_alive_10: head.keep_alive_10 && !draining,
@@ -385,7 +413,7 @@ impl Conn<'_> {
         let window = &mut self.rbuf[start..start + request.len];
         let (head_bytes, rest) = window.split_at_mut(head.len);
         let body = &mut rest[..request.body.len()];
-        let (framing, id) = Self::begin(ctx, self.ctl, self.last_read, head, head_bytes);
+        let (framing, id) = Self::begin(ctx, self.ctl, self.last_read, self.draining, head, head_bytes);
         let request_id = id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         if let Resolved::Found { route, id } = resolved {
@@ -417,7 +445,7 @@ impl Conn<'_> {
         let window = &mut self.rbuf[start..start + request.len];
         let (head_bytes, rest) = window.split_at_mut(head.len);
         let body = &mut rest[..request.body.len()];
-        let (framing, request_id) = Self::begin(ctx, self.ctl, self.last_read, head, head_bytes);
+        let (framing, request_id) = Self::begin(ctx, self.ctl, self.last_read, self.draining, head, head_bytes);
         let request_id = request_id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
