@@ -423,7 +423,7 @@ fn find_head_end(
 ///
 /// Inlined (as are [`Parser::advance`] and [`Parser::parse`]): returned through memory, the
 /// `Head` was copied out three times and read back with a store-forwarding stall; inlined,
-/// `cargo bench --bench parse` wrk_get fell from 58 to 51 ns and pipelined_16 from 52 to
+/// `cargo bench --bench parse` wrk_get fell from 61 to 51 ns and pipelined_16 from 52 to
 /// 40 ns a request (httparse alone on the same bytes: 26 ns).
 #[inline(always)]
 fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
