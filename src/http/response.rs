@@ -237,14 +237,14 @@ impl<'a> Reply<'a> {
         out.reserve(192 + self.request_id.len());
         // The common pieces are spelled out whole: a copy of constant size compiles to a few
         // moves, where a slice picked at run time costs a call to memcpy (seen in perf).
-        match status_line(status) {
-            _ if status == 200 => out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: percore\r\nDate: "),
-            Some(line) => out.extend_from_slice(line),
-            None => {
-                out.extend_from_slice(b"HTTP/1.1 ");
-                out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-                out.extend_from_slice(b" Unknown\r\nServer: percore\r\nDate: ");
-            }
+        if status == 200 {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: percore\r\nDate: ");
+        } else if let Some(line) = status_line(status) {
+            out.extend_from_slice(line);
+        } else {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+            out.extend_from_slice(b" Unknown\r\nServer: percore\r\nDate: ");
         }
         out.extend_from_slice(self.date);
         match content_type {
@@ -297,6 +297,22 @@ mod tests {
     fn a_text_response() {
         let got = render(Framing::default(), |r| r.send(200, "text/plain", b"Hello, World!", &[]));
         assert_eq!(got, "HTTP/1.1 200 OK\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!");
+    }
+
+    #[test]
+    fn the_spelled_out_heads_match_the_general_ones() {
+        // 200 and the JSON/text Content-Type lines are copied as constants; they must read
+        // exactly as the pieces they stand for.
+        for status in [200, 201] {
+            for ct in [JSON, TEXT, "text/html; charset=utf-8"] {
+                let got = render(Framing::default(), |r| r.send(status, ct, b"{}", &[]));
+                let want = format!(
+                    "HTTP/1.1 {status} {}\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: {ct}\r\nContent-Length: 2\r\n\r\n{{}}",
+                    reason(status)
+                );
+                assert_eq!(got, want);
+            }
+        }
     }
 
     #[test]
