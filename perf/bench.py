@@ -11,6 +11,9 @@ the machine (`uname -a`, `nproc`), is printed and written to perf/results/.
 Layouts: `shared` (server and wrk on both cores) and `pinned` (server on CPU 0 with
 taskset, wrk on CPU 1). On a 2-core machine wrk needs about one core, so CPU per request is
 the fairest figure; throughput ratios between interleaved runs are the next best.
+wrk's own CPU per request is reported too: where wrk's core is the limit (pipelining, the
+pinned layout), a server whose responses cost wrk more to parse — more bytes, more header
+lines — gets fewer requests per second however little CPU it uses itself.
 
     python3 perf/bench.py                               # plaintext + json, percore vs Go
     python3 perf/bench.py --tests json --runs 5 --duration 10
@@ -459,16 +462,27 @@ def measure(server, name, args):
         url = f"http://127.0.0.1:{port}{test.path}"
         if args.warmup > 0:
             subprocess.run(wrk_command(url, test, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
-        before = cpu_seconds(proc.pid)
+        before, client_before = cpu_seconds(proc.pid), children_cpu_seconds()
         out = subprocess.run(wrk_command(url, test, args.duration, args.layout), capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
-        used = cpu_seconds(proc.pid) - before
+        used, client_used = cpu_seconds(proc.pid) - before, children_cpu_seconds() - client_before
         result = parse_wrk(out)
-        result["cpu_per_100k"] = used / result["requests"] * 100_000 if result["requests"] else float("nan")
+        per_100k = 100_000 / result["requests"] if result["requests"] else float("nan")
+        result["cpu_per_100k"] = used * per_100k
+        result["wrk_cpu_per_100k"] = client_used * per_100k
         result["rss"] = peak_rss_mb(proc.pid)
         return result
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def children_cpu_seconds():
+    """CPU time of the waited-for children so far: the wrk runs (the server is reaped only
+    after its measurement)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def raise_fd_limit():
@@ -518,7 +532,7 @@ def main():
                 except Exception as e:
                     log(f"!! {s.name} {test}: {e}")
                     continue
-                log(f"   {r['rps']:.0f} rps, p99 {r['p99']:.2f} ms, {r['cpu_per_100k']:.3f} CPU s/100k, errors {r['errors']}, non-2xx {r['non2xx']}")
+                log(f"   {r['rps']:.0f} rps, p99 {r['p99']:.2f} ms, {r['cpu_per_100k']:.3f} CPU s/100k (wrk {r['wrk_cpu_per_100k']:.3f}), errors {r['errors']}, non-2xx {r['non2xx']}")
                 results.setdefault((s.name, test), []).append(r)
 
     report = render(results, tests, active, chosen, args)
@@ -539,8 +553,8 @@ def render(results, tests, active, chosen, args):
         f"- layout: {args.layout}; wrk -t2, {args.duration} s runs after {args.warmup} s warm-up, median of {args.runs} interleaved runs, fresh process per run",
         f"- command: `python3 perf/bench.py --servers {args.servers} --tests {args.tests} --runs {args.runs} --duration {args.duration} --layout {args.layout}`",
         "",
-        f"| test | server | req/s | vs {active[0].name if active else 'percore'} | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs first |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| test | server | req/s | vs {active[0].name if active else 'percore'} | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs first | wrk CPU s / 100k req |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for test in tests:
         base = results.get((active[0].name, test)) if active else None
@@ -555,7 +569,8 @@ def render(results, tests, active, chosen, args):
             lines.append(
                 f"| {test} | {s.name} | {rps:,.0f} | {ratio(rps, base_rps)} | {median([r['p50'] for r in runs]):.2f} | "
                 f"{median([r['p99'] for r in runs]):.2f} | {sum(r['errors'] for r in runs)} | {sum(r['non2xx'] for r in runs)} | "
-                f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} |"
+                f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} | "
+                f"{median([r.get('wrk_cpu_per_100k', float('nan')) for r in runs]):.3f} |"
             )
     lines += paired_ratios(results, tests, active)
     skipped = [f"{s.name} ({s.error})" for s in chosen if not s.binary]

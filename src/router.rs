@@ -207,7 +207,13 @@ pub struct Router {
 
 impl Router {
     pub fn resolve(&self, method: Method, raw_path: &[u8]) -> Resolved {
-        let path: Cow<'_, [u8]> = if raw_path.contains(&b'%') {
+        self.resolve_scanned(method, raw_path, raw_path.contains(&b'%'))
+    }
+
+    /// [`Self::resolve`] for a path already known to hold a `%` or not (the parser notes it
+    /// in [`crate::http::request::Head::path_encoded`]), so it is not scanned twice.
+    pub fn resolve_scanned(&self, method: Method, raw_path: &[u8], encoded: bool) -> Resolved {
+        let path: Cow<'_, [u8]> = if encoded {
             // Decode segment by segment so an encoded slash does not split a segment.
             let mut decoded = Vec::with_capacity(raw_path.len());
             for (i, segment) in raw_path.split(|&b| b == b'/').enumerate() {

@@ -147,6 +147,9 @@ pub struct Head {
     pub version: Version,
     /// The path, percent-encoded as received; empty for an absolute-form target without one.
     pub path: Span,
+    /// The path holds a `%` (noted while the target was scanned, so the router need not
+    /// scan it again).
+    pub path_encoded: bool,
     /// The query after `?`, if any.
     pub query: Option<Span>,
     /// Whether the connection may serve another request after this one.
@@ -459,7 +462,7 @@ fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
     let method = Method::from_token(req.method.unwrap_or(""));
     let version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
     let target = req.path.unwrap_or("").as_bytes();
-    let (path, query) = split_target(target, method)?;
+    let Target { path, query, path_encoded } = split_target(target, method)?;
     let (path, query) = (span(path), query.map(span));
 
     let (mut hosts, mut content_types) = (0, 0);
@@ -544,6 +547,7 @@ fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
         method,
         version,
         path,
+        path_encoded,
         query,
         keep_alive,
         keep_alive_10: keep_alive && version == Version::Http10,
@@ -573,9 +577,18 @@ fn version_error(head: &[u8]) -> ParseError {
     }
 }
 
-/// Splits a request-target into path and query. Accepts origin-form (`/p?q`),
-/// absolute-form (`http://host/p?q`, RFC 9112 §3.2.2) and `*` for OPTIONS.
-fn split_target(target: &[u8], method: Method) -> Result<(&[u8], Option<&[u8]>), ParseError> {
+/// A request-target taken apart.
+struct Target<'t> {
+    path: &'t [u8],
+    query: Option<&'t [u8]>,
+    /// The path holds a `%`.
+    path_encoded: bool,
+}
+
+/// Splits a request-target into path and query, and notes whether the path holds a `%`.
+/// Accepts origin-form (`/p?q`), absolute-form (`http://host/p?q`, RFC 9112 §3.2.2) and `*`
+/// for OPTIONS.
+fn split_target(target: &[u8], method: Method) -> Result<Target<'_>, ParseError> {
     if target.len() > MAX_URI_BYTES {
         return Err(ParseError::UriTooLong);
     }
@@ -594,18 +607,22 @@ fn split_target(target: &[u8], method: Method) -> Result<(&[u8], Option<&[u8]>),
         }
         &after[authority_end..]
     } else if target == b"*" && method == Method::Options {
-        return Ok((target, None));
+        return Ok(Target { path: target, query: None, path_encoded: false });
     } else {
         return Err(ParseError::Bad("request-target must be a path or an absolute URI"));
     };
-    Ok(match (seen & QUERY != 0).then(|| memchr::memchr(b'?', rest)).flatten() {
+    let (path, query) = match (seen & QUERY != 0).then(|| memchr::memchr(b'?', rest)).flatten() {
         Some(q) => (&rest[..q], Some(&rest[q + 1..])),
         None => (rest, None),
-    })
+    };
+    // The `%` may have been in the query (or the authority) only; then look at the path.
+    let path_encoded = seen & PERCENT != 0 && (path.len() == target.len() || path.contains(&b'%'));
+    Ok(Target { path, query, path_encoded })
 }
 
 const REFUSED: u8 = 1;
 const QUERY: u8 = 2;
+const PERCENT: u8 = 4;
 
 /// What [`split_target`] notes about each byte of a request-target.
 const TARGET_BYTES: [u8; 256] = {
@@ -615,6 +632,7 @@ const TARGET_BYTES: [u8; 256] = {
         table[b] = match b as u8 {
             b'#' | 0x80..=0xff => REFUSED,
             b'?' => QUERY,
+            b'%' => PERCENT,
             _ => 0,
         };
         b += 1;

@@ -335,7 +335,7 @@ impl Conn<'_> {
             return None;
         }
         let path = head.path(&self.rbuf[start..]);
-        let Some(refused) = self.ctx.router.resolve(head.method, path).refusal() else {
+        let Some(refused) = self.ctx.router.resolve_scanned(head.method, path, head.path_encoded).refusal() else {
             self.wbuf.extend_from_slice(CONTINUE);
             return None;
         };
@@ -359,7 +359,9 @@ impl Conn<'_> {
                 }
                 Err(e) => return Batch::Over(self.refuse_parse(e, date)),
             };
-            let resolved = self.ctx.router.resolve(request.head.method, request.head.path(&self.rbuf[*start..]));
+            let head = &request.head;
+            let resolved =
+                self.ctx.router.resolve_scanned(head.method, head.path(&self.rbuf[*start..]), head.path_encoded);
             if let Resolved::Found { route, id } = resolved {
                 if route.is_async() {
                     return Batch::Waits(request, route, id);
@@ -427,7 +429,7 @@ impl Conn<'_> {
         let route = resolved.route();
         let done =
             Done { route, status: reply.status(), bytes: reply.len(), close: reply.framing.close, waited: false };
-        Self::finish(ctx, self.peer, head, head_bytes, request_id, started, done)
+        Self::finish(ctx, &self.peer, head, head_bytes, request_id, started, done)
     }
 
     /// A request whose handler waits (for the store), raced against the client leaving.
@@ -459,16 +461,20 @@ impl Conn<'_> {
         // 499, as nginx logs it: the client closed the connection before the response.
         let status = if abandoned { 499 } else { reply.status() };
         let done = Done { route: Some(route), status, bytes: reply.len(), close: reply.framing.close, waited: true };
-        match Self::finish(ctx, self.peer, head, head_bytes, request_id, started, done) {
+        match Self::finish(ctx, &self.peer, head, head_bytes, request_id, started, done) {
             _ if abandoned => Next::Abandon,
             next => next,
         }
     }
 
     /// Counts and logs an answered request, and says whether the connection goes on.
+    /// Inlined: its arguments were built in memory for the call (the peer address alone is
+    /// 32 bytes); inlined, a plaintext request costs 81 fewer instructions
+    /// (`perf/instructions.py`).
+    #[inline(always)]
     fn finish(
         ctx: &WorkerCtx,
-        peer: SocketAddr,
+        peer: &SocketAddr,
         head: &Head,
         head_bytes: &[u8],
         request_id: &[u8],
@@ -490,7 +496,7 @@ impl Conn<'_> {
                     bytes: done.bytes,
                     duration_ns: elapsed,
                     request_id,
-                    peer,
+                    peer: *peer,
                 });
             }
         }

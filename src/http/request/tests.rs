@@ -318,10 +318,30 @@ proptest! {
     }
 
     #[test]
+    fn path_encoded_says_whether_the_path_holds_a_percent(raw in valid_request()) {
+        let (r, path, _) = complete(&raw);
+        prop_assert_eq!(r.head.path_encoded, path.contains(&b'%'));
+    }
+
+    #[test]
     fn a_valid_request_byte_by_byte_parses_the_same(raw in valid_request()) {
         let whole = parse_in_pieces(&raw, &[]).unwrap().unwrap();
         let cuts: Vec<usize> = (0..raw.len()).collect();
         prop_assert_eq!(whole, parse_in_pieces(&raw, &cuts).unwrap().unwrap());
+    }
+}
+
+#[test]
+fn a_percent_is_noted_only_where_the_path_has_it() {
+    for (raw, encoded) in [
+        (&b"GET /%68ealth HTTP/1.1\r\nHost: a\r\n\r\n"[..], true),
+        (b"GET /health?q=%20 HTTP/1.1\r\nHost: a\r\n\r\n", false),
+        (b"GET /a%2Fb?q=%20 HTTP/1.1\r\nHost: a\r\n\r\n", true),
+        (b"GET http://h%61st/health HTTP/1.1\r\nHost: a\r\n\r\n", false),
+        (b"GET http://host/%68ealth HTTP/1.1\r\nHost: a\r\n\r\n", true),
+        (b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n", false),
+    ] {
+        assert_eq!(complete(raw).0.head.path_encoded, encoded, "{}", String::from_utf8_lossy(raw));
     }
 }
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Instructions per request on the answering path, counted by callgrind: a figure that does
+not move with the host.
+
+This machine's speed drifts by ±15% from one minute to the next, so a change worth a few
+percent of one request's CPU cannot be seen in requests per second. The instructions
+executed to answer a request can: they are the same run after run, to the instruction.
+
+The server runs under `valgrind --tool=callgrind` with one worker on the epoll driver
+(valgrind does not model io_uring), collecting only inside `Conn::answer_now` and what it
+calls — parse, route, handler, response head, metrics, request id, once per request — and a
+client sends BATCHES pipelined batches of 16 GET requests in wrk's format on one connection.
+The per-batch read and write are left out: they are the same for every request in a batch
+and are mostly system calls, which callgrind does not count.
+
+    python3 perf/instructions.py                         # /plaintext and /json, this tree's build
+    python3 perf/instructions.py --binary /tmp/old-percore --paths /json
+    python3 perf/instructions.py --annotate              # and the costliest source lines
+
+Needs valgrind (`apt-get install valgrind`). Builds percore in release first unless given
+--binary.
+"""
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPTH = 16
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drive(port, path, batches):
+    """Sends `batches` pipelined batches of DEPTH requests and reads every response."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() * DEPTH
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for _ in range(batches):
+            s.sendall(request)
+            got = b""
+            while got.count(b"HTTP/1.1 200") < DEPTH or not got.endswith((b"!", b"}")):
+                chunk = s.recv(65536)
+                if not chunk:
+                    sys.exit(f"the server closed the connection during {path}")
+                got += chunk
+
+
+def count(binary, path, batches, annotate):
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), IO_DRIVER="epoll",
+                   WORKERS="1", BENCH_ROUTES="1", DEBUG_ADDR="", RUST_LOG="error")
+        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=*Conn::answer_now*",
+               f"--callgrind-out-file={out}", binary]
+        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port)).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        sys.exit("the server did not start under valgrind")
+                    time.sleep(0.2)
+            drive(port, path, batches)
+        finally:
+            server.terminate()
+            server.wait()
+        text = out.read_text()
+        total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
+        if annotate:
+            report = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)],
+                                    capture_output=True, text=True).stdout
+            print("\n".join(report.splitlines()[:60]))
+    return total / (batches * DEPTH)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--binary", help="a percore binary (default: build this tree in release)")
+    p.add_argument("--paths", default="/plaintext,/json")
+    p.add_argument("--batches", type=int, default=1000)
+    p.add_argument("--annotate", action="store_true", help="print callgrind's inclusive costs too")
+    args = p.parse_args()
+    binary = args.binary
+    if not binary:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        binary = str(ROOT / "target" / "release" / "percore")
+    for path in args.paths.split(","):
+        per_request = count(binary, path, args.batches, args.annotate)
+        print(f"{path}: {per_request:,.1f} instructions a request in Conn::answer_now (callgrind, {args.batches} batches of {DEPTH})")
+
+
+if __name__ == "__main__":
+    main()
