@@ -55,7 +55,14 @@ fn parse(data: &[u8], cuts: &[usize]) -> Outcome {
                     assert!(r.head.len <= r.len && r.body.start >= r.head.len && r.body.end <= r.len);
                     let head = &buf[..r.head.len];
                     let path = r.head.path(head);
-                    let _ = router.resolve(r.head.method, path);
+                    assert_eq!(
+                        r.head.path_encoded,
+                        path.contains(&b'%'),
+                        "the parser's note of a '%' in the path is wrong"
+                    );
+                    // The server routes with the parser's note; it must agree with the router's own scan.
+                    let routed = router.resolve_scanned(r.head.method, path, r.head.path_encoded);
+                    assert_eq!(routed, router.resolve(r.head.method, path));
                     if let Some(q) = r.head.query {
                         let q = q.get(head);
                         let _ = query::pairs(q).count();
