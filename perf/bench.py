@@ -570,7 +570,7 @@ def render(results, tests, active, chosen, args):
                 f"| {test} | {s.name} | {rps:,.0f} | {ratio(rps, base_rps)} | {median([r['p50'] for r in runs]):.2f} | "
                 f"{median([r['p99'] for r in runs]):.2f} | {sum(r['errors'] for r in runs)} | {sum(r['non2xx'] for r in runs)} | "
                 f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} | "
-                f"{median([r.get('wrk_cpu_per_100k', float('nan')) for r in runs]):.3f} |"
+                f"{median([r['wrk_cpu_per_100k'] for r in runs]):.3f} |"
             )
     lines += paired_ratios(results, tests, active)
     skipped = [f"{s.name} ({s.error})" for s in chosen if not s.binary]

@@ -42,17 +42,31 @@ def free_port():
 
 
 def drive(port, path, batches):
-    """Sends `batches` pipelined batches of DEPTH requests and reads every response."""
+    """Sends `batches` pipelined batches of DEPTH requests and reads every response whole
+    (by its Content-Length); any status but 200 stops the run, since it would count the
+    instructions of an error path."""
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() * DEPTH
-    with socket.create_connection(("127.0.0.1", port)) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        got = b""
         for _ in range(batches):
             s.sendall(request)
-            got = b""
-            while got.count(b"HTTP/1.1 200") < DEPTH or not got.endswith((b"!", b"}")):
-                chunk = s.recv(65536)
-                if not chunk:
-                    sys.exit(f"the server closed the connection during {path}")
-                got += chunk
+            for _ in range(DEPTH):
+                while b"\r\n\r\n" not in got:
+                    got += receive(s, path)
+                head, _, got = got.partition(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200 "):
+                    sys.exit(f"{path} answered {head.splitlines()[0].decode(errors='replace')}, not 200")
+                length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+                while len(got) < length:
+                    got += receive(s, path)
+                got = got[length:]
+
+
+def receive(s, path):
+    chunk = s.recv(65536)
+    if not chunk:
+        sys.exit(f"the server closed the connection during {path}")
+    return chunk
 
 
 def count(binary, path, batches, annotate):
