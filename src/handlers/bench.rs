@@ -10,13 +10,13 @@ use super::api::{db_error, unexpected};
 use super::RequestView;
 use crate::db::{Job, Output};
 use crate::http::query;
-use crate::http::response::Reply;
+use crate::http::response::{Reply, PLAIN};
 use crate::model::Fortune;
 use crate::worker::WorkerCtx;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
 pub fn plaintext(reply: &mut Reply<'_>) {
-    reply.send(200, "text/plain", b"Hello, World!", &[]);
+    reply.send(200, PLAIN, b"Hello, World!", &[]);
 }
 
 #[derive(Serialize)]

@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use serde::Serialize;
 
 use super::date::DATE_LEN;
+use crate::request_id::GENERATED_LEN;
 
 pub const SERVER: &str = "percore";
 
@@ -69,6 +70,8 @@ struct ErrorBody<'a> {
 
 pub const JSON: &str = "application/json";
 pub const TEXT: &str = "text/plain; charset=utf-8";
+/// Bare `text/plain`, as the TechEmpower plaintext test asks for.
+pub const PLAIN: &str = "text/plain";
 
 /// An extra header line: name and value.
 pub type Header<'h> = (&'static str, &'h [u8]);
@@ -250,6 +253,7 @@ impl<'a> Reply<'a> {
         match content_type {
             Some(JSON) => out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: "),
             Some(TEXT) => out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "),
+            Some(PLAIN) => out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: "),
             Some(ct) => {
                 out.extend_from_slice(b"\r\nContent-Type: ");
                 out.extend_from_slice(ct.as_bytes());
@@ -263,7 +267,10 @@ impl<'a> Reply<'a> {
         } else if self.framing.keep_alive_10 {
             out.extend_from_slice(b"\r\nConnection: keep-alive");
         }
-        if !self.request_id.is_empty() {
+        if let Ok(generated) = <&[u8; GENERATED_LEN]>::try_from(self.request_id) {
+            out.extend_from_slice(b"\r\nX-Request-Id: ");
+            out.extend_from_slice(generated);
+        } else if !self.request_id.is_empty() {
             out.extend_from_slice(b"\r\nX-Request-Id: ");
             out.extend_from_slice(self.request_id);
         }
@@ -287,8 +294,12 @@ mod tests {
     const DATE: [u8; DATE_LEN] = *b"Sun, 06 Nov 1994 08:49:37 GMT";
 
     fn render(framing: Framing, f: impl FnOnce(&mut Reply<'_>)) -> String {
+        render_with_id(framing, b"", f)
+    }
+
+    fn render_with_id(framing: Framing, request_id: &[u8], f: impl FnOnce(&mut Reply<'_>)) -> String {
         let (mut out, scratch) = (Vec::new(), RefCell::new(Vec::new()));
-        let mut reply = Reply::new(&mut out, &scratch, &DATE, framing, b"");
+        let mut reply = Reply::new(&mut out, &scratch, &DATE, framing, request_id);
         f(&mut reply);
         String::from_utf8(out).unwrap()
     }
@@ -301,16 +312,19 @@ mod tests {
 
     #[test]
     fn the_spelled_out_heads_match_the_general_ones() {
-        // 200 and the JSON/text Content-Type lines are copied as constants; they must read
-        // exactly as the pieces they stand for.
+        // 200, the JSON/text Content-Type lines and a generated id's header are copied as
+        // constants; they must read exactly as the pieces they stand for.
         for status in [200, 201] {
-            for ct in [JSON, TEXT, "text/html; charset=utf-8"] {
-                let got = render(Framing::default(), |r| r.send(status, ct, b"{}", &[]));
-                let want = format!(
-                    "HTTP/1.1 {status} {}\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: {ct}\r\nContent-Length: 2\r\n\r\n{{}}",
-                    reason(status)
-                );
-                assert_eq!(got, want);
+            for ct in [JSON, TEXT, PLAIN, "text/html; charset=utf-8"] {
+                for id in ["", "AAAAAAq8ADAAAAAB", "client-1", "a-client-id-of-17"] {
+                    let got = render_with_id(Framing::default(), id.as_bytes(), |r| r.send(status, ct, b"{}", &[]));
+                    let id_line = if id.is_empty() { String::new() } else { format!("\r\nX-Request-Id: {id}") };
+                    let want = format!(
+                        "HTTP/1.1 {status} {}\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: {ct}\r\nContent-Length: 2{id_line}\r\n\r\n{{}}",
+                        reason(status)
+                    );
+                    assert_eq!(got, want);
+                }
             }
         }
     }

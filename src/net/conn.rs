@@ -346,7 +346,10 @@ impl Conn<'_> {
     /// Answers the complete requests from `start` on that need no waiting, advancing `start`
     /// past each. A plain function, so the common case keeps its state in registers and
     /// the stack rather than in the connection's future; it stops at the first request
-    /// whose route waits (the store), which the caller awaits.
+    /// whose route waits (the store), which the caller awaits. Never inlined into the
+    /// connection's future, whose state lives in memory; also `perf/instructions.py`
+    /// counts from this symbol.
+    #[inline(never)]
     fn answer_now(&mut self, start: &mut usize, date: &[u8; DATE_LEN], started: u64) -> Batch {
         while *start < self.rbuf.len() {
             let request = match self.parser.parse(&mut self.rbuf[*start..]) {
