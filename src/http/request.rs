@@ -323,11 +323,11 @@ impl Parser {
         // parser as it found it: nothing to store, nothing to reset (`perf/instructions.py`).
         if let State::Head { tried: false, .. } = self.state {
             match parse_head(buf, self.limits)? {
-                Some(head) if head.body == BodyLength::Empty => {
-                    let end = head.len;
-                    return Ok(complete(head, end..end, end));
+                Some(head) => {
+                    if let Some(done) = self.after_head(head) {
+                        return Ok(done);
+                    }
                 }
-                Some(head) => self.state = Self::body_state(head),
                 None => self.state = State::Head { scanned: 0, line_end: None, tried: true },
             }
         }
@@ -338,15 +338,17 @@ impl Parser {
         result
     }
 
-    /// Where a parsed head with a body leaves the parser: waiting for that body.
-    fn body_state(head: Head) -> State {
+    /// A parsed head: the whole request when it has no body, else the parser now waits for
+    /// that body (and `None`).
+    #[inline(always)]
+    fn after_head(&mut self, head: Head) -> Option<Parsed> {
         let end = head.len;
-        match head.body {
+        self.state = match head.body {
+            BodyLength::Empty => return Some(complete(head, end..end, end)),
             BodyLength::Length(n) => State::Length { end: end + n as usize, head },
             BodyLength::Chunked => State::Chunked { decoder: ChunkedDecoder::new(end), head },
-            // Not reached (an empty body completes at once), and would complete at once.
-            BodyLength::Empty => State::Length { end, head },
-        }
+        };
+        None
     }
 
     /// The rest: a head that arrived in pieces, or a body.
@@ -360,11 +362,9 @@ impl Parser {
                 return Ok(Parsed::Partial);
             };
             let head = parse_head(&buf[..end], self.limits)?.ok_or(ParseError::Bad("malformed request head"))?;
-            if head.body == BodyLength::Empty {
-                let end = head.len;
-                return Ok(complete(head, end..end, end));
+            if let Some(done) = self.after_head(head) {
+                return Ok(done);
             }
-            self.state = Self::body_state(head);
         }
         match &mut self.state {
             State::Head { .. } => unreachable!("the head was parsed above"),

@@ -267,12 +267,13 @@ impl<'a> Reply<'a> {
         } else if self.framing.keep_alive_10 {
             out.extend_from_slice(b"\r\nConnection: keep-alive");
         }
-        if let Ok(generated) = <&[u8; GENERATED_LEN]>::try_from(self.request_id) {
+        if !self.request_id.is_empty() {
             out.extend_from_slice(b"\r\nX-Request-Id: ");
-            out.extend_from_slice(generated);
-        } else if !self.request_id.is_empty() {
-            out.extend_from_slice(b"\r\nX-Request-Id: ");
-            out.extend_from_slice(self.request_id);
+            // A generated id has a known length: copied as a constant, not through memcpy.
+            match <&[u8; GENERATED_LEN]>::try_from(self.request_id) {
+                Ok(generated) => out.extend_from_slice(generated),
+                Err(_) => out.extend_from_slice(self.request_id),
+            }
         }
         for (name, value) in extra {
             out.extend_from_slice(b"\r\n");
