@@ -50,6 +50,9 @@ fn users_round_trip() {
 
         let deleted = s.call("DELETE", &format!("/api/v1/users/{id}"), None);
         assert_eq!((deleted.status, deleted.body.len()), (204, 0));
+        // RFC 9110 §8.6, §6.1: a 204 carries neither Content-Length nor Transfer-Encoding.
+        let head = deleted.raw_head.to_ascii_lowercase();
+        assert!(!head.contains("content-length") && !head.contains("transfer-encoding"), "{}", deleted.raw_head);
         assert_eq!(s.get(&format!("/api/v1/users/{id}")).status, 404);
         assert_eq!(s.call("DELETE", &format!("/api/v1/users/{id}"), None).status, 404);
     });

@@ -330,3 +330,110 @@ fn pipelined_responses_are_written_with_one_syscall() {
     let sends: Vec<&str> = calls.lines().filter(|l| l.contains("HTTP/1.1 200")).collect();
     assert_eq!(sends.len(), 1, "16 pipelined responses, one send:\n{calls}");
 }
+
+/// Parses the one response a closed connection carried: its head, then the bytes after it.
+fn split_response(raw: &[u8]) -> (String, Vec<u8>) {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole head") + 4;
+    (String::from_utf8_lossy(&raw[..end]).into_owned(), raw[end..].to_vec())
+}
+
+/// RFC 9110 §9.3.2: no content in any response to HEAD — refusals included, even of a
+/// request too broken to parse. A client that sent HEAD reads no body, so one would be
+/// taken for the next response (h11: "Got data when expecting EOF", curl: "Excess found").
+#[test]
+fn refusals_of_head_requests_carry_no_body() {
+    each_driver(&[("MAX_BODY_BYTES", "1000")], |s| {
+        let long = format!("HEAD /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+        let big_head = format!("HEAD /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(17000));
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (b"HEAD /health HTTP/1.1\r\nHost: t\r\nExpect: foo\r\n\r\n".to_vec(), 417),
+            (b"HEAD /health HTTP/1.1\r\n\r\n".to_vec(), 400),
+            (b"HEAD /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400),
+            (b"\r\nHEAD /health HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n".to_vec(), 400),
+            (b"HEAD /health HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n".to_vec(), 413),
+            (long.into_bytes(), 414),
+            (big_head.into_bytes(), 431),
+            (b"HEAD /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 501),
+            (b"HEAD /health HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(), 505),
+            (b"HEAD /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n".to_vec(), 404),
+        ];
+        for (raw, status) in cases {
+            let mut c = s.connect();
+            let _ = c.try_send(&raw);
+            let all = c.read_to_close();
+            let (head, rest) = split_response(&all);
+            let what = String::from_utf8_lossy(&raw[..raw.len().min(60)]).into_owned();
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{what:?} ({}): {head}", s.driver);
+            assert!(
+                rest.is_empty(),
+                "{what:?} ({}): a body after the head: {:?}",
+                s.driver,
+                String::from_utf8_lossy(&rest)
+            );
+            // The headers GET would get: the length of the body GET would carry.
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).expect("Content-Length").parse().unwrap();
+            assert!(length > 0, "{what:?}: {head}");
+            assert!(head.contains("Content-Type: application/json\r\n"), "{head}");
+        }
+        // The same refusal to GET keeps its body.
+        let mut c = s.connect();
+        c.send(b"GET /health HTTP/1.1\r\nHost: t\r\nExpect: foo\r\n\r\n");
+        let (_, body) = split_response(&c.read_to_close());
+        assert!(body.starts_with(br#"{"status":"error","code":417"#), "{:?}", String::from_utf8_lossy(&body));
+    });
+}
+
+/// RFC 9110 §10.1.1 and §15.2: an HTTP/1.0 client's `Expect: 100-continue` is ignored — it
+/// gets no 1xx, only the final response once its body has come.
+#[test]
+fn no_100_continue_for_an_http_1_0_client() {
+    each_driver(&[], |s| {
+        let mut c = s.connect();
+        c.send(b"POST /__test/echo HTTP/1.0\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+        c.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut early = [0u8; 64];
+        let got = common::read_retrying(&mut c.stream, &mut early);
+        assert!(got.is_err(), "nothing before the body ({}): {got:?} {:?}", s.driver, String::from_utf8_lossy(&early));
+        c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.send(b"body");
+        let all = c.read_to_close();
+        let (head, body) = split_response(&all);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert_eq!(body, b"body");
+        // The same request over HTTP/1.1 does get its 100 first.
+        let mut c = s.connect();
+        c.send(b"POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!(c.response().unwrap().status, 100);
+    });
+}
+
+/// RFC 9111 §4.2.2: without Cache-Control, a 200 or 404 may be cached heuristically. Live
+/// state says no-store; the TechEmpower routes keep exactly the headers the benchmark
+/// specifies.
+#[test]
+fn live_answers_say_no_store_and_benchmark_routes_say_nothing() {
+    each_driver(BENCH, |s| {
+        s.wait_ready();
+        for path in [
+            "/health",
+            "/livez",
+            "/readyz",
+            "/metrics",
+            "/api/v1/users",
+            "/api/v1/users/999",
+            "/missing",
+            "/openapi.json",
+        ] {
+            let r = s.get(path);
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{path} ({}): {}", s.driver, r.raw_head);
+        }
+        let refused = s.call("POST", "/api/v1/users", Some("{"));
+        assert_eq!((refused.status, refused.header("cache-control")), (400, Some("no-store")));
+        for path in ["/plaintext", "/json", "/db", "/queries?queries=2", "/fortunes", "/updates?queries=2"] {
+            let r = s.get(path);
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("cache-control"), None, "{path} ({}): {}", s.driver, r.raw_head);
+        }
+    });
+}

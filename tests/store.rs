@@ -257,6 +257,9 @@ fn a_write_whose_request_timed_out_is_skipped_not_run() {
     }
 }
 
+/// A client that gives up resets its connection (an abort, a killed process with unread
+/// bytes, a timeout with SO_LINGER 0): its queued write is skipped. A FIN alone is not
+/// leaving — see tests/half_close.rs, and the second half of this test.
 #[test]
 fn a_write_whose_client_left_is_skipped_not_run() {
     let Some(db) = TestDatabase::create() else { return };
@@ -271,11 +274,19 @@ fn a_write_whose_client_left_is_skipped_not_run() {
         let body = format!(r#"{{"name":"N","email":"{email}"}}"#);
         c.send(format!("POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
         std::thread::sleep(Duration::from_millis(100));
+        socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO)).unwrap();
         drop(c);
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(users_with_email(&db, &email), 0, "the abandoned write must not run ({driver})");
-        // The control: the same write from a client that waits does run.
-        assert_eq!(create(&s, &email).status, 201);
+        // The control: the same write from a client that half-closes behind its request
+        // (done sending, still reading) runs, and the client reads its 201.
+        let _busy = occupy(&s, 3);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut c = s.connect();
+        c.send(format!("POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let answer = String::from_utf8_lossy(&c.read_to_close()).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 201 "), "a half-closed client is answered ({driver}): {answer}");
         assert_eq!(users_with_email(&db, &email), 1);
     }
 }
@@ -481,4 +492,46 @@ fn writes_under_load_across_a_postgres_restart_lose_nothing_acknowledged() {
             created.len()
         );
     }
+}
+
+/// The client library's own words for a server error are "db error"; the log must carry
+/// what the server said (SQLSTATE, message), the metrics its class — and the client only
+/// the contract's plain 500, with nothing from the database in it.
+#[test]
+fn database_errors_are_logged_with_what_the_server_said_and_counted_by_class() {
+    let Some(db) = TestDatabase::create() else { return };
+    let s = Server::start(drivers()[0], &[("DATABASE_URL", &db.url)]);
+    s.wait_ready();
+    db.client().batch_execute("DROP TABLE users CASCADE").unwrap();
+    let r = s.get("/api/v1/users/1");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), r#"{"status":"error","code":500,"message":"Internal Server Error"}"#);
+    assert!(
+        s.wait_for_log(r#"ERROR 42P01: relation "users" does not exist"#, Duration::from_secs(5)),
+        "the log names the SQLSTATE and the server's message:\n{}",
+        s.logs()
+    );
+    let metrics = s.get("/metrics").text();
+    let line = metrics.lines().find(|l| l.starts_with("db_store_errors_total{class=\"42\"} ")).unwrap_or_else(|| {
+        panic!(
+            "errors counted by SQLSTATE class:\n{}",
+            metrics.lines().filter(|l| l.contains("db_")).collect::<Vec<_>>().join("\n")
+        )
+    });
+    assert!(line.ends_with(" 1"), "{line}");
+
+    // A connection refused by the server says why, with its SQLSTATE (3D000), in the log
+    // and in the readiness reason an operator reads.
+    let missing = common::pg::with_database(&common::pg::admin_url(), "percore_no_such_database");
+    let s = Server::start(drivers()[0], &[("DATABASE_URL", &missing)]);
+    assert!(
+        s.wait_for_log(r#"3D000: database "percore_no_such_database" does not exist"#, Duration::from_secs(5)),
+        "{}",
+        s.logs()
+    );
+    let ready = s.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("3D000"), "{}", ready.text());
+    let metrics = s.get("/metrics").text();
+    assert!(metrics.contains("db_store_errors_total{class=\"3D\"} "), "{metrics}");
 }

@@ -2,8 +2,8 @@
 //! time without sleeping while any wait, runs the ones still wanted and sends each reply
 //! home.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::jobs;
 use super::mailbox::{Completion, Envelope, Mailbox};
-use super::store::{Conn, ConnKind, StoreError};
+use super::store::{Conn, ConnKind, ErrorClass, StoreError};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
 
@@ -53,11 +53,38 @@ impl StoreHealth {
     }
 }
 
+/// What went wrong in the store, counted for `/metrics`. Touched only by failures, so a
+/// mutex costs the request path nothing; the classes are bounded (SQLSTATE classes are two
+/// characters).
+#[derive(Default)]
+pub struct StoreErrors {
+    by_class: Mutex<BTreeMap<ErrorClass, u64>>,
+    deadlock_retries: AtomicU64,
+}
+
+impl StoreErrors {
+    fn count(&self, e: &StoreError) {
+        *self.by_class.lock().unwrap_or_else(|p| p.into_inner()).entry(e.class()).or_default() += 1;
+    }
+
+    /// Failures so far, by class label.
+    pub fn by_class(&self) -> Vec<(String, u64)> {
+        let counts = self.by_class.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(class, n)| (class.label().to_owned(), *n)).collect()
+    }
+
+    /// Statements sent again after a deadlock chose them as its victim.
+    pub fn deadlock_retries(&self) -> u64 {
+        self.deadlock_retries.load(Ordering::Relaxed)
+    }
+}
+
 /// The pool as the rest of the server sees it.
 pub struct Pool {
     pub jobs: Sender<Envelope>,
     pub mailboxes: Box<[Mailbox]>,
     pub health: StoreHealth,
+    pub errors: StoreErrors,
     /// `sqlite` or `postgres`.
     pub store: &'static str,
     pub threads: usize,
@@ -76,6 +103,7 @@ impl Pool {
             jobs,
             mailboxes: (0..workers).map(|_| Mailbox::new(slots)).collect(),
             health: StoreHealth::new(),
+            errors: StoreErrors::default(),
             store: match config.store {
                 StoreConfig::Sqlite { .. } => "sqlite",
                 StoreConfig::Postgres(_) => "postgres",
@@ -201,6 +229,7 @@ impl PoolThread<'_> {
                 self.backoff = FIRST_BACKOFF;
             }
             Err(e) => {
+                pool.errors.count(&e);
                 // Once per outage, not once per attempt.
                 if self.backoff == FIRST_BACKOFF {
                     log::warn!("{}: cannot connect to {}: {e}", thread_name(), pool.store);
@@ -215,6 +244,7 @@ impl PoolThread<'_> {
     fn ping(&mut self) {
         if let Some(c) = self.conn.as_mut() {
             if let Err(e) = c.ping() {
+                self.pool.errors.count(&e);
                 broken(self.pool, &mut self.conn, &e);
                 self.next_attempt = Instant::now();
             }
@@ -270,6 +300,7 @@ impl PoolThread<'_> {
             None => Err(DbError::Unavailable(self.pool.health.last_error())),
             Some(c) => jobs::run(c, envelope.job).map_err(|e| self.failed(e)),
         };
+        self.collect_retries();
         let ran_ns = started.elapsed().as_nanos() as u64;
         mailbox.deliver(Completion {
             slot: envelope.slot,
@@ -298,6 +329,7 @@ impl PoolThread<'_> {
             None => Err(DbError::Unavailable(pool.health.last_error())),
             Some(c) => jobs::run_user_reads(c, &ids).map_err(|e| self.failed(e)),
         };
+        self.collect_retries();
         let ran_ns = started.elapsed().as_nanos() as u64;
         for (i, e) in self.batch.drain(..).enumerate() {
             let result = match &outputs {
@@ -319,8 +351,16 @@ impl PoolThread<'_> {
         }
     }
 
+    /// Moves the connection's count of deadlock retries into the pool's.
+    fn collect_retries(&mut self) {
+        if let Some(c) = self.conn.as_mut().filter(|c| c.deadlock_retries > 0) {
+            self.pool.errors.deadlock_retries.fetch_add(std::mem::take(&mut c.deadlock_retries), Ordering::Relaxed);
+        }
+    }
+
     /// What a failed job answers; a broken connection is dropped (the job is not retried).
     fn failed(&mut self, e: StoreError) -> DbError {
+        self.pool.errors.count(&e);
         match e {
             e if e.is_connection() => {
                 broken(self.pool, &mut self.conn, &e);

@@ -36,7 +36,12 @@ pub fn open(pg: &PgConfig, bench_routes: bool) -> Result<Client, StoreError> {
     if !pg.password.is_empty() {
         config.password(&pg.password);
     }
-    let mut client = config.connect(NoTls).map_err(|e| StoreError::Connection(e.to_string()))?;
+    // Whatever refused us (an unreachable host, a password, a missing database), this
+    // attempt has no connection: sorted as such, counted under the server's SQLSTATE.
+    let mut client = config.connect(NoTls).map_err(|e| match StoreError::from(e) {
+        StoreError::Other(fault) => StoreError::Connection(fault),
+        e => e,
+    })?;
     migrate(&mut client, bench_routes)?;
     Ok(client)
 }
@@ -50,7 +55,7 @@ fn migrate(client: &mut Client, bench_routes: bool) -> Result<(), StoreError> {
     let applied: Vec<i64> = tx.query("SELECT version FROM percore_schema", &[])?.iter().map(|r| r.get(0)).collect();
     for m in migrations::wanted(bench_routes).filter(|m| !applied.contains(&m.version)) {
         tx.batch_execute(m.postgres)
-            .map_err(|e| StoreError::Other(format!("migration {} ({}): {e}", m.version, m.name)))?;
+            .map_err(|e| StoreError::from(e).context(&format!("migration {} ({})", m.version, m.name)))?;
         tx.execute("INSERT INTO percore_schema (version, name) VALUES ($1, $2)", &[&m.version, &m.name])?;
         log::info!("postgres: applied migration {} ({})", m.version, m.name);
     }

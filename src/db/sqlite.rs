@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::migrations;
-use super::store::StoreError;
+use super::store::{ErrorClass, Fault, StoreError};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection (every job's SQL fits).
@@ -19,8 +19,9 @@ pub const PING: &str = "SELECT 1";
 
 pub fn open(path: &Path, bench_routes: bool) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| StoreError::Connection(format!("{}: {e}", path.display())))?;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        StoreError::Connection(Fault { class: ErrorClass::Sqlite, message: format!("{}: {e}", path.display()) })
+    })?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     wal(&conn)?;
@@ -59,7 +60,7 @@ fn migrate(conn: &mut Connection, bench_routes: bool) -> Result<(), StoreError> 
         tx.prepare("SELECT version FROM percore_schema")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     for m in migrations::wanted(bench_routes).filter(|m| !applied.contains(&m.version)) {
         tx.execute_batch(m.sqlite)
-            .map_err(|e| StoreError::Other(format!("migration {} ({}): {e}", m.version, m.name)))?;
+            .map_err(|e| StoreError::from(e).context(&format!("migration {} ({})", m.version, m.name)))?;
         tx.execute("INSERT INTO percore_schema (version, name) VALUES (?1, ?2)", rusqlite::params![m.version, m.name])?;
         log::info!("sqlite: applied migration {} ({})", m.version, m.name);
     }

@@ -2,7 +2,8 @@
 //! rules: `Server`, `Date`, `Content-Type` and `Content-Length` on every response; JSON
 //! serialized per request; random world ids from 1 to 10,000; `queries` clamped to 1–500
 //! (anything that is not a number is 1); each world read by its own query; fortunes sorted,
-//! escaped, UTF-8 HTML with one fortune added at request time.
+//! escaped, UTF-8 HTML with one fortune added at request time. Their headers are the
+//! benchmark's: no `Cache-Control` (every other route says no-store).
 
 use serde::Serialize;
 
@@ -16,6 +17,7 @@ use crate::worker::WorkerCtx;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
 pub fn plaintext(reply: &mut Reply<'_>) {
+    reply.allow_caching();
     reply.send(200, PLAIN, b"Hello, World!", &[]);
 }
 
@@ -26,11 +28,13 @@ struct Message {
 
 /// `/json`: `{"message":"Hello, World!"}`, serialized for each request.
 pub fn json(reply: &mut Reply<'_>) {
+    reply.allow_caching();
     reply.json(200, &Message { message: "Hello, World!" }, &[]);
 }
 
 /// `/db`: one random world.
 pub async fn db(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+    reply.allow_caching();
     match ctx.db.call(Job::World { id: ctx.random_world() }).await {
         Ok(Output::World(Some(world))) => reply.json(200, &world, &[]),
         Ok(other) => unexpected(ctx, reply, &other),
@@ -50,6 +54,7 @@ pub fn queries_param(q: &[u8]) -> usize {
 
 /// `/queries?queries=N`: N random worlds, each by its own query.
 pub async fn queries(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    reply.allow_caching();
     let ids = (0..queries_param(req.query())).map(|_| ctx.random_world()).collect();
     match ctx.db.call(Job::Worlds { ids }).await {
         Ok(Output::Worlds(worlds)) => reply.json(200, &worlds, &[]),
@@ -60,6 +65,7 @@ pub async fn queries(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_
 
 /// `/updates?queries=N`: N random worlds, each given a new random number and written back.
 pub async fn updates(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    reply.allow_caching();
     let n = queries_param(req.query());
     let ids = (0..n).map(|_| ctx.random_world()).collect();
     let numbers = (0..n).map(|_| ctx.random_world()).collect();
@@ -72,6 +78,7 @@ pub async fn updates(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_
 
 /// `/fortunes`: every fortune plus one added now, sorted by message, as escaped HTML.
 pub async fn fortunes(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+    reply.allow_caching();
     match ctx.db.call(Job::Fortunes).await {
         Ok(Output::Fortunes(mut fortunes)) => {
             fortunes.push(Fortune { id: 0, message: "Additional fortune added at request time.".into() });

@@ -44,6 +44,8 @@ pub async fn metrics(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
         db_queue_depth: shared.db.jobs.len(),
         db_connections: shared.db.health.connected(),
         db_threads: shared.db.threads,
+        db_store_errors: shared.db.errors.by_class(),
+        db_deadlock_retries: shared.db.errors.deadlock_retries(),
     };
     let mut body = String::with_capacity(16 * 1024);
     metrics::render(&mut body, &info, &Snapshot::merge(&parts), &gauges, &Process::read());

@@ -567,13 +567,22 @@ fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
         query,
         keep_alive,
         keep_alive_10: keep_alive && version == Version::Http10,
-        expect_continue: expect_continue && body != BodyLength::Empty,
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored (it may not get a 1xx).
+        expect_continue: expect_continue && body != BodyLength::Empty && version == Version::Http11,
         content_type,
         request_id,
         body,
         declared_body: te.present || content_length.is_some(),
         len: head.len(),
     }))
+}
+
+/// Whether the bytes of a request, even one too broken to parse, begin a HEAD request: its
+/// refusal is then sent without a body (RFC 9110 §9.3.2), as the client expects. Leading
+/// empty lines are skipped, as the parser skips them.
+pub fn begins_head_request(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    buf[start..].starts_with(b"HEAD ")
 }
 
 /// A well-formed request line whose `HTTP/x.y` is not 1.0 or 1.1 is 505; anything else

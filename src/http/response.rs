@@ -1,8 +1,12 @@
 //! ⑧ Response → bytes, appended to the connection's out buffer. No I/O.
 //!
 //! Every response carries a status line (always HTTP/1.1, RFC 9110 §6.2), `Server`,
-//! `Date`, `Content-Length` and, with a body, `Content-Type`. Responses of one read batch
-//! are appended one after another and written with one syscall by the connection.
+//! `Date`, `Content-Length` and, with a body, `Content-Type` — except that 1xx, 204 and 304
+//! carry no Content-Length (RFC 9110 §8.6) and never a body. Unless a handler allows
+//! caching (the TechEmpower routes, whose headers the benchmark fixes), a response says
+//! `Cache-Control: no-store`: API answers, probes and metrics are live state, and without
+//! it every 200 and 404 is open to heuristic caching (RFC 9111 §4.2.2). Responses of one
+//! read batch are appended one after another and written with one syscall by the connection.
 //!
 //! Error bodies follow the contract: `{"status":"error","code":404,"message":"Not Found"}`.
 //! The common ones are canned bytes; a message that names a field is serialized with
@@ -99,8 +103,17 @@ pub struct Reply<'a> {
     /// Set when the server starts draining; read when the head is written, so a response
     /// that was being prepared when the drain began still says `Connection: close`.
     draining: Option<&'a Cell<bool>>,
+    /// Say `Cache-Control: no-store` (all but the TechEmpower routes).
+    no_store: bool,
     start: usize,
     status: u16,
+}
+
+/// Statuses that never carry content, and so no Content-Length either (RFC 9110 §6.4.1,
+/// §8.6): every 1xx, 204, and 304 (whose Content-Length would have to be the length of a
+/// 200 this server does not know).
+pub fn is_bodiless(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
 }
 
 impl<'a> Reply<'a> {
@@ -113,7 +126,13 @@ impl<'a> Reply<'a> {
         request_id: &'a [u8],
     ) -> Self {
         let start = out.len();
-        Reply { out, scratch, date, framing, request_id, draining: None, start, status: 0 }
+        Reply { out, scratch, date, framing, request_id, draining: None, no_store: true, start, status: 0 }
+    }
+
+    /// Leaves `Cache-Control` out of this response: for the TechEmpower routes only, whose
+    /// response headers the benchmark specifies. Everything else is live state: no-store.
+    pub fn allow_caching(&mut self) {
+        self.no_store = false;
     }
 
     /// Closes the connection after this response if `draining` is set by the time the
@@ -144,15 +163,18 @@ impl<'a> Reply<'a> {
         self.status = 0;
     }
 
-    /// A response with a body of known bytes.
+    /// A response with a body of known bytes. `status` must allow content (not
+    /// [`is_bodiless`]; those go through [`Reply::empty`]).
     pub fn send(&mut self, status: u16, content_type: &str, body: &[u8], extra: &[Header<'_>]) {
+        debug_assert!(!is_bodiless(status), "a {status} response has no content");
         self.head(status, Some(content_type), body.len(), extra);
         if !self.framing.head_only {
             self.out.extend_from_slice(body);
         }
     }
 
-    /// A response without a body (204, or 201 with only a Location).
+    /// A response without a body (204, or 201 with only a Location). A 1xx, 204 or 304
+    /// says no Content-Length; any other status says `Content-Length: 0`.
     pub fn empty(&mut self, status: u16, extra: &[Header<'_>]) {
         self.head(status, None, 0, extra);
     }
@@ -250,18 +272,32 @@ impl<'a> Reply<'a> {
             out.extend_from_slice(b" Unknown\r\nServer: percore\r\nDate: ");
         }
         out.extend_from_slice(self.date);
+        // Each arm ends with the length, so a bodiless status costs the common ones no test.
         match content_type {
-            Some(JSON) => out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: "),
-            Some(TEXT) => out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "),
-            Some(PLAIN) => out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: "),
+            Some(JSON) => {
+                out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            }
+            Some(TEXT) => {
+                out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            }
+            Some(PLAIN) => {
+                out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            }
             Some(ct) => {
                 out.extend_from_slice(b"\r\nContent-Type: ");
                 out.extend_from_slice(ct.as_bytes());
                 out.extend_from_slice(b"\r\nContent-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
             }
-            None => out.extend_from_slice(b"\r\nContent-Length: "),
+            None if is_bodiless(status) => {}
+            None => {
+                out.extend_from_slice(b"\r\nContent-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+            }
         }
-        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
         if self.framing.close {
             out.extend_from_slice(b"\r\nConnection: close");
         } else if self.framing.keep_alive_10 {
@@ -274,6 +310,9 @@ impl<'a> Reply<'a> {
                 Ok(generated) => out.extend_from_slice(generated),
                 Err(_) => out.extend_from_slice(self.request_id),
             }
+        }
+        if self.no_store {
+            out.extend_from_slice(b"\r\nCache-Control: no-store");
         }
         for (name, value) in extra {
             out.extend_from_slice(b"\r\n");
@@ -308,7 +347,7 @@ mod tests {
     #[test]
     fn a_text_response() {
         let got = render(Framing::default(), |r| r.send(200, "text/plain", b"Hello, World!", &[]));
-        assert_eq!(got, "HTTP/1.1 200 OK\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!");
+        assert_eq!(got, "HTTP/1.1 200 OK\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nCache-Control: no-store\r\n\r\nHello, World!");
     }
 
     #[test]
@@ -321,7 +360,7 @@ mod tests {
                     let got = render_with_id(Framing::default(), id.as_bytes(), |r| r.send(status, ct, b"{}", &[]));
                     let id_line = if id.is_empty() { String::new() } else { format!("\r\nX-Request-Id: {id}") };
                     let want = format!(
-                        "HTTP/1.1 {status} {}\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: {ct}\r\nContent-Length: 2{id_line}\r\n\r\n{{}}",
+                        "HTTP/1.1 {status} {}\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: {ct}\r\nContent-Length: 2{id_line}\r\nCache-Control: no-store\r\n\r\n{{}}",
                         reason(status)
                     );
                     assert_eq!(got, want);
@@ -333,7 +372,7 @@ mod tests {
     #[test]
     fn head_keeps_the_length_and_drops_the_body() {
         let got = render(Framing { head_only: true, ..Framing::default() }, |r| r.send(200, "text/plain", b"OK", &[]));
-        assert!(got.ends_with("Content-Length: 2\r\n\r\n"), "{got}");
+        assert!(got.ends_with("Content-Length: 2\r\nCache-Control: no-store\r\n\r\n"), "{got}");
     }
 
     #[test]
@@ -348,6 +387,28 @@ mod tests {
                 "{got}"
             );
         }
+    }
+
+    #[test]
+    fn bodiless_statuses_have_no_content_length() {
+        for status in [100, 204, 304] {
+            let got = render(Framing::default(), |r| r.empty(status, &[]));
+            assert!(!got.to_ascii_lowercase().contains("content-length"), "{got}");
+            assert!(got.ends_with("\r\n\r\n"), "{got}");
+        }
+        let got = render(Framing::default(), |r| r.empty(201, &[("Location", b"/a/1")]));
+        assert!(got.contains("\r\nContent-Length: 0\r\n"), "{got}");
+    }
+
+    #[test]
+    fn no_store_unless_caching_is_allowed() {
+        let got = render(Framing::default(), |r| r.error(404, "Not Found"));
+        assert!(got.contains("\r\nCache-Control: no-store\r\n"), "{got}");
+        let got = render(Framing::default(), |r| {
+            r.allow_caching();
+            r.send(200, PLAIN, b"Hello", &[]);
+        });
+        assert!(!got.contains("Cache-Control"), "{got}");
     }
 
     #[test]
@@ -366,7 +427,7 @@ mod tests {
         }
         let got = render(Framing::default(), |r| r.json(200, &Message { message: "Hello, World!" }, &[]));
         assert!(
-            got.contains("Content-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"message\":\"Hello, World!\"}"),
+            got.contains("Content-Type: application/json\r\nContent-Length: 27\r\nCache-Control: no-store\r\n\r\n{\"message\":\"Hello, World!\"}"),
             "{got}"
         );
     }

@@ -23,6 +23,9 @@ pub struct Gauges {
     pub db_queue_depth: usize,
     pub db_connections: usize,
     pub db_threads: usize,
+    /// Store failures by class label (SQLSTATE class, `io`, `sqlite`, `internal`).
+    pub db_store_errors: Vec<(String, u64)>,
+    pub db_deadlock_retries: u64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -129,6 +132,23 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
         let _ = writeln!(out, "db_errors_total{{kind=\"{kind}\"}} {n}");
     }
 
+    family(
+        out,
+        "db_store_errors_total",
+        "counter",
+        "Failures the store reported, by SQLSTATE class (08 connection, 23 constraint, 26 unknown prepared statement, 40 rollback, ...), or io, sqlite, internal.",
+    );
+    for (class, n) in &gauges.db_store_errors {
+        let _ = writeln!(out, "db_store_errors_total{{class=\"{class}\"}} {n}");
+    }
+    single(
+        out,
+        "db_deadlock_retries_total",
+        "counter",
+        "Statements sent again after Postgres chose them as a deadlock's victim (never seen by a client).",
+        gauges.db_deadlock_retries,
+    );
+
     single(out, "percore_workers", "gauge", "Per-core worker threads.", info.workers);
     family(out, "percore_info", "gauge", "Build and runtime facts; always 1.");
     let _ = writeln!(
@@ -170,7 +190,13 @@ mod tests {
         m.request(None, Method::Post, 404, 1_000);
         let mut out = String::new();
         let info = Info { version: "0.1.0", io_driver: "io_uring", store: "sqlite", workers: 2 };
-        let gauges = Gauges { db_queue_depth: 0, db_connections: 3, db_threads: 3 };
+        let gauges = Gauges {
+            db_queue_depth: 0,
+            db_connections: 3,
+            db_threads: 3,
+            db_store_errors: vec![("26".into(), 2)],
+            db_deadlock_retries: 1,
+        };
         render(&mut out, &info, &Snapshot::merge(&[m.snapshot(1)]), &gauges, &Process::default());
         assert!(out.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/{id}\",status=\"200\"} 1\n"));
         assert!(out.contains("http_requests_total{method=\"POST\",route=\"unmatched\",status=\"404\"} 1\n"));
@@ -183,6 +209,8 @@ mod tests {
         assert!(out.contains(
             "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/users/{id}\",le=\"+Inf\"} 2\n"
         ));
+        assert!(out.contains("db_store_errors_total{class=\"26\"} 2\n"));
+        assert!(out.contains("db_deadlock_retries_total 1\n"));
         assert!(out.contains("percore_info{version=\"0.1.0\",io_driver=\"io_uring\",store=\"sqlite\"} 1\n"));
         let families: Vec<&str> =
             out.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();

@@ -26,7 +26,7 @@ use crate::catch::catch_unwind_future;
 use crate::clock;
 use crate::handlers::{self, RequestView};
 use crate::http::date::DATE_LEN;
-use crate::http::request::{BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
+use crate::http::request::{begins_head_request, BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
 use crate::logging::{self, RequestFields};
 use crate::net::body_memory::Share;
@@ -356,11 +356,11 @@ impl Conn<'_> {
                 Ok(Parsed::Complete(request)) => request,
                 Ok(Parsed::Partial) => {
                     return Batch::Over(match self.expectation(*start) {
-                        Some(refused) => self.refuse(refused.status, refused.message, date),
+                        Some(refused) => self.refuse(refused.status, refused.message, date, *start),
                         None => Next::Read,
                     })
                 }
-                Err(e) => return Batch::Over(self.refuse_parse(e, date)),
+                Err(e) => return Batch::Over(self.refuse_parse(e, date, *start)),
             };
             let head = &request.head;
             let resolved =
@@ -511,16 +511,20 @@ impl Conn<'_> {
     }
 
     /// Appends the response to a request that could not be parsed; the connection closes.
-    fn refuse_parse(&mut self, e: ParseError, date: &[u8; DATE_LEN]) -> Next {
+    fn refuse_parse(&mut self, e: ParseError, date: &[u8; DATE_LEN], start: usize) -> Next {
         log::debug!("worker {}: refused a request: {} {}", self.ctx.id, e.status(), e.message());
         self.ctx.metrics.parse_error(e.kind());
-        self.refuse(e.status(), e.message(), date)
+        self.refuse(e.status(), e.message(), date, start)
     }
 
-    fn refuse(&mut self, status: u16, message: &str, date: &[u8; DATE_LEN]) -> Next {
+    /// Appends a refusal of the request that begins at `start`; the connection closes. A
+    /// HEAD gets the head alone, even when the request was too broken to parse: its client
+    /// reads no body after a response to HEAD, and would take one for the next response.
+    fn refuse(&mut self, status: u16, message: &str, date: &[u8; DATE_LEN], start: usize) -> Next {
         self.parser.reset();
         self.ensure_out();
-        let framing = Framing { close: true, ..Framing::default() };
+        let head_only = begins_head_request(self.rbuf.get(start..).unwrap_or_default());
+        let framing = Framing { close: true, head_only, ..Framing::default() };
         let id = self.ctx.ids.next();
         Reply::new(&mut self.wbuf, &self.ctx.scratch, date, framing, &id).error(status, message);
         Next::Close
@@ -529,7 +533,7 @@ impl Conn<'_> {
     /// Sends a final error (408) on a connection that is being given up.
     async fn refuse_and_close(&mut self, status: u16, message: &str) {
         let date = self.ctx.date.get();
-        self.refuse(status, message, &date);
+        self.refuse(status, message, &date, 0);
         self.write_out().await;
     }
 

@@ -2,36 +2,77 @@
 //! the wait is abandoned and the pool skips the job instead of running it for nobody.
 //!
 //! Only awaiting routes are watched. The watch is a readiness wait on the socket (a
-//! PollAdd with io_uring) raced against the handler: readable with nothing to read means
-//! the peer closed (or reset); readable with data means the client pipelined its next
-//! request and is very much there, so the watch simply ends.
+//! PollAdd with io_uring) raced against the handler: readable with data means the client
+//! pipelined its next request and is very much there, so the watch simply ends; an error
+//! means the connection was reset: the client is gone.
+//!
+//! End of stream is not "gone". A FIN says the client is done sending (RFC 9293 §3.6), and
+//! a client that sends a whole request and then shuts down its sending side (`nc -N`,
+//! scripts, some scrapers) is waiting for its answer. Its request was complete — a FIN
+//! before that ends the connection in the read loop — so it is served. From then on the
+//! socket stays readable, so the watch turns into a slow check for a reset instead of a
+//! readiness wait that would fire at once, forever. A client that closed completely
+//! looks the same as a half-closed one until the answer is written; the kernel then
+//! takes the write, and the peer's reset ends the connection.
 
 use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-/// Resolves when the peer has closed or reset the connection; never when it sends data.
+/// How often a half-closed client's connection is checked for a reset while its request
+/// waits. Rare (half-closed clients with a slow request), so a timer is cheap enough.
+const RESET_CHECK: Duration = Duration::from_millis(100);
+
+/// Resolves when the peer has reset the connection; never when it sends data or only
+/// half-closes.
 pub async fn client_gone(stream: &TcpStream) {
     loop {
         if stream.readable(false).await.is_err() {
             return;
         }
-        let mut probe = [0u8; 1];
-        // SAFETY: a non-blocking peek of one byte into a local buffer.
-        let n = unsafe {
-            libc::recv(stream.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        };
-        match n {
-            0 => return,
-            n if n > 0 => return std::future::pending().await,
-            _ => match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => continue,
-                _ => return,
-            },
+        match peek(stream) {
+            Peek::Eof => break,
+            Peek::Data => return std::future::pending().await,
+            Peek::Again => continue,
+            Peek::Reset => return,
         }
+    }
+    loop {
+        monoio::time::sleep(RESET_CHECK).await;
+        if let Peek::Reset = peek(stream) {
+            return;
+        }
+    }
+}
+
+enum Peek {
+    /// The peer sent a FIN: done sending, maybe still reading.
+    Eof,
+    /// A next request is already arriving.
+    Data,
+    /// Nothing after all (a spurious wake-up).
+    Again,
+    /// Reset, or otherwise broken.
+    Reset,
+}
+
+fn peek(stream: &TcpStream) -> Peek {
+    let mut probe = [0u8; 1];
+    // SAFETY: a non-blocking peek of one byte into a local buffer, on a descriptor the
+    // stream owns.
+    let n =
+        unsafe { libc::recv(stream.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    match n {
+        0 => Peek::Eof,
+        n if n > 0 => Peek::Data,
+        _ => match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) => Peek::Again,
+            _ => Peek::Reset,
+        },
     }
 }
 

@@ -68,10 +68,18 @@ pub struct PrivateCluster {
     dir: std::path::PathBuf,
     bin: std::path::PathBuf,
     pub port: u16,
+    /// Extra server settings (`name=value`), given at every start.
+    settings: Vec<String>,
 }
 
 impl PrivateCluster {
     pub fn create() -> Option<PrivateCluster> {
+        PrivateCluster::create_with(&[])
+    }
+
+    /// A private cluster started with extra settings, e.g.
+    /// `shared_preload_libraries=pg_stat_statements`, which only a restart can change.
+    pub fn create_with(settings: &[&str]) -> Option<PrivateCluster> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .flatten()
@@ -88,7 +96,8 @@ impl PrivateCluster {
         std::fs::create_dir_all(&dir).unwrap();
         std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).output().unwrap();
         let port = free_port();
-        let cluster = PrivateCluster { dir, bin, port };
+        let settings = settings.iter().map(|s| s.to_string()).collect();
+        let cluster = PrivateCluster { dir, bin, port, settings };
         cluster.pg(&["initdb", "-A", "trust", "-U", "postgres", "--no-sync", "-D"]);
         cluster.start();
         Some(cluster)
@@ -102,7 +111,11 @@ impl PrivateCluster {
     }
 
     pub fn start(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
+        let mut opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
+        for setting in &self.settings {
+            opts.push_str(" -c ");
+            opts.push_str(setting);
+        }
         let log = self.dir.join("log");
         let mut cmd = std::process::Command::new("runuser");
         cmd.args(["-u", "postgres", "--"])
@@ -128,7 +141,12 @@ impl PrivateCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    /// The URL of database `name` on this cluster.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }
 

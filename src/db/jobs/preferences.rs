@@ -14,7 +14,7 @@ pub fn get(conn: &mut Conn, user_id: i64) -> Result<Option<String>, StoreError> 
         ConnKind::Sqlite(c) => c.prepare_cached(GET_SQLITE)?.query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
         ConnKind::Postgres(pg) => {
             let row =
-                pg.query_opt(GET_PG, &[&user_id])?.ok_or_else(|| StoreError::Other("SELECT returned no row".into()))?;
+                pg.query_opt(GET_PG, &[&user_id])?.ok_or_else(|| StoreError::internal("SELECT returned no row"))?;
             (row.get(0), row.get(1))
         }
     };
@@ -38,7 +38,7 @@ pub fn put(conn: &mut Conn, user_id: i64, json: &str) -> Result<Option<String>, 
             .query_row(rusqlite::params![user_id, json], |r| r.get(0))
             .map_err(StoreError::from),
         ConnKind::Postgres(pg) => pg.query_opt(PUT_PG, &[&user_id, &json]).map_err(StoreError::from).and_then(|r| {
-            r.map(|r| r.get(0)).ok_or_else(|| StoreError::Other("INSERT … RETURNING returned no row".into()))
+            r.map(|r| r.get(0)).ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))
         }),
     };
     match stored {

@@ -41,7 +41,7 @@ pub fn create(conn: &mut Conn, name: &str, email: &str) -> Result<User, StoreErr
         }
         ConnKind::Postgres(pg) => {
             let row = pg.query_opt(CREATE_PG, &[&name, &email])?;
-            row.map(|r| from_pg(&r)).ok_or_else(|| StoreError::Other("INSERT … RETURNING returned no row".into()))
+            row.map(|r| from_pg(&r)).ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))
         }
     }
 }

@@ -68,6 +68,9 @@ fn accepts() {
 
     let (r, _, _) = complete(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx");
     assert!(r.head.expect_continue);
+    // RFC 9110 §10.1.1: from HTTP/1.0 the expectation is ignored (no 1xx to a 1.0 client).
+    let (r, _, _) = complete(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx");
+    assert!(!r.head.expect_continue);
     let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\nContent-Type: application/json\r\n\r\n";
     let (r, _, _) = complete(buf);
     assert_eq!(r.head.request_id.unwrap().get(buf), b"abc");
@@ -350,4 +353,16 @@ fn method_indices_follow_the_list() {
     for (i, m) in Method::ALL.iter().enumerate() {
         assert_eq!(m.index(), i);
     }
+}
+
+#[test]
+fn head_requests_are_recognised_from_their_first_bytes() {
+    assert!(begins_head_request(b"HEAD / HTTP/1.1\r\n"));
+    assert!(begins_head_request(b"\r\n\r\nHEAD /health"));
+    assert!(begins_head_request(b"HEAD "));
+    assert!(!begins_head_request(b"HEAD"));
+    assert!(!begins_head_request(b"GET / HTTP/1.1\r\n"));
+    assert!(!begins_head_request(b"head / HTTP/1.1\r\n"), "methods are case-sensitive");
+    assert!(!begins_head_request(b"HEADER / HTTP/1.1\r\n"));
+    assert!(!begins_head_request(b""));
 }
