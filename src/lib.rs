@@ -28,28 +28,13 @@
 //! [`worker`] (one core's runtime); [`startup_pages`] lets go of start-up's code pages once
 //! the server is ready.
 
-pub mod access_log;
+pub mod app;
 pub mod catch;
 pub mod clock;
 pub mod config;
-pub mod cpus;
 pub mod db;
-pub mod debug;
-pub mod decode;
 pub mod doorbell;
-pub mod driver;
-pub mod handlers;
 pub mod http;
-pub mod json;
-pub mod logging;
-pub mod memory;
-pub mod metrics;
-pub mod model;
 pub mod net;
-pub mod request_id;
-pub mod router;
-pub mod server;
-pub mod shutdown;
-pub mod startup_pages;
-pub mod state;
-pub mod worker;
+pub mod obs;
+pub mod runtime;

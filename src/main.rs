@@ -1,4 +1,4 @@
-//! The `percore` binary: arguments, configuration, logging, then [`percore::server::run`].
+//! The `percore` binary: arguments, configuration, logging, then [`percore::runtime::server::run`].
 //! Exit codes: 0 after a clean drain, 1 when the server cannot start or a worker dies,
 //! 2 for invalid configuration or arguments.
 
@@ -50,6 +50,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    percore::logging::init(&config);
-    percore::server::run(config)
+    percore::obs::logging::init(&config);
+    percore::runtime::server::run(config)
 }

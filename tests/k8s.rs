@@ -8,9 +8,9 @@ mod common;
 
 use std::path::Path;
 
+use percore::app::routes::{Resolved, Router};
 use percore::config::{parse_duration, Config, SETTINGS};
 use percore::http::request::Method;
-use percore::router::{Resolved, Router};
 use simd_json::prelude::*;
 use yaml_rust2::{Yaml, YamlLoader};
 

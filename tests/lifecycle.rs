@@ -33,7 +33,7 @@ fn one_named_thread_per_worker_and_the_plan_is_logged() {
 
 #[test]
 fn pinned_workers_run_on_one_cpu_each() {
-    let cpus = percore::cpus::affinity_mask().unwrap();
+    let cpus = percore::runtime::cpus::affinity_mask().unwrap();
     if cpus.len() < 2 {
         eprintln!("*** one CPU here: pinning test skipped ***");
         return;

@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 
 use common::each_driver;
 use common::serde_json_lite::{self, Value};
+use percore::app::routes::{Resolved, Route, Router};
 use percore::http::request::Method;
-use percore::router::{Resolved, Route, Router};
 use simd_json::prelude::*;
 
 fn spec() -> Value {
-    serde_json_lite::parse(percore::handlers::OPENAPI.as_bytes()).expect("src/openapi.json is JSON")
+    serde_json_lite::parse(percore::app::handlers::OPENAPI.as_bytes()).expect("src/openapi.json is JSON")
 }
 
 /// Routes that are part of the API contract (not the TechEmpower or test routes).
@@ -50,6 +50,6 @@ fn the_document_is_served() {
         let r = s.get("/openapi.json");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/json"));
-        assert_eq!(r.text(), percore::handlers::OPENAPI);
+        assert_eq!(r.text(), percore::app::handlers::OPENAPI);
     });
 }

@@ -5,9 +5,9 @@
 use std::cell::RefCell;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use percore::db::model::{Timestamp, User};
 use percore::http::date::{imf_fixdate, DateCache};
 use percore::http::response::{Framing, Reply};
-use percore::model::{Timestamp, User};
 use serde::Serialize;
 
 #[derive(Serialize)]

@@ -2,8 +2,8 @@
 //! Run with `cargo bench --bench route`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use percore::app::routes::Router;
 use percore::http::request::Method;
-use percore::router::Router;
 
 fn bench(c: &mut Criterion) {
     let router = Router { bench_routes: true };

@@ -21,7 +21,7 @@ use super::jobs::{Job, Output};
 use super::mailbox::{Completion, Envelope, Mailbox};
 use super::pool::Pool;
 use super::DbError;
-use crate::metrics::{DbFailure, WorkerMetrics};
+use crate::obs::metrics::{DbFailure, WorkerMetrics};
 
 #[derive(Default)]
 struct Slot {

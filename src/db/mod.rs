@@ -25,9 +25,11 @@
 //! meanwhile. Readiness follows what the pool threads last saw ([`pool::StoreHealth`]).
 
 pub mod client;
+pub mod error;
 pub mod jobs;
 pub mod mailbox;
 pub mod migrations;
+pub mod model;
 pub mod pool;
 pub mod postgres;
 pub mod sqlite;

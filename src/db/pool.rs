@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::error::{ErrorClass, StoreError};
 use super::jobs;
 use super::mailbox::{Completion, Envelope, Mailbox};
-use super::store::{Conn, ConnKind, ErrorClass, StoreError};
+use super::store::{Conn, ConnKind};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
+use super::error::StoreError;
 use super::migrations;
-use super::store::StoreError;
 use crate::config::{PgConfig, SslMode};
 
 /// A store that does not answer within this is down for this attempt: requests get 503

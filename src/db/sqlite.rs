@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use super::error::{ErrorClass, Fault, StoreError};
 use super::migrations;
-use super::store::{ErrorClass, Fault, StoreError};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements kept per connection (every job's SQL fits).

@@ -6,6 +6,8 @@
 
 use std::cell::{Cell, RefCell};
 
+use crate::clock::{self, civil_from_days};
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
 pub const DATE_LEN: usize = 29;
 
@@ -23,20 +25,13 @@ impl Default for DateCache {
 impl DateCache {
     /// The current date, reformatted only when the second has changed.
     pub fn get(&self) -> [u8; DATE_LEN] {
-        let now = unix_seconds();
+        let now = clock::wall().0;
         if now != self.second.get() {
             self.second.set(now);
             *self.text.borrow_mut() = imf_fixdate(now);
         }
         *self.text.borrow()
     }
-}
-
-fn unix_seconds() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec; the coarse clock cannot fail for a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    ts.tv_sec
 }
 
 /// Formats seconds since the Unix epoch as an IMF-fixdate.
@@ -63,20 +58,6 @@ pub fn imf_fixdate(secs: i64) -> [u8; DATE_LEN] {
 fn two(out: &mut [u8], n: i64) {
     out[0] = b'0' + (n / 10) as u8;
     out[1] = b'0' + (n % 10) as u8;
-}
-
-/// Days since 1970-01-01 → (year, month 1-12, day 1-31). Howard Hinnant's algorithm.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

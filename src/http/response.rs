@@ -17,7 +17,7 @@ use std::cell::{Cell, RefCell};
 use serde::Serialize;
 
 use super::date::DATE_LEN;
-use crate::request_id::GENERATED_LEN;
+use crate::obs::request_id::GENERATED_LEN;
 
 pub const SERVER: &str = "percore";
 

@@ -21,21 +21,21 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::access_log::Entry;
+use crate::app::handlers::{self, RequestView};
+use crate::app::routes::{Refusal, Resolved, Route, UNMATCHED};
 use crate::catch::catch_unwind_future;
 use crate::clock;
-use crate::handlers::{self, RequestView};
 use crate::http::date::DATE_LEN;
 use crate::http::request::{begins_head_request, BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
-use crate::logging::{self, RequestFields};
 use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
-use crate::request_id;
-use crate::router::{Refusal, Resolved, Route, UNMATCHED};
-use crate::worker::WorkerCtx;
+use crate::obs::access_log::Entry;
+use crate::obs::logging::{self, RequestFields};
+use crate::obs::request_id;
+use crate::runtime::worker::WorkerCtx;
 
 /// How long a closing connection waits for the client to finish sending and close.
 const LINGER: Duration = Duration::from_secs(2);

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::metrics::Reject;
-use crate::worker::WorkerCtx;
+use crate::obs::metrics::Reject;
+use crate::runtime::worker::WorkerCtx;
 
 /// Pending connections per listener (the kernel caps it at net.core.somaxconn).
 pub const BACKLOG: i32 = 4096;

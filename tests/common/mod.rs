@@ -19,7 +19,7 @@ pub const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
 
 /// The drivers this machine can run.
 pub fn drivers() -> Vec<&'static str> {
-    match percore::driver::probe_uring() {
+    match percore::runtime::driver::probe_uring() {
         Ok(_) => DRIVERS.to_vec(),
         Err(e) => {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "io_uring unavailable under CI: {e}");

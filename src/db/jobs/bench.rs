@@ -4,8 +4,9 @@
 use postgres::error::SqlState;
 use rusqlite::OptionalExtension;
 
-use crate::db::store::{Conn, ConnKind, StoreError};
-use crate::model::{Fortune, World};
+use crate::db::error::StoreError;
+use crate::db::model::{Fortune, World};
+use crate::db::store::{Conn, ConnKind};
 
 const WORLD_SQLITE: &str = "SELECT id, randomnumber FROM world WHERE id = ?1";
 const WORLD_PG: &str = "SELECT id, randomnumber FROM world WHERE id = $1";

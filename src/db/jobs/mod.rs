@@ -10,8 +10,9 @@ mod orders;
 mod preferences;
 mod users;
 
-use super::store::{Conn, StoreError};
-use crate::model::{Fortune, Order, User, World};
+use super::error::StoreError;
+use super::store::Conn;
+use crate::db::model::{Fortune, Order, User, World};
 
 /// A page request for keyset pagination: rows with id > `after`, at most `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

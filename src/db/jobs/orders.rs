@@ -3,8 +3,9 @@
 use rusqlite::OptionalExtension;
 
 use super::{user_exists, Page};
-use crate::db::store::{Conn, ConnKind, StoreError};
-use crate::model::{Order, Timestamp};
+use crate::db::error::StoreError;
+use crate::db::model::{Order, Timestamp};
+use crate::db::store::{Conn, ConnKind};
 
 fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {

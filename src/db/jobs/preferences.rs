@@ -1,6 +1,7 @@
 //! A user's preferences: one JSON object, stored as text (SQLite) or jsonb (Postgres).
 
-use crate::db::store::{Conn, ConnKind, StoreError};
+use crate::db::error::StoreError;
+use crate::db::store::{Conn, ConnKind};
 
 // One round trip tells "no preferences yet" from "no such user".
 const GET_SQLITE: &str =

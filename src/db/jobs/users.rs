@@ -3,8 +3,9 @@
 use rusqlite::OptionalExtension;
 
 use super::Page;
-use crate::db::store::{Conn, ConnKind, StoreError};
-use crate::model::{Timestamp, User};
+use crate::db::error::StoreError;
+use crate::db::model::{Timestamp, User};
+use crate::db::store::{Conn, ConnKind};
 
 fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User { id: r.get(0)?, name: r.get(1)?, email: r.get(2)?, created_at: Timestamp(r.get(3)?) })

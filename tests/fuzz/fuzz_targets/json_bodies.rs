@@ -7,11 +7,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use percore::decode::{self, Refusal};
+use percore::app::decode::{self, Rejected};
 use simd_json::prelude::*;
 use simd_json::Buffers;
 
-fn refusal_is_precise(r: &Refusal) {
+fn refusal_is_precise(r: &Rejected) {
     assert!(r.status == 400 || r.status == 413, "{r:?}");
     let field = r.message.split(':').next().unwrap_or("");
     assert!(

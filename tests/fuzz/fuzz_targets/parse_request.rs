@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use percore::http::query;
 use percore::http::request::{Limits, Parsed, Parser};
-use percore::router::Router;
+use percore::app::routes::Router;
 
 const LIMITS: Limits = Limits { max_head: 4096, max_body: 1 << 16 };
 

@@ -150,13 +150,11 @@ fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
 
 /// `2026-11-27T19:00:00.123Z` from the coarse realtime clock.
 fn now_rfc3339_millis() -> [u8; 24] {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid timespec for the coarse realtime clock.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    let secs = crate::model::Timestamp(ts.tv_sec).rfc3339();
+    let (secs, nanos) = crate::clock::wall();
+    let secs = crate::clock::Timestamp(secs).rfc3339();
     let mut out = [0u8; 24];
     out[..19].copy_from_slice(&secs[..19]);
-    let ms = ts.tv_nsec / 1_000_000;
+    let ms = nanos / 1_000_000;
     out[19] = b'.';
     out[20] = b'0' + (ms / 100) as u8;
     out[21] = b'0' + (ms / 10 % 10) as u8;

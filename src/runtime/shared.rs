@@ -3,7 +3,7 @@
 //! scrape asks each worker for its numbers.
 //!
 //! It is read-mostly. The request path touches none of it except the drain flag, once per
-//! read batch, and each worker's own copy ([`crate::worker::WorkerCtx::draining`]); the
+//! read batch, and each worker's own copy ([`crate::runtime::worker::WorkerCtx::draining`]); the
 //! atomics change once per connection, not per request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,9 +14,9 @@ use crossbeam_channel::Sender;
 use crate::config::Config;
 use crate::db::Pool;
 use crate::doorbell::Doorbell;
-use crate::driver::IoDriver;
-use crate::metrics::SnapshotRequest;
 use crate::net::body_memory::BodyMemory;
+use crate::obs::metrics::SnapshotRequest;
+use crate::runtime::driver::IoDriver;
 
 pub struct Shared {
     pub config: Config,
@@ -49,7 +49,7 @@ impl Shared {
             db,
             snapshot_requests: (0..workers).map(|_| Doorbell::default()).collect(),
             access_log,
-            id_seed: crate::request_id::process_random(),
+            id_seed: crate::obs::request_id::process_random(),
             body_memory: BodyMemory::new(body_memory),
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),

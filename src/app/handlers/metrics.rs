@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::doorbell::Doorbell;
 use crate::http::response::Reply;
-use crate::metrics::{self, Gauges, Info, Process, Snapshot, SnapshotRequest};
-use crate::worker::WorkerCtx;
+use crate::obs::metrics::{self, Gauges, Info, Process, Snapshot, SnapshotRequest};
+use crate::runtime::worker::WorkerCtx;
 
 /// A worker that has not answered by then is left out of this scrape (and logged).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);

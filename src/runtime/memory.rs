@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::cpus::{controller_dirs, Hierarchy};
+use super::cgroup::{controller_dirs, Hierarchy};
 
 /// Where the auto budget came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ fn ram(root: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpus::fixture;
+    use crate::runtime::cgroup::fixture;
 
     const MIB: u64 = 1 << 20;
 

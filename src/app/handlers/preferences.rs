@@ -2,11 +2,11 @@
 
 use super::api::{self, db_error, unexpected};
 use super::RequestView;
+use crate::app::decode;
 use crate::db::{Job, Output};
-use crate::decode;
 use crate::http::request::Method;
 use crate::http::response::{Reply, JSON};
-use crate::worker::WorkerCtx;
+use crate::runtime::worker::WorkerCtx;
 
 pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
     let user_id = req.id.unwrap_or_default();

@@ -17,11 +17,11 @@ mod users;
 
 use std::panic::AssertUnwindSafe;
 
+use crate::app::routes::Route;
 use crate::catch::{catch_unwind_future, panic_message};
 use crate::http::request::Head;
 use crate::http::response::{Reply, JSON};
-use crate::router::Route;
-use crate::worker::WorkerCtx;
+use crate::runtime::worker::WorkerCtx;
 
 /// The OpenAPI 3 description of the API, served at /openapi.json and checked in CI
 /// (schemathesis against a running server; tests/openapi.rs against the router).

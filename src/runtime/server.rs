@@ -13,16 +13,16 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::access_log;
 use crate::config::Config;
-use crate::cpus::{self, Machine};
 use crate::db::Pool;
-use crate::debug;
-use crate::driver;
 use crate::net::listener;
-use crate::shutdown::Signals;
-use crate::state::Shared;
-use crate::worker;
+use crate::obs::access_log;
+use crate::obs::profiler;
+use crate::runtime::cpus::{self, Machine};
+use crate::runtime::driver;
+use crate::runtime::shared::Shared;
+use crate::runtime::shutdown::Signals;
+use crate::runtime::worker;
 
 /// How often the main thread looks at its workers while waiting for a signal.
 const POLL: Duration = Duration::from_millis(100);
@@ -63,15 +63,19 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         false => None,
     };
     let debug = match config.debug_addr {
-        Some(addr) => Some(debug::start(addr).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?),
+        Some(addr) => Some(profiler::start(addr).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?),
         None => None,
     };
     let (body_memory, body_memory_from) = match config.max_body_memory {
         Some(bytes) => (bytes, "MAX_BODY_MEMORY".to_owned()),
-        None => match crate::memory::auto_body_memory(std::path::Path::new("/"), config.max_body_bytes) {
-            (bytes, crate::memory::Source::Cgroup(limit)) => (bytes, format!("half the cgroup's {} MiB", limit >> 20)),
-            (bytes, crate::memory::Source::Ram(ram)) => (bytes, format!("a quarter of {} MiB of RAM", ram >> 20)),
-            (bytes, crate::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
+        None => match crate::runtime::memory::auto_body_memory(std::path::Path::new("/"), config.max_body_bytes) {
+            (bytes, crate::runtime::memory::Source::Cgroup(limit)) => {
+                (bytes, format!("half the cgroup's {} MiB", limit >> 20))
+            }
+            (bytes, crate::runtime::memory::Source::Ram(ram)) => {
+                (bytes, format!("a quarter of {} MiB of RAM", ram >> 20))
+            }
+            (bytes, crate::runtime::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
         },
     };
     let shared = Arc::new(Shared::new(config, choice.driver, db.clone(), plan.workers(), access_log, body_memory));
@@ -128,7 +132,7 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         // Once every pool thread has connected (and migrations are done), start-up is over.
         if startup_pages_held && db.health.connected() == db.threads {
             startup_pages_held = false;
-            match crate::startup_pages::release() {
+            match crate::runtime::startup_pages::release() {
                 Ok(bytes) => log::debug!("start-up over: released {} KiB of start-up code pages", bytes >> 10),
                 Err(e) => log::debug!("start-up over: cannot release start-up code pages: {e}"),
             }

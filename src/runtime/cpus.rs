@@ -12,8 +12,9 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::cgroup::{controller_dirs, Hierarchy};
 use crate::config::{Toggle, Workers};
 
 /// The decision: which CPU each worker runs on, and whether it is pinned there.
@@ -137,51 +138,6 @@ pub fn cgroup_quota(root: &Path) -> Option<f64> {
 }
 
 /// Which cgroup hierarchy a directory belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hierarchy {
-    /// The unified tree: `0::/kubepods/pod…/container`.
-    V2,
-    /// A v1 controller's own tree: `4:memory:/docker/…`.
-    V1,
-}
-
-/// The cgroup directories whose limits bind this process for `controller`: its own cgroup
-/// and every ancestor, in the v2 tree and in the v1 tree of that controller (mounted under
-/// one of `v1_mounts`). Limits of a kind are combined by taking the tightest.
-pub(crate) fn controller_dirs(root: &Path, controller: &str, v1_mounts: &[&str]) -> Vec<(Hierarchy, PathBuf)> {
-    let Ok(membership) = fs::read_to_string(root.join("proc/self/cgroup")) else { return Vec::new() };
-    let mut dirs = Vec::new();
-    for line in membership.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
-        if controllers.is_empty() {
-            dirs.extend(ancestors(&root.join("sys/fs/cgroup"), path).into_iter().map(|d| (Hierarchy::V2, d)));
-        } else if controllers.split(',').any(|c| c == controller) {
-            for mount in v1_mounts {
-                let base = root.join("sys/fs/cgroup").join(mount);
-                dirs.extend(ancestors(&base, path).into_iter().map(|d| (Hierarchy::V1, d)));
-            }
-        }
-    }
-    dirs
-}
-
-/// `base/a/b/c`, `base/a/b`, `base/a`, `base` — existing directories only. Inside a cgroup
-/// namespace the path is `/` and only `base` itself exists, which is right.
-fn ancestors(base: &Path, cgroup_path: &str) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    let mut dir = base.join(cgroup_path.trim_start_matches('/'));
-    loop {
-        if dir.is_dir() {
-            dirs.push(dir.clone());
-        }
-        if dir == base || !dir.pop() || !dir.starts_with(base) {
-            break;
-        }
-    }
-    dirs
-}
-
 /// cgroup v2 `cpu.max`: `max 100000` (no limit) or `QUOTA PERIOD`.
 pub fn quota_v2(cpu_max: &str) -> Option<f64> {
     let mut f = cpu_max.split_whitespace();
@@ -199,26 +155,10 @@ fn quota_cpus(quota: u64, period: u64) -> Option<f64> {
     (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
 }
 
-/// Builds a fake root holding `files` (/proc/self/cgroup, cgroup files, /proc/meminfo) for
-/// the tests of this module and of [`crate::memory`].
-#[cfg(test)]
-pub(crate) fn fixture(files: &[(&str, &str)]) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let root =
-        std::env::temp_dir().join(format!("percore-root-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-    let _ = fs::remove_dir_all(&root);
-    for (path, content) in files {
-        let p = root.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
-    root
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::cgroup::fixture;
 
     fn machine(mask: &[usize], online: usize, quota: Option<f64>) -> Machine {
         Machine { mask: mask.to_vec(), online, quota }

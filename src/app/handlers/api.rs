@@ -1,12 +1,12 @@
 //! What every /api/v1 handler shares: reading a JSON body, reading a page, and turning
 //! database failures into the contract's statuses.
 
+use crate::app::decode::Rejected;
+use crate::app::handlers::RequestView;
 use crate::db::{DbError, Output, Page};
-use crate::decode::Refusal;
-use crate::handlers::RequestView;
 use crate::http::query;
 use crate::http::response::Reply;
-use crate::worker::WorkerCtx;
+use crate::runtime::worker::WorkerCtx;
 use simd_json::Buffers;
 
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -19,7 +19,7 @@ pub fn decode_body<T>(
     ctx: &WorkerCtx,
     req: &mut RequestView<'_>,
     reply: &mut Reply<'_>,
-    decode: fn(&mut [u8], &mut Buffers) -> Result<T, Refusal>,
+    decode: fn(&mut [u8], &mut Buffers) -> Result<T, Rejected>,
 ) -> Option<T> {
     if !accepts_body(req, reply) {
         return None;

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 
 use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS};
+use crate::app::routes::{Route, UNMATCHED};
 use crate::db::Job;
 use crate::http::request::Method;
-use crate::router::{Route, UNMATCHED};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -180,7 +180,7 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
 #[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
-    use crate::metrics::WorkerMetrics;
+    use crate::obs::metrics::WorkerMetrics;
 
     #[test]
     fn families_have_help_and_type_and_histograms_are_cumulative() {

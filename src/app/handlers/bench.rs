@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use super::api::{db_error, unexpected};
 use super::RequestView;
+use crate::db::model::Fortune;
 use crate::db::{Job, Output};
 use crate::http::query;
 use crate::http::response::{Reply, PLAIN};
-use crate::model::Fortune;
-use crate::worker::WorkerCtx;
+use crate::runtime::worker::WorkerCtx;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
 pub fn plaintext(reply: &mut Reply<'_>) {

@@ -7,31 +7,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-/// Seconds since the Unix epoch, serialized as RFC 3339 UTC: `2026-01-02T03:04:05Z`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timestamp(pub i64);
-
-impl Timestamp {
-    pub fn rfc3339(self) -> [u8; 20] {
-        let (days, secs) = (self.0.div_euclid(86_400), self.0.rem_euclid(86_400));
-        let (y, m, d) = crate::http::date::civil_from_days(days);
-        let mut out = *b"0000-00-00T00:00:00Z";
-        let y = y.clamp(0, 9999);
-        for (i, n) in [
-            (0, y / 100),
-            (2, y % 100),
-            (5, m as i64),
-            (8, d as i64),
-            (11, secs / 3600),
-            (14, secs / 60 % 60),
-            (17, secs % 60),
-        ] {
-            out[i] = b'0' + (n / 10) as u8;
-            out[i + 1] = b'0' + (n % 10) as u8;
-        }
-        out
-    }
-}
+pub use crate::clock::Timestamp;
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::http::response::{Reply, TEXT};
-use crate::worker::WorkerCtx;
+use crate::runtime::worker::WorkerCtx;
 
 pub fn health(reply: &mut Reply<'_>) {
     reply.send(200, TEXT, b"OK", &[]);

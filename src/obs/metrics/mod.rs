@@ -20,9 +20,9 @@ use std::cell::{Cell, RefCell};
 pub use process::Process;
 pub use render::{render, Gauges, Info, CONTENT_TYPE};
 
+use crate::app::routes::Route;
 use crate::db::Job;
 use crate::http::request::Method;
-use crate::router::Route;
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds (100 µs … 10 s).
 pub const BUCKETS_NS: [u64; 16] = [

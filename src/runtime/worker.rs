@@ -15,18 +15,18 @@ use std::time::Duration;
 use monoio::io::{CancelHandle, Canceller};
 use slab::Slab;
 
-use crate::access_log::AccessLog;
+use crate::app::routes::Router;
 use crate::db::DbClient;
-use crate::driver;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
-use crate::metrics::{SnapshotRequest, WorkerMetrics};
 use crate::net::buffers::{BufferPool, READ_BUFFER, WRITE_BUFFER};
 use crate::net::listener::accept_loop;
 use crate::net::timeouts::{ConnCtl, TICK};
-use crate::request_id;
-use crate::router::Router;
-use crate::state::Shared;
+use crate::obs::access_log::AccessLog;
+use crate::obs::metrics::{SnapshotRequest, WorkerMetrics};
+use crate::obs::request_id;
+use crate::runtime::driver;
+use crate::runtime::shared::Shared;
 
 /// The per-worker state every connection task of this worker holds an `Rc` to.
 pub struct WorkerCtx {

@@ -5,12 +5,12 @@ use serde::Serialize;
 
 use super::api::{self, db_error, unexpected};
 use super::RequestView;
+use crate::app::decode;
+use crate::db::model::{Order, User};
 use crate::db::{Job, Output};
-use crate::decode;
 use crate::http::request::Method;
 use crate::http::response::Reply;
-use crate::model::{Order, User};
-use crate::worker::WorkerCtx;
+use crate::runtime::worker::WorkerCtx;
 
 const EMAIL_TAKEN: &str = "email: already taken";
 

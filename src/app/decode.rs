@@ -5,25 +5,25 @@
 use simd_json::prelude::*;
 use simd_json::Buffers;
 
-use crate::json;
-use crate::model::{self, MAX_PREFERENCES_BYTES};
+use crate::app::json;
+use crate::db::model::{self, MAX_PREFERENCES_BYTES};
 
 /// Why a body was refused: the status (400 or 413) and the message naming the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Rejected {
     pub status: u16,
     pub message: String,
 }
 
-impl From<String> for Refusal {
+impl From<String> for Rejected {
     fn from(message: String) -> Self {
-        Refusal { status: 400, message }
+        Rejected { status: 400, message }
     }
 }
 
-impl From<model::FieldError> for Refusal {
+impl From<model::FieldError> for Rejected {
     fn from(e: model::FieldError) -> Self {
-        Refusal { status: 400, message: e.to_string() }
+        Rejected { status: 400, message: e.to_string() }
     }
 }
 
@@ -52,17 +52,17 @@ pub struct NewOrder {
 const USER_FIELDS: &[&str] = &["name", "email"];
 const ORDER_FIELDS: &[&str] = &["item", "quantity", "price_cents"];
 
-pub fn new_user(body: &mut [u8], buffers: &mut Buffers) -> Result<NewUser, Refusal> {
+pub fn new_user(body: &mut [u8], buffers: &mut Buffers) -> Result<NewUser, Rejected> {
     let body = json::object(body, buffers, USER_FIELDS)?;
     let (name, email) = (body.required_str("name")?, body.required_str("email")?);
     Ok(NewUser { name: model::valid_name(name)?.to_owned(), email: model::valid_email(email)?.to_owned() })
 }
 
-pub fn user_change(body: &mut [u8], buffers: &mut Buffers) -> Result<UserChange, Refusal> {
+pub fn user_change(body: &mut [u8], buffers: &mut Buffers) -> Result<UserChange, Rejected> {
     let body = json::object(body, buffers, USER_FIELDS)?;
     let (name, email) = (body.str("name")?, body.str("email")?);
     if name.is_none() && email.is_none() {
-        return Err(Refusal::from("body: expected name, email or both".to_owned()));
+        return Err(Rejected::from("body: expected name, email or both".to_owned()));
     }
     Ok(UserChange {
         name: name.map(model::valid_name).transpose()?.map(str::to_owned),
@@ -70,7 +70,7 @@ pub fn user_change(body: &mut [u8], buffers: &mut Buffers) -> Result<UserChange,
     })
 }
 
-pub fn new_order(body: &mut [u8], buffers: &mut Buffers) -> Result<NewOrder, Refusal> {
+pub fn new_order(body: &mut [u8], buffers: &mut Buffers) -> Result<NewOrder, Rejected> {
     let body = json::object(body, buffers, ORDER_FIELDS)?;
     let item = model::valid_item(body.required_str("item")?)?.to_owned();
     let quantity = model::valid_quantity(body.int("quantity")?)?;
@@ -80,13 +80,13 @@ pub fn new_order(body: &mut [u8], buffers: &mut Buffers) -> Result<NewOrder, Ref
 
 /// PUT /api/v1/users/{id}/preferences: a JSON object of at most 4 KiB as sent, returned
 /// re-encoded compactly for storage.
-pub fn preferences(body: &mut [u8], buffers: &mut Buffers) -> Result<String, Refusal> {
+pub fn preferences(body: &mut [u8], buffers: &mut Buffers) -> Result<String, Rejected> {
     if body.len() > MAX_PREFERENCES_BYTES {
-        return Err(Refusal { status: 413, message: "preferences: must be at most 4096 bytes of JSON".to_owned() });
+        return Err(Rejected { status: 413, message: "preferences: must be at most 4096 bytes of JSON".to_owned() });
     }
     let value = json::parse(body, buffers)?;
     if !value.is_object() {
-        return Err(Refusal::from("preferences: must be a JSON object".to_owned()));
+        return Err(Rejected::from("preferences: must be a JSON object".to_owned()));
     }
     Ok(value.encode())
 }
@@ -99,11 +99,11 @@ mod tests {
         Buffers::default()
     }
 
-    fn decode<T>(f: fn(&mut [u8], &mut Buffers) -> Result<T, Refusal>, body: &str) -> Result<T, Refusal> {
+    fn decode<T>(f: fn(&mut [u8], &mut Buffers) -> Result<T, Rejected>, body: &str) -> Result<T, Rejected> {
         f(&mut body.as_bytes().to_vec(), &mut buffers())
     }
 
-    fn refused<T: std::fmt::Debug>(r: Result<T, Refusal>) -> String {
+    fn refused<T: std::fmt::Debug>(r: Result<T, Rejected>) -> String {
         let e = r.unwrap_err();
         assert_eq!(e.status, 400);
         e.message

@@ -1,0 +1,187 @@
+//! What can go wrong in a store, sorted by what the pool and the HTTP layer must do about
+//! it, and described as a person needs to read it. A leaf: every store and job uses it,
+//! it uses none of them.
+
+use std::fmt;
+
+/// What went wrong in the store, sorted by consequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The connection is unusable (refused, closed, reset): drop it and reconnect.
+    Connection(Fault),
+    /// A unique constraint: the caller gets 409.
+    Unique,
+    /// A foreign key: the referenced row is gone (404).
+    ForeignKey,
+    /// Anything else: a bug or a schema problem (500), the connection is kept.
+    Other(Fault),
+}
+
+/// A failure as the log and the metrics need it: what the store said, whole (for Postgres
+/// the severity, SQLSTATE, message, detail and hint — the client library's own Display
+/// says only "db error"), and its class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+/// The `class` label of `db_store_errors_total`: bounded by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorClass {
+    /// The first two characters of a Postgres SQLSTATE (`08` connection, `26` invalid
+    /// statement name, `40` transaction rollback, …).
+    SqlState([u8; 2]),
+    /// No SQLSTATE: the connection failed or closed underneath (I/O, timeout, protocol).
+    Io,
+    /// An SQLite error other than a constraint.
+    Sqlite,
+    /// Something percore itself found wrong (a row that should exist did not).
+    Internal,
+}
+
+impl ErrorClass {
+    /// Integrity constraint violations, SQLSTATE class 23, whichever store raised them.
+    pub const CONSTRAINT: ErrorClass = ErrorClass::SqlState(*b"23");
+
+    pub fn label(&self) -> &str {
+        match self {
+            ErrorClass::SqlState(class) => std::str::from_utf8(class).unwrap_or("??"),
+            ErrorClass::Io => "io",
+            ErrorClass::Sqlite => "sqlite",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+impl StoreError {
+    /// Something percore found wrong with what the store returned (a 500).
+    pub fn internal(message: impl Into<String>) -> StoreError {
+        StoreError::Other(Fault { class: ErrorClass::Internal, message: message.into() })
+    }
+
+    pub fn is_connection(&self) -> bool {
+        matches!(self, StoreError::Connection(_))
+    }
+
+    /// The class this failure is counted under.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Connection(f) | StoreError::Other(f) => f.class,
+            StoreError::Unique | StoreError::ForeignKey => ErrorClass::CONSTRAINT,
+        }
+    }
+
+    /// The same failure, its message prefixed with where it happened.
+    pub fn context(self, what: &str) -> StoreError {
+        match self {
+            StoreError::Connection(f) => {
+                StoreError::Connection(Fault { message: format!("{what}: {}", f.message), ..f })
+            }
+            StoreError::Other(f) => StoreError::Other(Fault { message: format!("{what}: {}", f.message), ..f }),
+            e => e,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Connection(e) => write!(f, "connection failed: {}", e.message),
+            StoreError::Unique => f.write_str("unique constraint violated"),
+            StoreError::ForeignKey => f.write_str("foreign key constraint violated"),
+            StoreError::Other(e) => f.write_str(&e.message),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi::ErrorCode;
+        let fault = |e: &rusqlite::Error| Fault { class: ErrorClass::Sqlite, message: e.to_string() };
+        match e.sqlite_error() {
+            Some(err) if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => StoreError::Unique,
+            Some(err) if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::ForeignKey,
+            Some(err)
+                if matches!(
+                    err.code,
+                    ErrorCode::CannotOpen
+                        | ErrorCode::NotADatabase
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::DatabaseCorrupt
+                ) =>
+            {
+                StoreError::Connection(fault(&e))
+            }
+            _ => StoreError::Other(fault(&e)),
+        }
+    }
+}
+
+/// A Postgres error as a person needs to read it. For an error the server sent:
+/// `ERROR 26000: prepared statement "s3" does not exist` plus its detail and hint; for
+/// one without (I/O, a closed connection), the library's words and their cause.
+pub fn describe_pg(e: &postgres::Error) -> String {
+    use std::fmt::Write;
+    if let Some(db) = e.as_db_error() {
+        let mut out = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            let _ = write!(out, " (detail: {detail})");
+        }
+        if let Some(hint) = db.hint() {
+            let _ = write!(out, " (hint: {hint})");
+        }
+        return out;
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !out.contains(&said) {
+            let _ = write!(out, ": {said}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        use postgres::error::SqlState;
+        let message = describe_pg(&e);
+        match e.code() {
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Unique,
+            Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => StoreError::ForeignKey,
+            Some(c) => {
+                let code = c.code().as_bytes();
+                let class = ErrorClass::SqlState([code[0], code.get(1).copied().unwrap_or(b'?')]);
+                let fault = Fault { class, message };
+                // The server is going away or refuses us: the connection is as good as closed.
+                if c.code().starts_with("08") || c.code().starts_with("57P") || c.code().starts_with("53") {
+                    StoreError::Connection(fault)
+                } else {
+                    StoreError::Other(fault)
+                }
+            }
+            // No SQLSTATE: the connection closed, or an I/O error on it.
+            None if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) => {
+                StoreError::Connection(Fault { class: ErrorClass::Io, message })
+            }
+            None => StoreError::Other(Fault { class: ErrorClass::Io, message }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_short_bounded_labels() {
+        assert_eq!(ErrorClass::SqlState(*b"26").label(), "26");
+        assert_eq!(ErrorClass::CONSTRAINT.label(), "23");
+        assert_eq!(StoreError::Unique.class(), ErrorClass::CONSTRAINT);
+        assert_eq!(StoreError::internal("x").class().label(), "internal");
+        assert_eq!(StoreError::internal("no row").context("migration 3").to_string(), "migration 3: no row");
+    }
+}
