@@ -75,7 +75,7 @@ def count(binary, path, batches, annotate):
         out = Path(tmp) / "callgrind.out"
         env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), IO_DRIVER="epoll",
                    WORKERS="1", BENCH_ROUTES="1", DEBUG_ADDR="", RUST_LOG="error")
-        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=*Conn::answer_now*",
+        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=*Conn*::answer_now*",
                f"--callgrind-out-file={out}", binary]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

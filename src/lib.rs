@@ -29,7 +29,6 @@
 //! the server is ready.
 
 pub mod app;
-pub mod catch;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -8,9 +8,10 @@ mod common;
 
 use std::path::Path;
 
-use percore::app::routes::{Resolved, Router};
+use percore::app::routes::router;
 use percore::config::{parse_duration, Config, SETTINGS};
 use percore::http::request::Method;
+use percore::http::route::Resolved;
 use simd_json::prelude::*;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -108,7 +109,7 @@ fn probes_ports_and_selectors_match_the_server() {
     );
     assert_eq!(d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"].as_str(), Some("/metrics"));
 
-    let router = Router { bench_routes: false };
+    let router = router(false);
     for (probe, path) in [("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
         let get = &c[probe]["httpGet"];
         assert_eq!(get["path"].as_str(), Some(path), "{probe}");

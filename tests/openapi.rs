@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 
 use common::each_driver;
 use common::serde_json_lite::{self, Value};
-use percore::app::routes::{Resolved, Route, Router};
+use percore::app::routes::{router, Route};
 use percore::http::request::Method;
+use percore::http::route::Resolved;
 use simd_json::prelude::*;
 
 fn spec() -> Value {
@@ -33,7 +34,7 @@ fn every_route_is_described_and_every_description_is_routed() {
     let described: BTreeSet<&str> = paths.keys().map(|k| k.as_ref()).collect();
     let routed: BTreeSet<&str> = api_routes().iter().map(|r| r.pattern()).collect();
     assert_eq!(described, routed, "src/openapi.json and the router disagree");
-    let router = Router { bench_routes: false };
+    let router = router(false);
     for (path, item) in paths {
         let concrete = path.replace("{id}", "7");
         for method in [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete] {

@@ -2,11 +2,11 @@
 //! Run with `cargo bench --bench route`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use percore::app::routes::Router;
+use percore::app::routes::router;
 use percore::http::request::Method;
 
 fn bench(c: &mut Criterion) {
-    let router = Router { bench_routes: true };
+    let router = router(true);
     let mut g = c.benchmark_group("route");
     for (name, method, path) in [
         ("plaintext", Method::Get, &b"/plaintext"[..]),

@@ -1,4 +1,4 @@
-//! HTTP/1.1 on bytes: parsing (③), encoding (⑧) and their helpers. Nothing here does I/O,
+//! HTTP/1.1 on bytes: parsing (③), routing (④), encoding (⑧) and their helpers. Nothing here does I/O,
 //! so all of it is unit-tested, property-tested and fuzzed directly.
 
 pub mod chunked;
@@ -6,3 +6,4 @@ pub mod date;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod route;

@@ -21,21 +21,23 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::app::handlers::{self, RequestView};
-use crate::app::routes::{Refusal, Resolved, Route, UNMATCHED};
-use crate::catch::catch_unwind_future;
+use super::call;
+use super::catch::catch_unwind_future;
+use super::core::Core;
+use super::service::Service;
 use crate::clock;
 use crate::http::date::DATE_LEN;
 use crate::http::request::{begins_head_request, BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
+use crate::http::route::{Refusal, RequestView, Resolved};
 use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
 use crate::obs::access_log::Entry;
 use crate::obs::logging::{self, RequestFields};
+use crate::obs::metrics::UNMATCHED;
 use crate::obs::request_id;
-use crate::runtime::worker::WorkerCtx;
 
 /// How long a closing connection waits for the client to finish sending and close.
 const LINGER: Duration = Duration::from_secs(2);
@@ -44,7 +46,7 @@ const LINGER_MAX_BYTES: usize = 1 << 20;
 
 /// Serves one accepted connection until it closes. Never panics outward: a panic in the
 /// connection code closes this connection only.
-pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer: SocketAddr) {
     let ctl = Rc::new(ConnCtl::default());
     let registration = Registration { ctx: &ctx, key: ctx.conns.borrow_mut().insert(ctl.clone()) };
     let mut conn = Conn {
@@ -90,20 +92,20 @@ fn send_now(stream: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
 }
 
 /// Keeps the connection in its worker's registry and counted, until it ends however it ends.
-struct Registration<'a> {
-    ctx: &'a WorkerCtx,
+struct Registration<'a, S> {
+    ctx: &'a Core<S>,
     key: usize,
 }
 
-impl Drop for Registration<'_> {
+impl<S> Drop for Registration<'_, S> {
     fn drop(&mut self) {
         self.ctx.conns.borrow_mut().remove(self.key);
         self.ctx.shared.close_connection();
     }
 }
 
-struct Conn<'a> {
-    ctx: &'a WorkerCtx,
+struct Conn<'a, S> {
+    ctx: &'a Core<S>,
     ctl: &'a ConnCtl,
     stream: TcpStream,
     peer: SocketAddr,
@@ -139,8 +141,8 @@ impl RequestId {
 }
 
 /// What an answered request did, for the metrics and the access log.
-struct Done {
-    route: Option<Route>,
+struct Done<R> {
+    route: Option<R>,
     status: u16,
     bytes: usize,
     close: bool,
@@ -149,11 +151,11 @@ struct Done {
 }
 
 /// Where [`Conn::answer_now`] stopped.
-enum Batch {
+enum Batch<R> {
     /// Everything it could answer is answered; then this.
     Over(Next),
     /// This request's route waits for the store.
-    Waits(Request, Route, Option<i64>),
+    Waits(Request, R, Option<i64>),
 }
 
 /// What to do after answering what the buffer holds.
@@ -164,7 +166,7 @@ enum Next {
     Abandon,
 }
 
-impl Conn<'_> {
+impl<S: Service> Conn<'_, S> {
     async fn run(&mut self) {
         loop {
             if !self.read().await {
@@ -334,8 +336,7 @@ impl Conn<'_> {
         if !head.expect_continue || self.rbuf.len() > start + head.len {
             return None;
         }
-        let path = head.path(&self.rbuf[start..]);
-        let Some(refused) = self.ctx.router.resolve_scanned(head.method, path, head.path_encoded).refusal() else {
+        let Some(refused) = self.ctx.service.resolve(head, &self.rbuf[start..]).refusal() else {
             self.wbuf.extend_from_slice(CONTINUE);
             return None;
         };
@@ -350,7 +351,7 @@ impl Conn<'_> {
     /// connection's future, whose state lives in memory; also `perf/instructions.py`
     /// counts from this symbol.
     #[inline(never)]
-    fn answer_now(&mut self, start: &mut usize, date: &[u8; DATE_LEN], started: u64) -> Batch {
+    fn answer_now(&mut self, start: &mut usize, date: &[u8; DATE_LEN], started: u64) -> Batch<S::Route> {
         while *start < self.rbuf.len() {
             let request = match self.parser.parse(&mut self.rbuf[*start..]) {
                 Ok(Parsed::Complete(request)) => request,
@@ -363,10 +364,9 @@ impl Conn<'_> {
                 Err(e) => return Batch::Over(self.refuse_parse(e, date, *start)),
             };
             let head = &request.head;
-            let resolved =
-                self.ctx.router.resolve_scanned(head.method, head.path(&self.rbuf[*start..]), head.path_encoded);
+            let resolved = self.ctx.service.resolve(head, &self.rbuf[*start..]);
             if let Resolved::Found { route, id } = resolved {
-                if route.is_async() {
+                if S::waits(route, head.method) {
                     return Batch::Waits(request, route, id);
                 }
             }
@@ -383,7 +383,7 @@ impl Conn<'_> {
     /// memory, its small fields cost a store-forwarding stall per request (seen in perf).
     #[inline(always)]
     fn begin(
-        ctx: &WorkerCtx,
+        ctx: &Core<S>,
         ctl: &ConnCtl,
         last_read: u64,
         draining: bool,
@@ -411,7 +411,7 @@ impl Conn<'_> {
         start: usize,
         date: &[u8; DATE_LEN],
         started: u64,
-        resolved: Resolved,
+        resolved: Resolved<S::Route>,
     ) -> Next {
         let ctx = self.ctx;
         let head = &request.head;
@@ -422,9 +422,9 @@ impl Conn<'_> {
         let request_id = id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         if let Resolved::Found { route, id } = resolved {
-            let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
+            let fields = RequestFields { id: request_id, method: head.method.as_str(), route: S::pattern(route) };
             let _scope = logging::scope(&fields);
-            handlers::run_now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
+            call::now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
         } else if let Some(refused) = resolved.refusal() {
             let allow = refused.allow.map(|methods| ("Allow", methods.as_bytes()));
             reply.error_with(refused.status, refused.message, allow.as_slice());
@@ -442,7 +442,7 @@ impl Conn<'_> {
         start: usize,
         date: &[u8; DATE_LEN],
         started: u64,
-        route: Route,
+        route: S::Route,
         id: Option<i64>,
     ) -> Next {
         let ctx = self.ctx;
@@ -453,13 +453,13 @@ impl Conn<'_> {
         let (framing, request_id) = Self::begin(ctx, self.ctl, self.last_read, self.draining, head, head_bytes);
         let request_id = request_id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
-        let fields = RequestFields { id: request_id, method: head.method.as_str(), route: route.pattern() };
+        let fields = RequestFields { id: request_id, method: head.method.as_str(), route: S::pattern(route) };
         let request = RequestView { head, bytes: head_bytes, body, id };
         // Boxed: the handler's state lives only while the request does.
-        let handler = Box::pin(logging::in_request(&fields, handlers::run(ctx, route, request, &mut reply)));
+        let handler = Box::pin(logging::in_request(&fields, call::waiting(ctx, route, request, &mut reply)));
         let abandoned = matches!(race(handler, client_gone(&self.stream)).await, Either::Right(()));
         if abandoned {
-            log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, route.pattern());
+            log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, S::pattern(route));
         }
         // 499, as nginx logs it: the client closed the connection before the response.
         let status = if abandoned { 499 } else { reply.status() };
@@ -476,24 +476,24 @@ impl Conn<'_> {
     /// (`perf/instructions.py`).
     #[inline(always)]
     fn finish(
-        ctx: &WorkerCtx,
+        ctx: &Core<S>,
         peer: &SocketAddr,
         head: &Head,
         head_bytes: &[u8],
         request_id: &[u8],
         started: u64,
-        done: Done,
+        done: Done<S::Route>,
     ) -> Next {
         ctx.metrics.request_finished();
         if !done.waited && ctx.access_log.is_none() {
-            ctx.metrics.request_deferred(done.route, head.method, done.status);
+            ctx.metrics.request_deferred(done.route.map(S::slot), head.method, done.status);
         } else {
             let elapsed = if started == 0 { 0 } else { clock::now_ns().saturating_sub(started) };
-            ctx.metrics.request(done.route, head.method, done.status, elapsed);
+            ctx.metrics.request(done.route.map(S::slot), head.method, done.status, elapsed);
             if let Some(access) = &ctx.access_log {
                 access.record(&Entry {
                     method: head.method.as_str(),
-                    route: done.route.map_or(UNMATCHED, Route::pattern),
+                    route: done.route.map_or(UNMATCHED, S::pattern),
                     path: head.path(head_bytes),
                     status: done.status,
                     bytes: done.bytes,

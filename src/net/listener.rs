@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::core::Core;
+use super::service::Service;
 use crate::obs::metrics::Reject;
-use crate::runtime::worker::WorkerCtx;
 
 /// Pending connections per listener (the kernel caps it at net.core.somaxconn).
 pub const BACKLOG: i32 = 4096;
@@ -61,7 +62,7 @@ pub fn shut(fd: &impl AsRawFd) {
 }
 
 /// Accepts connections until the worker drains, spawning a task for each.
-pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: StdListener) {
+pub async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -135,7 +136,7 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: StdListener) {
 
 /// Accepts, without waiting, what is queued on the listener, to be answered and closed by
 /// the drain like every other connection.
-fn take_backlog(ctx: &Rc<WorkerCtx>, listener: &monoio::net::TcpListener) {
+fn take_backlog<S: Service>(ctx: &Rc<Core<S>>, listener: &monoio::net::TcpListener) {
     let mut taken = 0;
     while ctx.shared.try_open_connection() {
         // SAFETY: accept4 on the listener we own; the new descriptor is owned by the

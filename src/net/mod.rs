@@ -3,7 +3,12 @@
 
 pub mod body_memory;
 pub mod buffers;
+pub mod call;
+pub mod catch;
 pub mod conn;
+pub mod core;
 pub mod gone;
 pub mod listener;
+pub mod service;
+pub mod shared;
 pub mod timeouts;

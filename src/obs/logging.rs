@@ -138,7 +138,7 @@ pub fn init(config: &Config) {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let message = crate::catch::panic_message(info.payload());
+        let message = crate::net::catch::panic_message(info.payload());
         log::error!("panic in thread {} at {location}: {message}", thread.name().unwrap_or("?"));
     }));
 }

@@ -8,7 +8,6 @@ pub mod cpus;
 pub mod driver;
 pub mod memory;
 pub mod server;
-pub mod shared;
 pub mod shutdown;
 pub mod startup_pages;
 pub mod worker;

@@ -13,14 +13,16 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use crate::app::Env;
 use crate::config::Config;
 use crate::db::Pool;
+use crate::doorbell::Doorbell;
 use crate::net::listener;
+use crate::net::shared::Shared;
 use crate::obs::access_log;
 use crate::obs::profiler;
 use crate::runtime::cpus::{self, Machine};
 use crate::runtime::driver;
-use crate::runtime::shared::Shared;
 use crate::runtime::shutdown::Signals;
 use crate::runtime::worker;
 
@@ -78,10 +80,16 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
             (bytes, crate::runtime::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
         },
     };
-    let shared = Arc::new(Shared::new(config, choice.driver, db.clone(), plan.workers(), access_log, body_memory));
+    let shared = Arc::new(Shared::new(config, access_log, body_memory));
+    let env = Arc::new(Env {
+        net: shared.clone(),
+        pool: db.clone(),
+        io_driver: choice.driver.name(),
+        scrapes: (0..plan.workers()).map(|_| Doorbell::default()).collect(),
+    });
     let (reports, inbox) = mpsc::channel();
     for (id, listener) in listeners.into_iter().enumerate() {
-        let (shared, reports, cpu) = (shared.clone(), reports.clone(), plan.cpus[id]);
+        let (env, reports, cpu, io_driver) = (env.clone(), reports.clone(), plan.cpus[id], choice.driver);
         let pinned = plan.pinned;
         std::thread::Builder::new()
             .name(format!("percore-w{id}"))
@@ -89,7 +97,7 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
                 if pinned && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
                     log::warn!("worker {id}: could not pin to CPU {cpu}");
                 }
-                let result = worker::run(id, shared, listener, || {
+                let result = worker::run(id, io_driver, env, listener, || {
                     let _ = reports.send(Report::Started(id));
                 });
                 let _ = reports.send(match result {

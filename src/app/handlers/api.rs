@@ -2,11 +2,11 @@
 //! database failures into the contract's statuses.
 
 use crate::app::decode::Rejected;
-use crate::app::handlers::RequestView;
+use crate::app::App;
 use crate::db::{DbError, Output, Page};
 use crate::http::query;
 use crate::http::response::Reply;
-use crate::runtime::worker::WorkerCtx;
+use crate::http::route::RequestView;
 use simd_json::Buffers;
 
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -16,7 +16,7 @@ pub const MAX_LIMIT: u32 = 100;
 /// the [`decode`] functions (400 or 413 naming the field). On failure the reply is written
 /// and `None` returned.
 pub fn decode_body<T>(
-    ctx: &WorkerCtx,
+    ctx: &App,
     req: &mut RequestView<'_>,
     reply: &mut Reply<'_>,
     decode: fn(&mut [u8], &mut Buffers) -> Result<T, Rejected>,
@@ -90,7 +90,7 @@ pub fn parse_page(q: &[u8]) -> Result<Page, &'static str> {
 }
 
 /// The contract's status for a failed database call.
-pub fn db_error(ctx: &WorkerCtx, reply: &mut Reply<'_>, e: &DbError, conflict: &str) {
+pub fn db_error(ctx: &App, reply: &mut Reply<'_>, e: &DbError, conflict: &str) {
     match e {
         DbError::QueueFull => reply.error(503, "the database queue is full; retry shortly"),
         DbError::Unavailable(_) => reply.error(503, &format!("store {} unavailable", ctx.db.pool().store)),
@@ -103,7 +103,7 @@ pub fn db_error(ctx: &WorkerCtx, reply: &mut Reply<'_>, e: &DbError, conflict: &
 }
 
 /// A job answered with an output of the wrong kind: a bug, logged and answered 500.
-pub fn unexpected(ctx: &WorkerCtx, reply: &mut Reply<'_>, output: &Output) {
+pub fn unexpected(ctx: &App, reply: &mut Reply<'_>, output: &Output) {
     log::error!("worker {}: unexpected database output {output:?}", ctx.id);
     reply.error(500, "Internal Server Error");
 }

@@ -8,15 +8,15 @@
 use serde::Serialize;
 
 use super::api::{db_error, unexpected};
-use super::RequestView;
+use crate::app::App;
 use crate::db::model::Fortune;
 use crate::db::{Job, Output};
 use crate::http::query;
 use crate::http::response::{Reply, PLAIN};
-use crate::runtime::worker::WorkerCtx;
+use crate::http::route::RequestView;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
-pub fn plaintext(reply: &mut Reply<'_>) {
+pub fn plaintext(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.allow_caching();
     reply.send(200, PLAIN, b"Hello, World!", &[]);
 }
@@ -27,13 +27,13 @@ struct Message {
 }
 
 /// `/json`: `{"message":"Hello, World!"}`, serialized for each request.
-pub fn json(reply: &mut Reply<'_>) {
+pub fn json(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.allow_caching();
     reply.json(200, &Message { message: "Hello, World!" }, &[]);
 }
 
 /// `/db`: one random world.
-pub async fn db(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+pub async fn db(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.allow_caching();
     match ctx.db.call(Job::World { id: ctx.random_world() }).await {
         Ok(Output::World(Some(world))) => reply.json(200, &world, &[]),
@@ -53,7 +53,7 @@ pub fn queries_param(q: &[u8]) -> usize {
 }
 
 /// `/queries?queries=N`: N random worlds, each by its own query.
-pub async fn queries(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub async fn queries(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.allow_caching();
     let ids = (0..queries_param(req.query())).map(|_| ctx.random_world()).collect();
     match ctx.db.call(Job::Worlds { ids }).await {
@@ -64,7 +64,7 @@ pub async fn queries(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_
 }
 
 /// `/updates?queries=N`: N random worlds, each given a new random number and written back.
-pub async fn updates(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub async fn updates(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.allow_caching();
     let n = queries_param(req.query());
     let ids = (0..n).map(|_| ctx.random_world()).collect();
@@ -77,7 +77,7 @@ pub async fn updates(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_
 }
 
 /// `/fortunes`: every fortune plus one added now, sorted by message, as escaped HTML.
-pub async fn fortunes(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
+pub async fn fortunes(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.allow_caching();
     match ctx.db.call(Job::Fortunes).await {
         Ok(Output::Fortunes(mut fortunes)) => {

@@ -7,21 +7,22 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::app::App;
 use crate::doorbell::Doorbell;
 use crate::http::response::Reply;
+use crate::http::route::RequestView;
 use crate::obs::metrics::{self, Gauges, Info, Process, Snapshot, SnapshotRequest};
-use crate::runtime::worker::WorkerCtx;
 
 /// A worker that has not answered by then is left out of this scrape (and logged).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn metrics(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
-    let shared = &ctx.shared;
+pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+    let env = &ctx.env;
     let replies = Arc::new(Doorbell::default());
-    for worker in shared.snapshot_requests.iter() {
+    for worker in env.scrapes.iter() {
         worker.post(SnapshotRequest(replies.clone()));
     }
-    let workers = shared.snapshot_requests.len();
+    let workers = env.scrapes.len();
     let mut parts: Vec<Snapshot> = Vec::with_capacity(workers);
     let gathered = monoio::time::timeout(
         GATHER_TIMEOUT,
@@ -38,16 +39,15 @@ pub async fn metrics(ctx: &WorkerCtx, reply: &mut Reply<'_>) {
     if gathered.is_err() {
         log::warn!("metrics: only {} of {workers} workers answered within {GATHER_TIMEOUT:?}", parts.len());
     }
-    let info =
-        Info { version: env!("CARGO_PKG_VERSION"), io_driver: shared.driver.name(), store: shared.db.store, workers };
+    let info = Info { version: env!("CARGO_PKG_VERSION"), io_driver: env.io_driver, store: env.pool.store, workers };
     let gauges = Gauges {
-        db_queue_depth: shared.db.jobs.len(),
-        db_connections: shared.db.health.connected(),
-        db_threads: shared.db.threads,
-        db_store_errors: shared.db.errors.by_class(),
-        db_deadlock_retries: shared.db.errors.deadlock_retries(),
+        db_queue_depth: env.pool.jobs.len(),
+        db_connections: env.pool.health.connected(),
+        db_threads: env.pool.threads,
+        db_store_errors: env.pool.errors.by_class(),
+        db_deadlock_retries: env.pool.errors.deadlock_retries(),
     };
     let mut body = String::with_capacity(16 * 1024);
-    metrics::render(&mut body, &info, &Snapshot::merge(&parts), &gauges, &Process::read());
+    metrics::render(&mut body, &info, &Snapshot::merge(ctx.metrics.labels(), &parts), &gauges, &Process::read());
     reply.send(200, metrics::CONTENT_TYPE, body.as_bytes(), &[]);
 }

@@ -4,13 +4,12 @@ use serde::Serialize;
 
 use super::api::{self, db_error, unexpected};
 use super::users::next_page;
-use super::RequestView;
 use crate::app::decode;
+use crate::app::App;
 use crate::db::model::Order;
 use crate::db::{Job, Output};
-use crate::http::request::Method;
 use crate::http::response::Reply;
-use crate::runtime::worker::WorkerCtx;
+use crate::http::route::RequestView;
 
 #[derive(Serialize)]
 struct OrderPage<'a> {
@@ -18,11 +17,9 @@ struct OrderPage<'a> {
     next_after: Option<i64>,
 }
 
-pub async fn collection(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+/// `GET /api/v1/users/{id}/orders`: a page of the user's orders.
+pub async fn list(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let user_id = req.id.unwrap_or_default();
-    if req.head.method == Method::Post {
-        return create(ctx, &mut req, reply, user_id).await;
-    }
     let Some(page) = api::page(&req, reply) else { return };
     match ctx.db.call(Job::ListOrders { user_id, page }).await {
         Ok(Output::Orders(Some(mut orders))) => {
@@ -35,8 +32,10 @@ pub async fn collection(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut R
     }
 }
 
-async fn create(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>, user_id: i64) {
-    let Some(order) = api::decode_body(ctx, req, reply, decode::new_order) else { return };
+/// `POST /api/v1/users/{id}/orders`: 201 with the order.
+pub async fn create(ctx: &App, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let user_id = req.id.unwrap_or_default();
+    let Some(order) = api::decode_body(ctx, &mut req, reply, decode::new_order) else { return };
     let job = Job::CreateOrder { user_id, item: order.item, quantity: order.quantity, price_cents: order.price_cents };
     match ctx.db.call(job).await {
         Ok(Output::Order(Some(order))) => reply.json(201, &order, &[]),

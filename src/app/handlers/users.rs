@@ -4,13 +4,12 @@
 use serde::Serialize;
 
 use super::api::{self, db_error, unexpected};
-use super::RequestView;
 use crate::app::decode;
+use crate::app::App;
 use crate::db::model::{Order, User};
 use crate::db::{Job, Output};
-use crate::http::request::Method;
 use crate::http::response::Reply;
-use crate::runtime::worker::WorkerCtx;
+use crate::http::route::RequestView;
 
 const EMAIL_TAKEN: &str = "email: already taken";
 
@@ -20,13 +19,10 @@ struct UserPage<'a> {
     next_after: Option<i64>,
 }
 
-/// `/api/v1/users`: GET lists a page, POST creates.
-pub async fn collection(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
-    if req.head.method == Method::Post {
-        return create(ctx, &mut req, reply).await;
-    }
+/// `GET /api/v1/users`: a page of users by id.
+pub async fn list(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let Some(page) = api::page(&req, reply) else { return };
-    match ctx.db.call(Job::ListUsers(page)).await {
+    match ctx.db.call(Job::ListUsers { page }).await {
         Ok(Output::Users(mut users)) => {
             let next_after = next_page(&mut users, page.limit, |u| u.id);
             reply.json(200, &UserPage { users: &users, next_after }, &[]);
@@ -46,8 +42,9 @@ pub fn next_page<T>(rows: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Op
     }
 }
 
-async fn create(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>) {
-    let Some(user) = api::decode_body(ctx, req, reply, decode::new_user) else { return };
+/// `POST /api/v1/users`: 201 with the user and its Location.
+pub async fn create(ctx: &App, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let Some(user) = api::decode_body(ctx, &mut req, reply, decode::new_user) else { return };
     let job = Job::CreateUser { name: user.name, email: user.email };
     match ctx.db.call(job).await {
         Ok(Output::User(Some(user))) => {
@@ -59,17 +56,27 @@ async fn create(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_
     }
 }
 
-/// `/api/v1/users/{id}`: GET, PATCH, DELETE.
-pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+/// `GET /api/v1/users/{id}`.
+pub async fn get(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let id = req.id.unwrap_or_default();
-    let job = match req.head.method {
-        Method::Patch => match patch(ctx, &mut req, reply, id) {
-            Some(job) => job,
-            None => return,
-        },
-        Method::Delete => Job::DeleteUser { id },
-        _ => Job::GetUser { id },
-    };
+    answer_item(ctx, reply, id, Job::GetUser { id }).await;
+}
+
+/// `PATCH /api/v1/users/{id}` with `name` and/or `email`.
+pub async fn update(ctx: &App, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let id = req.id.unwrap_or_default();
+    let Some(change) = api::decode_body(ctx, &mut req, reply, decode::user_change) else { return };
+    answer_item(ctx, reply, id, Job::UpdateUser { id, name: change.name, email: change.email }).await;
+}
+
+/// `DELETE /api/v1/users/{id}`: 204.
+pub async fn delete(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+    let id = req.id.unwrap_or_default();
+    answer_item(ctx, reply, id, Job::DeleteUser { id }).await;
+}
+
+/// The answer of a job on one user: the user, 204 for a deletion, 404 for no such user.
+async fn answer_item(ctx: &App, reply: &mut Reply<'_>, id: i64, job: Job) {
     match ctx.db.call(job).await {
         Ok(Output::User(Some(user))) => reply.json(200, &user, &[]),
         Ok(Output::User(None)) | Ok(Output::Deleted(false)) => reply.error(404, &format!("user {id} not found")),
@@ -79,18 +86,12 @@ pub async fn item(ctx: &WorkerCtx, mut req: RequestView<'_>, reply: &mut Reply<'
     }
 }
 
-/// The update job for a PATCH body with `name` and/or `email`.
-fn patch(ctx: &WorkerCtx, req: &mut RequestView<'_>, reply: &mut Reply<'_>, id: i64) -> Option<Job> {
-    let change = api::decode_body(ctx, req, reply, decode::user_change)?;
-    Some(Job::UpdateUser { id, name: change.name, email: change.email })
-}
-
 /// The summary's orders: the newest ten.
 const SUMMARY_ORDERS: u32 = 10;
 
 /// `/api/v1/users/{id}/summary`: details, newest orders and preferences, read at once on
 /// three pool threads, so the latency is the slowest read, not the sum.
-pub async fn summary(ctx: &WorkerCtx, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub async fn summary(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let id = req.id.unwrap_or_default();
     let submitted = ctx.db.submit(Job::GetUser { id }).and_then(|details| {
         let orders = ctx.db.submit(Job::RecentOrders { user_id: id, limit: SUMMARY_ORDERS })?;

@@ -3,7 +3,8 @@
 //!
 //! A [`Job`] is plain data sent by value through the pool's channel; its [`Output`] comes
 //! back the same way. No boxed closures, no per-job allocation beyond the strings a row
-//! carries.
+//! carries. Each job is one row of the [`jobs!`] table; adding one is a row there and its
+//! function in the resource's file.
 
 mod bench;
 mod orders;
@@ -21,105 +22,88 @@ pub struct Page {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Job {
-    /// Proves the connection works (readiness).
-    Ping,
-    ListUsers(Page),
-    CreateUser {
-        name: String,
-        email: String,
-    },
-    GetUser {
-        id: i64,
-    },
-    UpdateUser {
-        id: i64,
-        name: Option<String>,
-        email: Option<String>,
-    },
-    DeleteUser {
-        id: i64,
-    },
-    ListOrders {
-        user_id: i64,
-        page: Page,
-    },
-    CreateOrder {
-        user_id: i64,
-        item: String,
-        quantity: i32,
-        price_cents: i64,
-    },
+/// `"a"` is at position 3 of `names`, at compile time.
+const fn position(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        let (a, b) = (names[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("a job's name is in the table")
+}
+
+/// Declares every job once — its fields, its name (the `query` label of
+/// db_query_duration_seconds) and how it runs on a connection — and derives [`Job`],
+/// [`Job::NAMES`], [`Job::index`] and [`run`] from that one row.
+macro_rules! jobs {
+    ($conn:ident; $(
+        $(#[$doc:meta])*
+        $name:ident $({ $($field:ident : $ty:ty),* $(,)? })? => $label:literal, $run:expr;
+    )*) => {
+        /// What a handler can ask of the store: plain data, sent by value to a pool thread.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Job {
+            $( $(#[$doc])* $name $({ $($field: $ty),* })?, )*
+        }
+
+        impl Job {
+            /// Every job's name, in [`Job::index`] order.
+            pub const NAMES: &'static [&'static str] = &[$($label),*];
+
+            /// This job's position in [`Job::NAMES`].
+            pub fn index(&self) -> usize {
+                match self {
+                    $( Job::$name { .. } => const { position(Job::NAMES, $label) }, )*
+                }
+            }
+        }
+
+        /// Runs one job on a connection.
+        pub fn run($conn: &mut Conn, job: Job) -> Result<Output, StoreError> {
+            match job {
+                $( Job::$name $({ $($field),* })? => $run, )*
+            }
+        }
+    };
+}
+
+jobs! { conn;
+    ListUsers { page: Page } => "list_users", users::list(conn, page).map(Output::Users);
+    CreateUser { name: String, email: String } => "create_user",
+        users::create(conn, &name, &email).map(|u| Output::User(Some(u)));
+    GetUser { id: i64 } => "get_user", users::get(conn, id).map(Output::User);
+    UpdateUser { id: i64, name: Option<String>, email: Option<String> } => "update_user",
+        users::update(conn, id, name.as_deref(), email.as_deref()).map(Output::User);
+    DeleteUser { id: i64 } => "delete_user", users::delete(conn, id).map(Output::Deleted);
+    ListOrders { user_id: i64, page: Page } => "list_orders", orders::list(conn, user_id, page).map(Output::Orders);
+    CreateOrder { user_id: i64, item: String, quantity: i32, price_cents: i64 } => "create_order",
+        orders::create(conn, user_id, &item, quantity, price_cents).map(Output::Order);
     /// The newest orders of a user, newest first (the summary).
-    RecentOrders {
-        user_id: i64,
-        limit: u32,
-    },
-    GetPreferences {
-        user_id: i64,
-    },
-    PutPreferences {
-        user_id: i64,
-        json: String,
-    },
+    RecentOrders { user_id: i64, limit: u32 } => "recent_orders",
+        orders::recent(conn, user_id, limit).map(|o| Output::Orders(Some(o)));
+    GetPreferences { user_id: i64 } => "get_preferences", preferences::get(conn, user_id).map(Output::Preferences);
+    PutPreferences { user_id: i64, json: String } => "put_preferences",
+        preferences::put(conn, user_id, &json).map(Output::Preferences);
     /// TechEmpower: one world.
-    World {
-        id: i32,
-    },
+    World { id: i32 } => "world", bench::world(conn, id).map(Output::World);
     /// TechEmpower: several worlds, one query each.
-    Worlds {
-        ids: Vec<i32>,
-    },
-    Fortunes,
+    Worlds { ids: Vec<i32> } => "worlds", bench::worlds(conn, &ids).map(Output::Worlds);
+    Fortunes => "fortunes", bench::fortunes(conn).map(Output::Fortunes);
     /// TechEmpower: give the worlds `ids[i]` the numbers `numbers[i]`.
-    UpdateWorlds {
-        ids: Vec<i32>,
-        numbers: Vec<i32>,
-    },
+    UpdateWorlds { ids: Vec<i32>, numbers: Vec<i32> } => "update_worlds",
+        bench::update(conn, &ids, &numbers).map(Output::Worlds);
 }
 
 impl Job {
-    /// Every job's name, for the `query` label of db_query_duration_seconds.
-    pub const NAMES: [&'static str; 15] = [
-        "ping",
-        "list_users",
-        "create_user",
-        "get_user",
-        "update_user",
-        "delete_user",
-        "list_orders",
-        "create_order",
-        "recent_orders",
-        "get_preferences",
-        "put_preferences",
-        "world",
-        "worlds",
-        "fortunes",
-        "update_worlds",
-    ];
-
-    /// This job's position in [`Job::NAMES`].
-    pub fn index(&self) -> usize {
-        match self {
-            Job::Ping => 0,
-            Job::ListUsers(_) => 1,
-            Job::CreateUser { .. } => 2,
-            Job::GetUser { .. } => 3,
-            Job::UpdateUser { .. } => 4,
-            Job::DeleteUser { .. } => 5,
-            Job::ListOrders { .. } => 6,
-            Job::CreateOrder { .. } => 7,
-            Job::RecentOrders { .. } => 8,
-            Job::GetPreferences { .. } => 9,
-            Job::PutPreferences { .. } => 10,
-            Job::World { .. } => 11,
-            Job::Worlds { .. } => 12,
-            Job::Fortunes => 13,
-            Job::UpdateWorlds { .. } => 14,
-        }
-    }
-
     /// A short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         Job::NAMES[self.index()]
@@ -141,31 +125,6 @@ pub enum Output {
     World(Option<World>),
     Worlds(Vec<World>),
     Fortunes(Vec<Fortune>),
-}
-
-/// Runs one job on a connection.
-pub fn run(conn: &mut Conn, job: Job) -> Result<Output, StoreError> {
-    match job {
-        Job::Ping => conn.ping().map(|()| Output::Done),
-        Job::ListUsers(page) => users::list(conn, page).map(Output::Users),
-        Job::CreateUser { name, email } => users::create(conn, &name, &email).map(|u| Output::User(Some(u))),
-        Job::GetUser { id } => users::get(conn, id).map(Output::User),
-        Job::UpdateUser { id, name, email } => {
-            users::update(conn, id, name.as_deref(), email.as_deref()).map(Output::User)
-        }
-        Job::DeleteUser { id } => users::delete(conn, id).map(Output::Deleted),
-        Job::ListOrders { user_id, page } => orders::list(conn, user_id, page).map(Output::Orders),
-        Job::CreateOrder { user_id, item, quantity, price_cents } => {
-            orders::create(conn, user_id, &item, quantity, price_cents).map(Output::Order)
-        }
-        Job::RecentOrders { user_id, limit } => orders::recent(conn, user_id, limit).map(|o| Output::Orders(Some(o))),
-        Job::GetPreferences { user_id } => preferences::get(conn, user_id).map(Output::Preferences),
-        Job::PutPreferences { user_id, json } => preferences::put(conn, user_id, &json).map(Output::Preferences),
-        Job::World { id } => bench::world(conn, id).map(Output::World),
-        Job::Worlds { ids } => bench::worlds(conn, &ids).map(Output::Worlds),
-        Job::Fortunes => bench::fortunes(conn).map(Output::Fortunes),
-        Job::UpdateWorlds { ids, numbers } => bench::update(conn, &ids, &numbers).map(Output::Worlds),
-    }
 }
 
 /// Point reads the pool may combine into one query when several are waiting: their ids.

@@ -20,8 +20,6 @@ use std::cell::{Cell, RefCell};
 pub use process::Process;
 pub use render::{render, Gauges, Info, CONTENT_TYPE};
 
-use crate::app::routes::Route;
-use crate::db::Job;
 use crate::http::request::Method;
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds (100 µs … 10 s).
@@ -81,8 +79,17 @@ pub enum DbFailure {
     Abandoned = 4,
 }
 
-/// Label slots for routes: every route, then `unmatched`.
-pub const ROUTE_SLOTS: usize = Route::ALL.len() + 1;
+/// Label for requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The label values of the families whose labels the application defines: its route
+/// patterns (a request's route slot is its position here) and its database jobs' names.
+/// Given at start-up, so no client can add a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labels {
+    pub routes: &'static [&'static str],
+    pub jobs: &'static [&'static str],
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
@@ -134,6 +141,7 @@ impl RouteCell {
 
 /// One worker's numbers. Only its own thread touches them.
 pub struct WorkerMetrics {
+    labels: Labels,
     routes: RefCell<Vec<RouteCell>>,
     in_flight: Cell<i64>,
     accepted: Cell<u64>,
@@ -149,10 +157,11 @@ pub struct WorkerMetrics {
     deferred: RefCell<Vec<(usize, u16, u64)>>,
 }
 
-impl Default for WorkerMetrics {
-    fn default() -> Self {
+impl WorkerMetrics {
+    pub fn new(labels: Labels) -> Self {
         WorkerMetrics {
-            routes: RefCell::new(vec![RouteCell::default(); ROUTE_SLOTS * Method::ALL.len()]),
+            labels,
+            routes: RefCell::new(vec![RouteCell::default(); (labels.routes.len() + 1) * Method::ALL.len()]),
             in_flight: Cell::new(0),
             accepted: Cell::new(0),
             rejected: Default::default(),
@@ -160,7 +169,7 @@ impl Default for WorkerMetrics {
             panics: Cell::new(0),
             writes: Cell::new(0),
             db_wait: RefCell::new(Histogram::default()),
-            db_query: RefCell::new(vec![Histogram::default(); Job::NAMES.len()]),
+            db_query: RefCell::new(vec![Histogram::default(); labels.jobs.len()]),
             db_batched: Cell::new(0),
             db_errors: Default::default(),
             deferred: RefCell::new(Vec::new()),
@@ -168,9 +177,10 @@ impl Default for WorkerMetrics {
     }
 }
 
-/// The (route, method) slot; `None` route is `unmatched`.
-fn slot(route: Option<Route>, method: Method) -> usize {
-    let r = route.map_or(Route::ALL.len(), Route::index);
+/// The (route, method) cell; a `None` route is `unmatched`, after the routes.
+#[inline(always)]
+fn cell(labels: &Labels, route: Option<usize>, method: Method) -> usize {
+    let r = route.unwrap_or(labels.routes.len());
     r * Method::ALL.len() + method.index()
 }
 
@@ -180,22 +190,28 @@ fn bump(c: &Cell<u64>) {
 
 impl WorkerMetrics {
     /// A request answered with `status` after `ns` nanoseconds of handling.
-    pub fn request(&self, route: Option<Route>, method: Method, status: u16, ns: u64) {
+    /// `route` is the route's slot ([`Labels::routes`]), `None` for no route.
+    pub fn request(&self, route: Option<usize>, method: Method, status: u16, ns: u64) {
         if cfg!(feature = "metrics") {
             let mut routes = self.routes.borrow_mut();
-            let cell = &mut routes[slot(route, method)];
+            let cell = &mut routes[cell(&self.labels, route, method)];
             cell.count(status, 1);
             cell.duration.observe(ns);
         }
+    }
+
+    /// The label values this worker counts under.
+    pub fn labels(&self) -> Labels {
+        self.labels
     }
 
     /// A request answered with `status` whose duration is its batch's: counted, with that
     /// duration, by [`Self::settle`] — before its response is written, so a client never
     /// sees an answer that a scrape would not count. A run of alike requests (a pipelined
     /// batch) costs one comparison and one addition each.
-    pub fn request_deferred(&self, route: Option<Route>, method: Method, status: u16) {
+    pub fn request_deferred(&self, route: Option<usize>, method: Method, status: u16) {
         if cfg!(feature = "metrics") {
-            let slot = slot(route, method);
+            let slot = cell(&self.labels, route, method);
             let mut deferred = self.deferred.borrow_mut();
             match deferred.last_mut() {
                 Some((s, st, n)) if *s == slot && *st == status => *n += 1,
@@ -290,6 +306,7 @@ impl WorkerMetrics {
     /// A copy of everything, to send to the worker that serves the scrape.
     pub fn snapshot(&self, connections_open: usize) -> Snapshot {
         Snapshot {
+            labels: self.labels,
             routes: self.routes.borrow().clone(),
             in_flight: self.in_flight.get(),
             connections_open: connections_open as u64,
@@ -307,8 +324,9 @@ impl WorkerMetrics {
 }
 
 /// One worker's numbers at a moment, or the sum of several workers'.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    pub labels: Labels,
     pub routes: Vec<RouteCell>,
     pub in_flight: i64,
     pub connections_open: u64,
@@ -324,9 +342,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The sum of the workers' snapshots.
-    pub fn merge(parts: &[Snapshot]) -> Snapshot {
-        let mut total = WorkerMetrics::default().snapshot(0);
+    /// The sum of the workers' snapshots, which share their labels.
+    pub fn merge(labels: Labels, parts: &[Snapshot]) -> Snapshot {
+        let mut total = WorkerMetrics::new(labels).snapshot(0);
         for p in parts {
             for (t, r) in total.routes.iter_mut().zip(&p.routes) {
                 for &(status, n) in &r.statuses {
@@ -371,6 +389,14 @@ pub struct SnapshotRequest(pub std::sync::Arc<crate::doorbell::Doorbell<Snapshot
 mod tests {
     use super::*;
 
+    const LABELS: Labels = Labels { routes: &["/health", "/plaintext"], jobs: &["get_user"] };
+    const HEALTH: Option<usize> = Some(0);
+    const PLAINTEXT: Option<usize> = Some(1);
+
+    fn slot(route: Option<usize>, method: Method) -> usize {
+        cell(&LABELS, route, method)
+    }
+
     #[test]
     fn histogram_buckets() {
         let mut h = Histogram::default();
@@ -386,18 +412,18 @@ mod tests {
 
     #[test]
     fn snapshots_merge_by_label() {
-        let a = WorkerMetrics::default();
-        let b = WorkerMetrics::default();
-        a.request(Some(Route::Health), Method::Get, 200, 1000);
-        a.request(Some(Route::Health), Method::Get, 200, 1000);
-        b.request(Some(Route::Health), Method::Get, 200, 1000);
-        b.request(Some(Route::Health), Method::Get, 503, 1000);
+        let a = WorkerMetrics::new(LABELS);
+        let b = WorkerMetrics::new(LABELS);
+        a.request(HEALTH, Method::Get, 200, 1000);
+        a.request(HEALTH, Method::Get, 200, 1000);
+        b.request(HEALTH, Method::Get, 200, 1000);
+        b.request(HEALTH, Method::Get, 503, 1000);
         b.request(None, Method::Get, 404, 1000);
         a.parse_error("version");
         b.parse_error("timeout");
         b.parse_error("not-a-kind");
-        let total = Snapshot::merge(&[a.snapshot(3), b.snapshot(4)]);
-        let health = &total.routes[slot(Some(Route::Health), Method::Get)];
+        let total = Snapshot::merge(LABELS, &[a.snapshot(3), b.snapshot(4)]);
+        let health = &total.routes[slot(HEALTH, Method::Get)];
         assert_eq!(health.statuses, vec![(200, 3), (503, 1)]);
         assert_eq!(health.duration.count, 4);
         assert_eq!(total.routes[slot(None, Method::Get)].statuses, vec![(404, 1)]);
@@ -407,19 +433,19 @@ mod tests {
 
     #[test]
     fn deferred_requests_take_their_batch_duration() {
-        let m = WorkerMetrics::default();
+        let m = WorkerMetrics::new(LABELS);
         for _ in 0..3 {
-            m.request_deferred(Some(Route::Plaintext), Method::Get, 200);
+            m.request_deferred(PLAINTEXT, Method::Get, 200);
         }
         m.request_deferred(None, Method::Get, 404);
         assert!(m.has_deferred());
         let before = m.snapshot(0);
-        let plain_before = &before.routes[slot(Some(Route::Plaintext), Method::Get)];
+        let plain_before = &before.routes[slot(PLAINTEXT, Method::Get)];
         assert_eq!((plain_before.duration.count, plain_before.statuses.len()), (0, 0), "not before the end");
         m.settle(300_000);
         assert!(!m.has_deferred());
         let s = m.snapshot(0);
-        let plain = &s.routes[slot(Some(Route::Plaintext), Method::Get)];
+        let plain = &s.routes[slot(PLAINTEXT, Method::Get)];
         assert_eq!(plain.statuses, vec![(200, 3)]);
         assert_eq!((plain.duration.count, plain.duration.sum_ns), (3, 900_000));
         assert_eq!(plain.duration.buckets[2], 3, "300 µs falls in the ≤ 500 µs bucket");

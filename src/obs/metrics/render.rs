@@ -3,9 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS};
-use crate::app::routes::{Route, UNMATCHED};
-use crate::db::Job;
+use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS, UNMATCHED};
 use crate::http::request::Method;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,13 +53,10 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
-fn route_label(i: usize) -> &'static str {
-    Route::ALL.get(i).map_or(UNMATCHED, |r| r.pattern())
-}
-
 /// The whole exposition.
 pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, p: &Process) {
     let methods = Method::ALL.len();
+    let route_label = |i: usize| s.labels.routes.get(i).copied().unwrap_or(UNMATCHED);
     family(out, "http_requests_total", "counter", "HTTP requests answered, by method, route pattern and status.");
     for (i, cell) in s.routes.iter().enumerate() {
         for (status, n) in &cell.statuses {
@@ -117,7 +112,7 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
     family(out, "db_pool_wait_seconds", "histogram", "Time database jobs waited in the queue.");
     histogram(out, "db_pool_wait_seconds", "", &s.db_wait);
     family(out, "db_query_duration_seconds", "histogram", "Time database jobs ran on their connection, by job.");
-    for (name, h) in Job::NAMES.iter().zip(&s.db_query).filter(|(_, h)| h.count > 0) {
+    for (name, h) in s.labels.jobs.iter().zip(&s.db_query).filter(|(_, h)| h.count > 0) {
         histogram(out, "db_query_duration_seconds", &format!("query=\"{name}\""), h);
     }
     single(
@@ -180,13 +175,15 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
 #[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
-    use crate::obs::metrics::WorkerMetrics;
+    use crate::obs::metrics::{Labels, WorkerMetrics};
+
+    const LABELS: Labels = Labels { routes: &["/health", "/api/v1/users/{id}"], jobs: &["get_user"] };
 
     #[test]
     fn families_have_help_and_type_and_histograms_are_cumulative() {
-        let m = WorkerMetrics::default();
-        m.request(Some(Route::User), Method::Get, 200, 200_000);
-        m.request(Some(Route::User), Method::Get, 404, 2_000_000);
+        let m = WorkerMetrics::new(LABELS);
+        m.request(Some(1), Method::Get, 200, 200_000);
+        m.request(Some(1), Method::Get, 404, 2_000_000);
         m.request(None, Method::Post, 404, 1_000);
         let mut out = String::new();
         let info = Info { version: "0.1.0", io_driver: "io_uring", store: "sqlite", workers: 2 };
@@ -197,7 +194,7 @@ mod tests {
             db_store_errors: vec![("26".into(), 2)],
             db_deadlock_retries: 1,
         };
-        render(&mut out, &info, &Snapshot::merge(&[m.snapshot(1)]), &gauges, &Process::default());
+        render(&mut out, &info, &Snapshot::merge(LABELS, &[m.snapshot(1)]), &gauges, &Process::default());
         assert!(out.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/{id}\",status=\"200\"} 1\n"));
         assert!(out.contains("http_requests_total{method=\"POST\",route=\"unmatched\",status=\"404\"} 1\n"));
         assert!(out.contains(

@@ -1,29 +1,20 @@
-//! What the workers share: the configuration, the chosen driver, the database pool, the
-//! drain flag, the process-wide connection count, and the doorbells through which a metrics
-//! scrape asks each worker for its numbers.
+//! What every worker's connections share, process-wide: the configuration, the drain flag,
+//! the connection count behind MAX_CONNECTIONS, the request-body budget, the access log's
+//! writer and the random part of request ids.
 //!
 //! It is read-mostly. The request path touches none of it except the drain flag, once per
-//! read batch, and each worker's own copy ([`crate::runtime::worker::WorkerCtx::draining`]); the
-//! atomics change once per connection, not per request.
+//! read batch, and each worker's own copy ([`super::core::Core::draining`]); the atomics
+//! change once per connection, not per request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
 use crate::config::Config;
-use crate::db::Pool;
-use crate::doorbell::Doorbell;
 use crate::net::body_memory::BodyMemory;
-use crate::obs::metrics::SnapshotRequest;
-use crate::runtime::driver::IoDriver;
 
 pub struct Shared {
     pub config: Config,
-    pub driver: IoDriver,
-    pub db: Arc<Pool>,
-    /// One per worker: post a request, get that worker's metrics snapshot back.
-    pub snapshot_requests: Box<[Doorbell<SnapshotRequest>]>,
     /// The access log's writer thread, when ACCESS_LOG=on.
     pub access_log: Option<Sender<Vec<u8>>>,
     /// This process's random part of generated request ids.
@@ -35,19 +26,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        config: Config,
-        driver: IoDriver,
-        db: Arc<Pool>,
-        workers: usize,
-        access_log: Option<Sender<Vec<u8>>>,
-        body_memory: usize,
-    ) -> Shared {
+    pub fn new(config: Config, access_log: Option<Sender<Vec<u8>>>, body_memory: usize) -> Shared {
         Shared {
             config,
-            driver,
-            db,
-            snapshot_requests: (0..workers).map(|_| Doorbell::default()).collect(),
             access_log,
             id_seed: crate::obs::request_id::process_random(),
             body_memory: BodyMemory::new(body_memory),

@@ -1,0 +1,62 @@
+//! ⑤ Calling the application's handler for one request: the loop's guarantees around it.
+//!
+//! A panic becomes 500, is logged with the route, and the worker keeps serving; a handler
+//! that wrote nothing is a bug answered 500; a waiting handler past HANDLER_TIMEOUT is
+//! dropped (which abandons its database job) and answered 503 with Retry-After. In-core
+//! handlers pay for neither a future nor a timer.
+
+use std::panic::AssertUnwindSafe;
+
+use super::catch::{catch_unwind_future, panic_message};
+use super::core::Core;
+use super::service::Service;
+use crate::http::response::Reply;
+use crate::http::route::RequestView;
+
+/// Runs an in-core handler at once.
+#[inline(always)]
+pub fn now<S: Service>(core: &Core<S>, route: S::Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| core.service.call_now(route, request, reply)));
+    match outcome {
+        Ok(()) if reply.status() != 0 => {}
+        outcome => settle(core, S::pattern(route), reply, outcome.map_err(|p| panic_message(&*p))),
+    }
+}
+
+/// Runs a waiting handler under HANDLER_TIMEOUT. The caller boxes this future, so that a
+/// connection task does not carry the largest handler's state while it waits for its next
+/// request.
+pub async fn waiting<S: Service>(core: &Core<S>, route: S::Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
+    let handler = catch_unwind_future(core.service.call(route, request, reply));
+    match monoio::time::timeout(core.timeouts.handler, handler).await {
+        Ok(outcome) => settle(core, S::pattern(route), reply, outcome),
+        Err(_) => {
+            log::warn!(
+                "worker {}: {} exceeded HANDLER_TIMEOUT ({:?})",
+                core.id,
+                S::pattern(route),
+                core.timeouts.handler
+            );
+            reply.rollback();
+            reply.error(503, "the request took longer than HANDLER_TIMEOUT");
+        }
+    }
+}
+
+/// A handler that panicked or wrote nothing: 500 in place of whatever it wrote.
+#[cold]
+fn settle<S>(core: &Core<S>, pattern: &str, reply: &mut Reply<'_>, outcome: Result<(), String>) {
+    match outcome {
+        Ok(()) if reply.status() != 0 => {}
+        Ok(()) => {
+            log::error!("worker {}: handler for {pattern} wrote no response", core.id);
+            reply.error(500, "Internal Server Error");
+        }
+        Err(panic) => {
+            core.metrics.panic();
+            log::error!("worker {}: handler for {pattern} panicked: {panic}", core.id);
+            reply.rollback();
+            reply.error(500, "Internal Server Error");
+        }
+    }
+}

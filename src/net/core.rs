@@ -1,0 +1,116 @@
+//! What one worker's connections share: the service they answer with, the buffer pools, the
+//! Date cache, the serialization scratch buffer, the registry of open connections (for the
+//! sweeper), the drain flag, request ids, metrics and the access log.
+//!
+//! All of it is per worker, in plain `Cell`/`RefCell` memory: no lock and no atomic on the
+//! request path. The application never sees this: handlers get the [`Service`] and a
+//! request, not the registry or the pools.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{CancelHandle, Canceller};
+use slab::Slab;
+
+use super::buffers::{BufferPool, READ_BUFFER, WRITE_BUFFER};
+use super::service::Service;
+use super::shared::Shared;
+use super::timeouts::{ConnCtl, Cut};
+use crate::http::date::DateCache;
+use crate::http::request::Limits;
+use crate::obs::access_log::AccessLog;
+use crate::obs::metrics::WorkerMetrics;
+use crate::obs::request_id;
+
+/// The configured timeouts, copied out of the config for the connection loop.
+#[derive(Clone, Copy)]
+pub struct Timeouts {
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+    pub handler: Duration,
+}
+
+/// One worker's connection side. Every connection task of the worker holds an `Rc` to it.
+pub struct Core<S> {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    /// The application.
+    pub service: S,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub date: DateCache,
+    pub read_buffers: BufferPool,
+    pub write_buffers: BufferPool,
+    /// For serializing bodies; borrowed only within one synchronous call.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Open connections, for the sweeper.
+    pub conns: RefCell<Slab<Rc<ConnCtl>>>,
+    /// This worker has seen the drain begin: no more accepts, responses say close.
+    pub draining: Cell<bool>,
+    accept_canceller: RefCell<Canceller>,
+    pub metrics: Rc<WorkerMetrics>,
+    pub ids: request_id::Generator,
+    pub access_log: Option<AccessLog>,
+}
+
+impl<S: Service> Core<S> {
+    pub fn new(id: usize, shared: Arc<Shared>, service: S, metrics: Rc<WorkerMetrics>) -> Core<S> {
+        let c = &shared.config;
+        Core {
+            id,
+            service,
+            limits: Limits { max_head: c.max_header_bytes, max_body: c.max_body_bytes },
+            timeouts: Timeouts {
+                read: c.read_timeout,
+                write: c.write_timeout,
+                idle: c.idle_timeout,
+                handler: c.handler_timeout,
+            },
+            date: DateCache::default(),
+            read_buffers: BufferPool::new(READ_BUFFER),
+            write_buffers: BufferPool::new(WRITE_BUFFER),
+            scratch: RefCell::new(Vec::with_capacity(1024)),
+            conns: RefCell::new(Slab::new()),
+            draining: Cell::new(false),
+            accept_canceller: RefCell::new(Canceller::new()),
+            metrics,
+            ids: request_id::Generator::new(shared.id_seed, id),
+            access_log: shared.access_log.clone().map(|w| AccessLog::new(c.log_format, w)),
+            shared,
+        }
+    }
+
+    /// Whether responses should close their connections: this worker has started draining,
+    /// or the signal has just arrived and the sweeper has not passed yet.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get() || self.shared.is_draining()
+    }
+
+    pub fn accept_handle(&self) -> CancelHandle {
+        self.accept_canceller.borrow().handle()
+    }
+
+    /// Enters the drain on this worker: stop accepting; the sweeper closes idle connections
+    /// and responses carry `Connection: close` from now on.
+    pub fn start_draining(&self) {
+        if !self.draining.replace(true) {
+            let old = self.accept_canceller.take();
+            *self.accept_canceller.borrow_mut() = old.cancel();
+        }
+    }
+
+    /// Cuts the I/O of every connection that is overdue. Collects first, cuts after, so no
+    /// borrow of the registry is held while a cancellation runs.
+    pub fn sweep(&self, now: u64, overdue: &mut Vec<(Rc<ConnCtl>, Cut)>) {
+        let draining = self.draining.get();
+        overdue.extend(
+            self.conns.borrow().iter().filter_map(|(_, c)| c.overdue(now, draining).map(|why| (c.clone(), why))),
+        );
+        for (conn, why) in overdue.drain(..) {
+            conn.cut(why);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The one seam between the connection loop and the application it serves.
+//!
+//! [`super::conn`] knows sockets, framing, deadlines and batching; everything about routes
+//! and handlers is behind this trait. The worker hands the loop a concrete service, so
+//! every call below is resolved at compile time and inlined as if the loop named the
+//! application itself (as hyper's connection knows only a `Service`): no dynamic dispatch
+//! on the request path.
+
+use std::future::Future;
+
+use crate::http::request::{Head, Method};
+use crate::http::response::Reply;
+use crate::http::route::{RequestView, Resolved};
+
+/// An application, one instance per worker.
+pub trait Service: 'static {
+    /// A route of the application's table.
+    type Route: Copy;
+
+    /// (method, path) → route, or why not (404, 405, 400).
+    fn resolve(&self, head: &Head, head_bytes: &[u8]) -> Resolved<Self::Route>;
+
+    /// Whether this route's handler for `method` awaits. Those run as futures, under
+    /// HANDLER_TIMEOUT and raced against the client leaving; the others run in place.
+    fn waits(route: Self::Route, method: Method) -> bool;
+
+    /// The route's pattern: the label of metrics, logs and the access log.
+    fn pattern(route: Self::Route) -> &'static str;
+
+    /// The route's slot in the metrics (its position in the table).
+    fn slot(route: Self::Route) -> usize;
+
+    /// Answers a request whose handler does not wait.
+    fn call_now(&self, route: Self::Route, request: RequestView<'_>, reply: &mut Reply<'_>);
+
+    /// Answers a request whose handler waits.
+    fn call<'a>(
+        &'a self,
+        route: Self::Route,
+        request: RequestView<'a>,
+        reply: &'a mut Reply<'_>,
+    ) -> impl Future<Output = ()> + 'a;
+}
