@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use percore::http::query;
 use percore::http::request::{Limits, Parsed, Parser};
-use percore::app::routes::Router;
+use percore::app::routes::router;
 
 const LIMITS: Limits = Limits { max_head: 4096, max_body: 1 << 16 };
 
@@ -33,7 +33,7 @@ enum End {
 /// Parses `data` delivered in reads that end at `cuts` (ascending), as the connection does:
 /// after `Partial` the same bytes plus the new ones are offered again.
 fn parse(data: &[u8], cuts: &[usize]) -> Outcome {
-    let router = Router { bench_routes: true };
+    let router = router(true);
     let mut parser = Parser::new(LIMITS);
     let mut buf: Vec<u8> = Vec::new();
     let mut requests = Vec::new();
