@@ -1,39 +1,44 @@
 //! percore: a thread-per-core HTTP/1.1 API server.
 //!
 //! One worker thread per allowed CPU, each with its own monoio runtime (io_uring, or epoll
-//! where io_uring is blocked), its own SO_REUSEPORT listener and its own buffers, Date cache
-//! and router: nothing is shared on the request path. The path of one request:
+//! where io_uring is blocked), its own SO_REUSEPORT listener and its own buffers, Date cache,
+//! router and metrics: nothing is shared on the request path. The folders follow one
+//! request, every arrow pointing down:
 //!
 //! 1. [`net::listener`] — the worker's own socket accepts; the kernel shards connections.
-//! 2. [`net::conn`] — reads into the connection's reused buffer; owns timeouts
-//!    ([`net::timeouts`]) and keep-alive.
+//! 2. [`net::conn`] — reads into the connection's reused buffer, answers every whole request
+//!    it holds, writes once; owns deadlines ([`net::timeouts`]) and keep-alive. It calls the
+//!    application through one seam, [`net::service::Service`], and names no route.
 //! 3. [`http::request`] — bytes → request: a pure function (httparse + body framing +
 //!    limits), no I/O.
-//! 4. [`router`] — (method, path) → route and parameters; 404 and 405 here.
-//! 5. [`handlers`] — in-core work, panics caught, deadlines enforced.
-//! 6. [`db::client`] — a database job sent over a bounded channel (full queue: 503 at
-//!    once, never block a core), its reply awaited without blocking;
+//! 4. [`http::route`] matches (method, path) against the application's table,
+//!    [`app::routes`], where every route is declared once; 404, 405 and 400 there.
+//! 5. [`app::handlers`] — one file per resource; [`net::call`] catches panics and enforces
+//!    HANDLER_TIMEOUT around them.
+//! 6. [`db::client`] — a database job ([`db::jobs`], each declared once) sent over a
+//!    bounded channel (full queue: 503 at once, never block a core), its reply awaited
+//!    without blocking;
 //! 7. [`db::pool`] — executed by a pool thread that owns its connection and prepared
-//!    statements ([`db::store`]); the jobs and their SQL live in [`db::jobs`].
+//!    statements ([`db::store`]).
 //! 8. [`http::response`] — response → bytes in the connection's out buffer (cached Date,
 //!    simd-json, canned errors), written once per read batch.
 //!
-//! The resources and their rules are in [`model`]; JSON bodies are read in [`json`] and
-//! decoded into validated inputs in [`decode`]. The API is described in `src/openapi.json`.
-//! Observability: per-core [`metrics`] gathered on scrape, [`request_id`]s, [`logging`] with
-//! request fields, a non-blocking [`access_log`], and the [`debug`] profiling listener.
-//!
-//! Around it: [`config`] (environment → validated config), [`cpus`] (how many workers,
-//! where), [`driver`] (io_uring or epoll), [`server`] (start, signals, drain, exit) and
-//! [`worker`] (one core's runtime); [`startup_pages`] lets go of start-up's code pages once
-//! the server is ready.
+//! Around the path: [`runtime`] (how many workers on which CPUs, which I/O driver, start,
+//! signals, drain, exit), [`obs`] (metrics, logs, access log, request ids, the profiler),
+//! [`config`] (environment → validated settings, read once) and [`clock`] (time and the
+//! calendar, for every layer).
+
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+// The map above is for the people who work on percore (`cargo doc --document-private-items`):
+// it names internals on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod db;
-pub mod doorbell;
+pub(crate) mod doorbell;
 pub mod http;
-pub mod net;
+pub(crate) mod net;
 pub mod obs;
 pub mod runtime;

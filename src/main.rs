@@ -2,6 +2,8 @@
 //! Exit codes: 0 after a clean drain, 1 when the server cannot start or a worker dies,
 //! 2 for invalid configuration or arguments.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::process::ExitCode;
 
 use percore::config::{self, Config};

@@ -59,10 +59,6 @@ impl<'a> Body<'a> {
             Some(v) => v.as_i64().map(Some).ok_or_else(|| format!("{key}: must be a whole number, not {}", kind(v))),
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.value.as_object().is_none_or(|o| o.is_empty())
-    }
 }
 
 /// `an object`, `a string`, … for messages.

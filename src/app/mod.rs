@@ -11,7 +11,7 @@
 
 pub mod decode;
 pub mod handlers;
-pub mod json;
+pub(crate) mod json;
 pub mod routes;
 
 use std::cell::{Cell, RefCell};

@@ -1,7 +1,7 @@
 //! ④ Every route percore serves, each declared once: its pattern, when it is mounted, and
 //! for each method the handler and whether it waits (on the store, a scrape, a timer).
 //!
-//! [`routes!`] turns the table into the [`Route`] enum, the router's rows, the `Allow` lists,
+//! `routes!` turns the table into the [`Route`] enum, the router's rows, the `Allow` lists,
 //! the metrics labels ([`Route::pattern`]), and the two dispatch functions — so none of them
 //! can disagree with another. `tests/openapi.rs` checks the table against `openapi.json`.
 //!

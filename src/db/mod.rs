@@ -24,16 +24,16 @@
 //! write must not run twice), and the thread reconnects with backoff, answering 503 at once
 //! meanwhile. Readiness follows what the pool threads last saw ([`pool::StoreHealth`]).
 
-pub mod client;
-pub mod error;
-pub mod jobs;
-pub mod mailbox;
+pub(crate) mod client;
+pub(crate) mod error;
+pub(crate) mod jobs;
+pub(crate) mod mailbox;
 pub mod migrations;
 pub mod model;
-pub mod pool;
-pub mod postgres;
-pub mod sqlite;
-pub mod store;
+pub(crate) mod pool;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+pub(crate) mod store;
 
 use std::fmt;
 

@@ -46,7 +46,8 @@ impl BufferPool {
         }
     }
 
-    pub fn pooled(&self) -> usize {
+    #[cfg(test)]
+    fn pooled(&self) -> usize {
         self.free.borrow().len()
     }
 }

@@ -11,19 +11,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A future that yields `Err(message)` if the inner one panics.
-pub struct CatchUnwind<F>(F);
+pin_project_lite::pin_project! {
+    /// A future that yields `Err(message)` if the inner one panics.
+    pub struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
 
 pub fn catch_unwind_future<F: Future>(future: F) -> CatchUnwind<F> {
-    CatchUnwind(future)
+    CatchUnwind { inner: future }
 }
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: the inner future is never moved out of the pinned wrapper.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),

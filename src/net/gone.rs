@@ -87,22 +87,25 @@ pub fn race<A: Future, B: Future>(first: A, second: B) -> Race<A, B> {
     Race { first, second }
 }
 
-/// A plain struct rather than an `async fn`, so the two futures are stored once.
-pub struct Race<A, B> {
-    first: A,
-    second: B,
+pin_project_lite::pin_project! {
+    /// A plain struct rather than an `async fn`, so the two futures are stored once.
+    pub struct Race<A, B> {
+        #[pin]
+        first: A,
+        #[pin]
+        second: B,
+    }
 }
 
 impl<A: Future, B: Future> Future for Race<A, B> {
     type Output = Either<A::Output, B::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: neither field is moved out of the pinned struct; each is pinned in place.
-        let this = unsafe { self.get_unchecked_mut() };
-        if let Poll::Ready(a) = unsafe { Pin::new_unchecked(&mut this.first) }.poll(cx) {
+        let this = self.project();
+        if let Poll::Ready(a) = this.first.poll(cx) {
             return Poll::Ready(Either::Left(a));
         }
-        if let Poll::Ready(b) = unsafe { Pin::new_unchecked(&mut this.second) }.poll(cx) {
+        if let Poll::Ready(b) = this.second.poll(cx) {
             return Poll::Ready(Either::Right(b));
         }
         Poll::Pending

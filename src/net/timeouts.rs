@@ -79,10 +79,6 @@ impl ConnCtl {
         self.deadline.set(now.saturating_add(timeout.as_millis() as u64));
     }
 
-    pub fn phase(&self) -> Option<Phase> {
-        self.phase.get()
-    }
-
     /// Idle without a buffer: same deadlines as [`Phase::Idle`], counted from the same start.
     pub fn park(&self) {
         self.phase.set(Some(Phase::Parked));

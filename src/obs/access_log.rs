@@ -91,7 +91,8 @@ impl AccessLog {
     }
 
     /// Lines dropped because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
         self.dropped.get()
     }
 }

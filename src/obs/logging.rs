@@ -43,9 +43,12 @@ pub fn in_request<'f, F: Future>(fields: &'f RequestFields<'f>, inner: F) -> InR
     InRequest { fields, inner }
 }
 
-pub struct InRequest<'f, F> {
-    fields: &'f RequestFields<'f>,
-    inner: F,
+pin_project_lite::pin_project! {
+    pub struct InRequest<'f, F> {
+        fields: &'f RequestFields<'f>,
+        #[pin]
+        inner: F,
+    }
 }
 
 /// Restores the previous current request even if the poll panics; the lifetime ties it to
@@ -62,13 +65,12 @@ impl<F: Future> Future for InRequest<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `inner` is never moved out of the pinned struct.
-        let this = unsafe { self.get_unchecked_mut() };
-        let ptr: *const RequestFields<'static> = (this.fields as *const RequestFields<'_>).cast();
+        let this = self.project();
+        // The pointer set here is cleared by `_restore` before `fields`' borrow can end,
+        // because it lives only for this call.
+        let ptr: *const RequestFields<'static> = (*this.fields as *const RequestFields<'_>).cast();
         let _restore = Restore(CURRENT.with(|c| c.replace(ptr)), std::marker::PhantomData);
-        // SAFETY: as above; the pointer set here is cleared by `_restore` before `fields`'
-        // borrow can end, because it lives only for this call.
-        unsafe { Pin::new_unchecked(&mut this.inner) }.poll(cx)
+        this.inner.poll(cx)
     }
 }
 

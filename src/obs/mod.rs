@@ -3,8 +3,8 @@
 //! listener (DEBUG_ADDR). None of it is on the request path beyond counting into
 //! per-worker memory.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod logging;
-pub mod metrics;
-pub mod profiler;
-pub mod request_id;
+pub(crate) mod metrics;
+pub(crate) mod profiler;
+pub(crate) mod request_id;

@@ -1,13 +1,14 @@
-//! The process around the request path: how many workers and on which CPUs ([`cpus`]),
-//! which I/O driver ([`driver`]), what they share ([`shared`]), one core's runtime
-//! ([`worker`]), start, signals, drain and exit ([`server`], [`shutdown`]), and the memory
-//! figures ([`memory`], [`startup_pages`]) that size and trim it.
+//! The process around the request path: how many workers and on which CPUs ([`cpus`],
+//! [`cgroup`]), which I/O driver ([`driver`]), one core's runtime, where the application is
+//! handed to the connection loop ([`worker`]), start, signals, drain and exit ([`server`],
+//! [`shutdown`]), and the memory figures ([`memory`], [`startup_pages`]) that size and trim
+//! it.
 
-pub mod cgroup;
+pub(crate) mod cgroup;
 pub mod cpus;
 pub mod driver;
-pub mod memory;
+pub(crate) mod memory;
 pub mod server;
-pub mod shutdown;
-pub mod startup_pages;
-pub mod worker;
+pub(crate) mod shutdown;
+pub(crate) mod startup_pages;
+pub(crate) mod worker;

@@ -3,7 +3,7 @@
 //!
 //! A [`Job`] is plain data sent by value through the pool's channel; its [`Output`] comes
 //! back the same way. No boxed closures, no per-job allocation beyond the strings a row
-//! carries. Each job is one row of the [`jobs!`] table; adding one is a row there and its
+//! carries. Each job is one row of the `jobs!` table; adding one is a row there and its
 //! function in the resource's file.
 
 mod bench;
