@@ -242,19 +242,6 @@ impl ParseError {
             ParseError::UnknownExpectation => "only Expect: 100-continue is supported",
         }
     }
-
-    /// A short, bounded label for metrics.
-    pub fn kind(self) -> &'static str {
-        match self {
-            ParseError::Bad(_) => "bad_request",
-            ParseError::HeadTooLarge => "head_too_large",
-            ParseError::UriTooLong => "uri_too_long",
-            ParseError::BodyTooLarge => "body_too_large",
-            ParseError::UnknownTransferCoding => "transfer_coding",
-            ParseError::UnsupportedVersion => "version",
-            ParseError::UnknownExpectation => "expectation",
-        }
-    }
 }
 
 /// Parses one request after another from a connection's bytes.

@@ -36,7 +36,7 @@ use crate::net::gone::{client_gone, race, Either};
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
 use crate::obs::access_log::Entry;
 use crate::obs::logging::{self, RequestFields};
-use crate::obs::metrics::UNMATCHED;
+use crate::obs::metrics::{Refused, UNMATCHED};
 use crate::obs::request_id;
 
 /// How long a closing connection waits for the client to finish sending and close.
@@ -206,7 +206,7 @@ impl<S: Service> Conn<'_, S> {
                 self.rbuf = self.ctx.read_buffers.take();
             }
             if !self.make_room() {
-                self.ctx.metrics.parse_error("body_memory");
+                self.ctx.metrics.parse_error(Refused::BodyMemory);
                 self.refuse_and_close(503, "request bodies in flight exceed MAX_BODY_MEMORY; retry shortly").await;
                 return false;
             }
@@ -233,7 +233,7 @@ impl<S: Service> Conn<'_, S> {
                         continue;
                     }
                     Some(Cut::ReadTimeout) => {
-                        self.ctx.metrics.parse_error("timeout");
+                        self.ctx.metrics.parse_error(Refused::Timeout);
                         self.refuse_and_close(408, "request not received within SERVER_READ_TIMEOUT").await;
                         false
                     }
@@ -513,7 +513,7 @@ impl<S: Service> Conn<'_, S> {
     /// Appends the response to a request that could not be parsed; the connection closes.
     fn refuse_parse(&mut self, e: ParseError, date: &[u8; DATE_LEN], start: usize) -> Next {
         log::debug!("worker {}: refused a request: {} {}", self.ctx.id, e.status(), e.message());
-        self.ctx.metrics.parse_error(e.kind());
+        self.ctx.metrics.parse_error(e.into());
         self.refuse(e.status(), e.message(), date, start)
     }
 

@@ -20,7 +20,7 @@ use std::cell::{Cell, RefCell};
 pub use process::Process;
 pub use render::{render, Gauges, Info, CONTENT_TYPE};
 
-use crate::http::request::Method;
+use crate::http::request::{Method, ParseError};
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds (100 µs … 10 s).
 pub const BUCKETS_NS: [u64; 16] = [
@@ -52,7 +52,7 @@ pub enum Reject {
     NoMemory = 2,
 }
 
-/// Why a request was refused before it reached a handler (ParseError::kind, and timeout).
+/// The `reason` labels of http_parse_errors_total, in [`Refused`] order.
 pub const PARSE_ERRORS: [&str; 9] = [
     "bad_request",
     "head_too_large",
@@ -65,6 +65,36 @@ pub const PARSE_ERRORS: [&str; 9] = [
     // Its body would pass MAX_BODY_MEMORY: 503 before the body is read.
     "body_memory",
 ];
+
+/// Why a request was refused before it reached a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    BadRequest = 0,
+    HeadTooLarge = 1,
+    UriTooLong = 2,
+    BodyTooLarge = 3,
+    TransferCoding = 4,
+    Version = 5,
+    Expectation = 6,
+    /// Not whole within SERVER_READ_TIMEOUT (408).
+    Timeout = 7,
+    /// Its body would pass MAX_BODY_MEMORY (503).
+    BodyMemory = 8,
+}
+
+impl From<ParseError> for Refused {
+    fn from(e: ParseError) -> Refused {
+        match e {
+            ParseError::Bad(_) => Refused::BadRequest,
+            ParseError::HeadTooLarge => Refused::HeadTooLarge,
+            ParseError::UriTooLong => Refused::UriTooLong,
+            ParseError::BodyTooLarge => Refused::BodyTooLarge,
+            ParseError::UnknownTransferCoding => Refused::TransferCoding,
+            ParseError::UnsupportedVersion => Refused::Version,
+            ParseError::UnknownExpectation => Refused::Expectation,
+        }
+    }
+}
 
 /// How a database call failed.
 pub const DB_ERRORS: [&str; 5] = ["queue_full", "unavailable", "conflict", "internal", "abandoned"];
@@ -261,12 +291,10 @@ impl WorkerMetrics {
         }
     }
 
-    /// A request refused before routing; `kind` is one of [`PARSE_ERRORS`].
-    pub fn parse_error(&self, kind: &str) {
+    /// A request refused before routing.
+    pub fn parse_error(&self, why: Refused) {
         if cfg!(feature = "metrics") {
-            if let Some(i) = PARSE_ERRORS.iter().position(|k| *k == kind) {
-                bump(&self.parse_errors[i]);
-            }
+            bump(&self.parse_errors[why as usize]);
         }
     }
 
@@ -419,9 +447,8 @@ mod tests {
         b.request(HEALTH, Method::Get, 200, 1000);
         b.request(HEALTH, Method::Get, 503, 1000);
         b.request(None, Method::Get, 404, 1000);
-        a.parse_error("version");
-        b.parse_error("timeout");
-        b.parse_error("not-a-kind");
+        a.parse_error(Refused::Version);
+        b.parse_error(Refused::Timeout);
         let total = Snapshot::merge(LABELS, &[a.snapshot(3), b.snapshot(4)]);
         let health = &total.routes[slot(HEALTH, Method::Get)];
         assert_eq!(health.statuses, vec![(200, 3), (503, 1)]);
