@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PERF = ROOT / "perf"
 SCRATCH = Path(os.environ.get("PERCORE_BENCH_SCRATCH", Path(tempfile.gettempdir()) / "percore-bench"))
@@ -76,11 +78,6 @@ ALL_SERVERS = "percore,go,nginx,may-minihttp,actix-web"
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -133,247 +130,35 @@ def build_percore_baseline():
     return str(SCRATCH / "baseline-target" / "release" / "percore")
 
 
-CARGO_PROFILE = """
-[profile.release]
-lto = "fat"
-codegen-units = 1
-panic = "abort"
-"""
 
-MAY_MAIN = r"""
-use std::io;
-
-use bytes::BufMut;
-use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct Message {
-    message: &'static str,
-}
-
-struct Hello;
-
-impl HttpService for Hello {
-    fn call(&mut self, req: Request, rsp: &mut Response) -> io::Result<()> {
-        match req.path() {
-            "/json" => {
-                rsp.header("Content-Type: application/json");
-                serde_json::to_writer(rsp.body_mut().writer(), &Message { message: "Hello, World!" })?;
-            }
-            "/plaintext" => {
-                rsp.header("Content-Type: text/plain").body("Hello, World!");
-            }
-            _ => {
-                rsp.status_code(404, "Not Found");
-            }
-        }
-        Ok(())
-    }
-}
-
-struct Factory;
-
-impl HttpServiceFactory for Factory {
-    type Service = Hello;
-    fn new_service(&self, _: usize) -> Hello {
-        Hello
-    }
-}
-
-fn main() {
-    may::config().set_pool_capacity(10000).set_stack_size(0x1000);
-    let addr = std::env::var("ADDR").unwrap();
-    Factory.start(addr.as_str()).unwrap().join().unwrap();
-}
-"""
-
-ACTIX_MAIN = r"""
-use actix_web::{get, http::header, App, HttpResponse, HttpServer};
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct Message {
-    message: &'static str,
-}
-
-#[get("/plaintext")]
-async fn plaintext() -> HttpResponse {
-    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "text/plain")).body("Hello, World!")
-}
-
-#[get("/json")]
-async fn json() -> HttpResponse {
-    let body = serde_json::to_vec(&Message { message: "Hello, World!" }).unwrap();
-    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "application/json")).body(body)
-}
-
-#[actix_web::main]
-async fn main() -> std::io::Result<()> {
-    let addr = std::env::var("ADDR").unwrap();
-    HttpServer::new(|| App::new().service(plaintext).service(json)).backlog(4096).bind(addr)?.run().await
-}
-"""
 
 # The floor of a monoio server: what percore would cost with none of its contract (no Host
 # or framing checks, no deadlines, no request ids, no metrics, no store). One SO_REUSEPORT
 # listener per core, the ring flags percore uses, httparse, the Date cached per second, one
 # write per read batch, mimalloc -- the "minimal monoio server" of ../shared/ANCHORS.md.
-MONOIO_MAIN = r"""
-use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::{TcpListener, TcpStream};
-use serde::Serialize;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Serialize)]
-struct Message {
-    message: &'static str,
-}
-
-struct Date {
-    second: u64,
-    text: String,
-}
-
-impl Date {
-    fn get(&mut self) -> &[u8] {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
-        if second != self.second {
-            self.second = second;
-            self.text = httpdate::fmt_http_date(now);
-        }
-        self.text.as_bytes()
-    }
-}
-
-fn respond(out: &mut Vec<u8>, date: &[u8], content_type: &[u8], body: &[u8]) {
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: M\r\nDate: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\nContent-Type: ");
-    out.extend_from_slice(content_type);
-    out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
-}
-
-async fn serve(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let (mut rbuf, mut wbuf) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
-    let mut date = Date { second: 0, text: String::new() };
-    loop {
-        if rbuf.len() == rbuf.capacity() {
-            rbuf.reserve(4096);
-        }
-        let (filled, cap) = (rbuf.len(), rbuf.capacity());
-        let (result, slice) = stream.read(rbuf.slice_mut(filled..cap)).await;
-        rbuf = slice.into_inner();
-        if !matches!(result, Ok(n) if n > 0) {
-            return;
-        }
-        // One clock read a batch, as percore does.
-        let now = date.get();
-        let mut used = 0;
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&rbuf[used..]) {
-                Ok(httparse::Status::Complete(n)) => {
-                    if req.path == Some("/json") {
-                        let body = serde_json::to_vec(&Message { message: "Hello, World!" }).unwrap();
-                        respond(&mut wbuf, now, b"application/json", &body);
-                    } else {
-                        respond(&mut wbuf, now, b"text/plain", b"Hello, World!");
-                    }
-                    used += n;
-                }
-                Ok(httparse::Status::Partial) => break,
-                Err(_) => return,
-            }
-        }
-        rbuf.drain(..used);
-        let (result, buf) = stream.write_all(wbuf).await;
-        wbuf = buf;
-        wbuf.clear();
-        if result.is_err() {
-            return;
-        }
-    }
-}
-
-fn main() {
-    let addr: SocketAddr = std::env::var("ADDR").unwrap().parse().unwrap();
-    let cores = core_affinity::get_core_ids().unwrap();
-    let workers: Vec<_> = cores
-        .into_iter()
-        .map(|core| {
-            std::thread::spawn(move || {
-                core_affinity::set_for_current(core);
-                let mut ring = io_uring::IoUring::builder();
-                ring.setup_single_issuer().setup_defer_taskrun();
-                let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                    .uring_builder(ring)
-                    .with_entries(1024)
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-                    socket.set_reuse_port(true).unwrap();
-                    socket.set_reuse_address(true).unwrap();
-                    socket.bind(&addr.into()).unwrap();
-                    socket.listen(4096).unwrap();
-                    let listener = TcpListener::from_std(socket.into()).unwrap();
-                    loop {
-                        if let Ok((stream, _)) = listener.accept().await {
-                            monoio::spawn(serve(stream));
-                        }
-                    }
-                });
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
-}
-"""
 
 
-def build_rust_anchor(name, deps, main_rs):
-    """A hello-world server from crates.io, in the scratch directory (never in the repo)."""
+def build_rust_anchor(name):
+    """A hello-world server from perf/anchors/NAME (its Cargo.toml and src/main.rs), built
+    from crates.io in the scratch directory, never in the repository."""
     crate = SCRATCH / "anchors" / name
-    (crate / "src").mkdir(parents=True, exist_ok=True)
-    manifest = f'[package]\nname = "{name}"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\n{deps}\n{CARGO_PROFILE}'
-    (crate / "Cargo.toml").write_text(manifest)
-    (crate / "src" / "main.rs").write_text(main_rs)
+    shutil.copytree(PERF / "anchors" / name, crate, dirs_exist_ok=True)
     log(f"-- building {name} (first time: a few minutes)")
     run(["cargo", "build", "--release", "--quiet"], cwd=crate)
-    return str(crate / "target" / "release" / name)
+    package = re.search(r'^name = "(.+)"', (crate / "Cargo.toml").read_text(), re.M).group(1)
+    return str(crate / "target" / "release" / package)
 
 
 def build_may():
-    deps = 'may = "0.3"\nmay_minihttp = "0.1"\nbytes = "1"\nserde = { version = "1", features = ["derive"] }\nserde_json = "1"'
-    return build_rust_anchor("may-minihttp-anchor", deps, MAY_MAIN)
+    return build_rust_anchor("may-minihttp")
 
 
 def build_monoio():
-    deps = ('monoio = { version = "=0.2.4", default-features = false, features = ["iouring", "legacy", "macros"] }\n'
-            'io-uring = "0.6"\nhttparse = "1.10"\nhttpdate = "1"\nitoa = "1"\nmimalloc = { version = "0.1", default-features = false }\n'
-            'socket2 = { version = "0.6", features = ["all"] }\ncore_affinity = "0.8"\n'
-            'serde = { version = "1", features = ["derive"] }\nserde_json = "1"')
-    return build_rust_anchor("monoio-minimal-anchor", deps, MONOIO_MAIN)
+    return build_rust_anchor("monoio-minimal")
 
 
 def build_actix():
-    deps = 'actix-web = "4"\nserde = { version = "1", features = ["derive"] }\nserde_json = "1"'
-    return build_rust_anchor("actix-web-anchor", deps, ACTIX_MAIN)
+    return build_rust_anchor("actix-web")
 
 
 def build_nginx():
@@ -500,16 +285,6 @@ def migrate(binary, store_env):
         proc.terminate()
         proc.wait()
 
-
-def wait_for_port(port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.01)
-    return False
 
 
 def process_tree(pid):

@@ -22,23 +22,18 @@ Needs valgrind (`apt-get install valgrind`). Builds percore in release first unl
 """
 
 import argparse
-import os
 import re
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from harness import free_port, percore_env, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPTH = 16
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def drive(port, path, batches):
@@ -73,21 +68,13 @@ def count(binary, path, batches, annotate):
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), IO_DRIVER="epoll",
-                   WORKERS="1", BENCH_ROUTES="1", DEBUG_ADDR="", RUST_LOG="error")
+        env = percore_env(port, IO_DRIVER="epoll", WORKERS=1, BENCH_ROUTES=1, RUST_LOG="error")
         cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=*Conn*::answer_now*",
                f"--callgrind-out-file={out}", binary]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port)).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        sys.exit("the server did not start under valgrind")
-                    time.sleep(0.2)
+            if not wait_for_port(port, timeout=60, alive=lambda: server.poll() is None):
+                sys.exit("the server did not start under valgrind")
             drive(port, path, batches)
         finally:
             server.terminate()

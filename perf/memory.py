@@ -9,7 +9,6 @@ buffers are not in the process's RSS, so this is percore's own cost per connecti
 """
 
 import argparse
-import os
 import resource
 import socket
 import subprocess
@@ -18,13 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import answers_200, free_port, percore_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid, field="VmRSS"):
@@ -45,18 +41,9 @@ def warm(port, requests=200):
 
 def start(binary, env_extra, scratch):
     port = free_port()
-    env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), DEBUG_ADDR="", RUST_LOG="warn",
-               SQLITE_PATH=f"{scratch}/m{port}.db", MAX_CONNECTIONS="100000")
-    env.update(env_extra)
+    env = percore_env(port, SQLITE_PATH=f"{scratch}/m{port}.db", MAX_CONNECTIONS=100000, **env_extra)
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(500):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(16).startswith(b"HTTP/1.1 200"):
-                    break
-        except OSError:
-            time.sleep(0.01)
+    answers_200(port, "/readyz", time.perf_counter() + 5)
     time.sleep(0.5)
     return proc, port
 

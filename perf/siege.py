@@ -14,24 +14,18 @@ slowhttptest (an independent implementation) sees.
 """
 
 import argparse
-import os
 import re
-import select
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from harness import answers_200, free_port, percore_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def latency(url, seconds=5):
@@ -113,11 +107,10 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
-        env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), DEBUG_ADDR="", RUST_LOG="warn", SQLITE_PATH=f"{scratch}/s.db")
-        env.update(kv.split("=", 1) for kv in args.env)
+        env = percore_env(port, SQLITE_PATH=f"{scratch}/s.db", **dict(kv.split("=", 1) for kv in args.env))
         server = subprocess.Popen([str(ROOT / "target" / "release" / "percore")], env=env)
         try:
-            time.sleep(0.5)
+            answers_200(port, "/readyz", time.perf_counter() + 5)
             url = f"http://127.0.0.1:{port}/health"
             p50, p99, rps, errors = latency(url)
             print(f"normal client alone: p50 {p50:.3f} ms, p99 {p99:.3f} ms, {rps:,.0f} req/s, socket errors: {errors}")

@@ -10,8 +10,6 @@ The clock starts just before fork/exec and stops when the response's status line
 """
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,27 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import answers_200, free_port, percore_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def first_ok(port, path, deadline):
-    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-    while time.perf_counter() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(request)
-                if s.recv(16).startswith(b"HTTP/1.1 200"):
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.0002)
-    return False
 
 
 def main():
@@ -55,13 +36,13 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         for i in range(args.runs):
             port = free_port()
-            env = dict(os.environ, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), DEBUG_ADDR="", RUST_LOG="warn", SQLITE_PATH=f"{scratch}/s{i}.db")
+            env = percore_env(port, SQLITE_PATH=f"{scratch}/s{i}.db")
             for kv in args.env:
                 k, v = kv.split("=", 1)
                 env[k] = v.replace("{port}", str(port))
             began = time.perf_counter()
             proc = subprocess.Popen([args.binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            ok = first_ok(port, args.path, began + 10)
+            ok = answers_200(port, args.path, began + 10, pause=0.0002)
             took = (time.perf_counter() - began) * 1000
             proc.kill()
             proc.wait()

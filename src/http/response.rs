@@ -17,9 +17,12 @@ use std::cell::{Cell, RefCell};
 use serde::Serialize;
 
 use super::date::DATE_LEN;
-use crate::obs::request_id::GENERATED_LEN;
 
 pub const SERVER: &str = "percore";
+
+/// The length of the request ids percore generates (`obs::request_id`): an id of this
+/// length is copied into the head as a constant, not through memcpy.
+pub const GENERATED_ID_LEN: usize = 16;
 
 /// Everything up to the Date value for the statuses percore sends, as one static piece:
 /// one copy instead of formatting the status line for every response.
@@ -306,7 +309,7 @@ impl<'a> Reply<'a> {
         if !self.request_id.is_empty() {
             out.extend_from_slice(b"\r\nX-Request-Id: ");
             // A generated id has a known length: copied as a constant, not through memcpy.
-            match <&[u8; GENERATED_LEN]>::try_from(self.request_id) {
+            match <&[u8; GENERATED_ID_LEN]>::try_from(self.request_id) {
                 Ok(generated) => out.extend_from_slice(generated),
                 Err(_) => out.extend_from_slice(self.request_id),
             }

@@ -5,11 +5,12 @@
 //! worker thread. Connection tasks and handler futures are therefore wrapped here. The cost
 //! is a landing pad, nothing on the path that does not panic.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+
+pub use crate::obs::logging::panic_message;
 
 pin_project_lite::pin_project! {
     /// A future that yields `Err(message)` if the inner one panics.
@@ -33,16 +34,5 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
         }
-    }
-}
-
-/// The text of a panic payload (`panic!("…")` gives a &str or a String).
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-text payload".to_owned()
     }
 }

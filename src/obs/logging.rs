@@ -7,6 +7,7 @@
 //! requests interleaving on one worker never see each other's fields, and nothing is
 //! allocated or copied per request.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::io::Write;
@@ -140,7 +141,17 @@ pub fn init(config: &Config) {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let message = crate::net::catch::panic_message(info.payload());
+        let message = panic_message(info.payload());
         log::error!("panic in thread {} at {location}: {message}", thread.name().unwrap_or("?"));
     }));
+}
+/// The text of a panic payload (`panic!("…")` gives a &str or a String).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
 }

@@ -9,7 +9,8 @@ use std::cell::Cell;
 
 /// Longest client-supplied id accepted; longer ones are replaced.
 pub const MAX_LEN: usize = 128;
-pub const GENERATED_LEN: usize = 16;
+/// A generated id's length: the response head copies ids of this size as a constant.
+pub const GENERATED_LEN: usize = crate::http::response::GENERATED_ID_LEN;
 /// Characters before the counter: the process's random part and the worker.
 const PREFIX_LEN: usize = 10;
 
