@@ -57,8 +57,10 @@ USERS = 10_000
 
 
 class Test:
-    def __init__(self, path, conns=256, depth=1, script=None, store=None):
+    def __init__(self, path, conns=256, depth=1, script=None, store=None, close=False):
         self.path, self.conns, self.depth, self.script, self.store = path, conns, depth, script, store
+        # `Connection: close` on every request: one connection per request (accept-heavy).
+        self.close = close
 
 
 TESTS = {
@@ -69,6 +71,13 @@ TESTS = {
     "db": Test("/db", store="pg"),
     "users-pg": Test("/api/v1/users/1", script="random_user.lua", store="pg"),
     "users-sqlite": Test("/api/v1/users/1", script="random_user.lua", store="sqlite"),
+    # A few keep-alive connections, as an ingress or a sidecar holds them (CONN_BALANCE).
+    "few-users-2": Test("/api/v1/users/1", conns=2, script="random_user.lua", store="pg"),
+    "few-users-4": Test("/api/v1/users/1", conns=4, script="random_user.lua", store="pg"),
+    "few-users-8": Test("/api/v1/users/1", conns=8, script="random_user.lua", store="pg"),
+    "few-pipelined-2": Test("/json", conns=2, depth=16),
+    # Accept-heavy: what handing a connection over costs.
+    "close-256": Test("/plaintext", close=True),
 }
 # The tests the issue's targets are stated for, in the order they are reported.
 DEFAULT_TESTS = "plaintext,json,pipelined,json-5000,db,users-pg"
@@ -222,7 +231,7 @@ def servers():
         "percore-nometrics": Server("percore-nometrics", build_percore_without_metrics, lambda binary, port: [binary], percore_env),
         # The committed percore (PERCORE_BASELINE, default HEAD): A/B a working-tree change.
         "percore-baseline": Server("percore-baseline", build_percore_baseline, lambda binary, port: [binary], percore_env),
-        "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg"}),
+        "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg", "few-users-2", "few-users-4", "few-users-8", "few-pipelined-2", "close-256"}),
         "nginx": Server("nginx", build_nginx, nginx_command, lambda port, test: {}, routes={"plaintext", "pipelined"}),
         "may-minihttp": Server("may-minihttp", build_may, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
         # Not in the default set: the floor a monoio server reaches with no contract at all.
@@ -351,6 +360,8 @@ def parse_wrk(out):
 
 def wrk_command(url, test, duration, layout):
     cmd = ["wrk", "-t2", f"-c{test.conns}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if test.close:
+        cmd += ["-H", "Connection: close"]
     if test.depth > 1:
         cmd += ["-s", str(PERF / "pipeline.lua"), url, "--", str(test.depth)]
     elif test.script:
@@ -377,18 +388,36 @@ def measure(server, name, args):
         url = f"http://127.0.0.1:{port}{test.path}"
         if args.warmup > 0:
             subprocess.run(wrk_command(url, test, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
+        served_before = worker_requests(port) if server.name.startswith("percore") else []
         before, client_before = cpu_seconds(proc.pid), children_cpu_seconds()
         out = subprocess.run(wrk_command(url, test, args.duration, args.layout), capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
         used, client_used = cpu_seconds(proc.pid) - before, children_cpu_seconds() - client_before
+        served = [a - b for a, b in zip(worker_requests(port), served_before)] if served_before else []
         result = parse_wrk(out)
         per_100k = 100_000 / result["requests"] if result["requests"] else float("nan")
         result["cpu_per_100k"] = used * per_100k
         result["wrk_cpu_per_100k"] = client_used * per_100k
         result["rss"] = peak_rss_mb(proc.pid)
+        # The busiest worker's share of the run's requests (percore's /metrics).
+        result["busiest"] = max(served) / sum(served) if served and sum(served) else None
         return result
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def worker_requests(port):
+    """percore_worker_requests_total by worker, from the server's /metrics."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            text = b""
+            while chunk := s.recv(65536):
+                text += chunk
+    except OSError:
+        return []
+    found = re.findall(rb'^percore_worker_requests_total\{worker="(\d+)"\} (\d+)$', text, re.M)
+    return [int(n) for _, n in sorted(found, key=lambda f: int(f[0]))]
 
 
 def children_cpu_seconds():
@@ -468,8 +497,8 @@ def render(results, tests, active, chosen, args):
         f"- layout: {args.layout}; wrk -t2, {args.duration} s runs after {args.warmup} s warm-up, median of {args.runs} interleaved runs, fresh process per run",
         f"- command: `python3 perf/bench.py --servers {args.servers} --tests {args.tests} --runs {args.runs} --duration {args.duration} --layout {args.layout}`",
         "",
-        f"| test | server | req/s | vs {active[0].name if active else 'percore'} | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs first | wrk CPU s / 100k req |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| test | server | req/s | vs {active[0].name if active else 'percore'} | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | CPU s / 100k req | CPU vs first | wrk CPU s / 100k req | busiest worker |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for test in tests:
         base = results.get((active[0].name, test)) if active else None
@@ -485,13 +514,21 @@ def render(results, tests, active, chosen, args):
                 f"| {test} | {s.name} | {rps:,.0f} | {ratio(rps, base_rps)} | {median([r['p50'] for r in runs]):.2f} | "
                 f"{median([r['p99'] for r in runs]):.2f} | {sum(r['errors'] for r in runs)} | {sum(r['non2xx'] for r in runs)} | "
                 f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} | "
-                f"{median([r['wrk_cpu_per_100k'] for r in runs]):.3f} |"
+                f"{median([r['wrk_cpu_per_100k'] for r in runs]):.3f} | {busiest(runs)} |"
             )
     lines += paired_ratios(results, tests, active)
     skipped = [f"{s.name} ({s.error})" for s in chosen if not s.binary]
     if skipped:
         lines += ["", "Skipped (did not build): " + "; ".join(skipped)]
     return "\n".join(lines) + "\n"
+
+
+def busiest(runs):
+    """The busiest worker's share of requests: median and the worst run (percore only)."""
+    shares = [r["busiest"] for r in runs if r.get("busiest") is not None]
+    if not shares:
+        return "—"
+    return f"{median(shares):.0%} (worst {max(shares):.0%})"
 
 
 def paired_ratios(results, tests, active):

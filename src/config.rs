@@ -57,6 +57,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "open client connections per process; past it, accepting pauses",
     },
     Setting {
+        name: "CONN_BALANCE",
+        default: "exact",
+        help: "exact: workers' live connections differ by at most one (a busier worker hands a new one over); kernel: the SO_REUSEPORT hash alone",
+    },
+    Setting {
         name: "MAX_HEADER_BYTES",
         default: "16384",
         help: "largest request head (request line and headers); 431 beyond it",
@@ -136,6 +141,7 @@ pub struct Config {
     pub pin_workers: Toggle,
     pub io_driver: DriverChoice,
     pub max_connections: usize,
+    pub conn_balance: Balance,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     /// `None` = auto (decided at start from the cgroup or the machine).
@@ -164,6 +170,16 @@ pub enum Toggle {
     Auto,
     On,
     Off,
+}
+
+/// How new connections are spread over the workers (CONN_BALANCE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// Live connection counts differ by at most one: a worker that accepts while it holds
+    /// more than the least-loaded one hands the connection over.
+    Exact,
+    /// Where the kernel's SO_REUSEPORT hash puts them.
+    Kernel,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,6 +286,11 @@ impl Config {
                 _ => None,
             })?,
             max_connections: env.count("MAX_CONNECTIONS", 1, 10_000_000)?,
+            conn_balance: env.parse("CONN_BALANCE", "exact or kernel", |v| match v {
+                "exact" => Some(Balance::Exact),
+                "kernel" => Some(Balance::Kernel),
+                _ => None,
+            })?,
             max_header_bytes: env.count("MAX_HEADER_BYTES", 1024, 1 << 20)?,
             max_body_bytes: env.count("MAX_BODY_BYTES", 0, 1 << 30)?,
             max_body_memory: env.parse(
@@ -529,6 +550,7 @@ mod tests {
         assert!(!c.bench_routes);
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.conn_balance, Balance::Exact);
         assert!(!c.access_log);
     }
 
@@ -559,6 +581,7 @@ mod tests {
             ("DEBUG_ADDR", "6060", "HOST:PORT"),
             ("BENCH_ROUTES", "yesplease", "on or off"),
             ("LOG_FORMAT", "xml", "text or json"),
+            ("CONN_BALANCE", "even", "exact or kernel"),
             ("ACCESS_LOG", "2", "on or off"),
             ("DATABASE_URL", "mysql://x", "postgres://"),
         ];

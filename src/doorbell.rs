@@ -39,6 +39,11 @@ impl<T> Doorbell<T> {
         }
     }
 
+    /// Whether items wait to be drained.
+    pub fn is_pending(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
     /// Owner side: registers `waker`, lowers the flag, then hands every posted item to `each`.
     pub fn drain(&self, waker: &Waker, mut each: impl FnMut(T)) {
         {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("runtime", &["app", "net", "obs", "db", "http", "config", "clock", "doorbell"]),
     ("app", &["net", "obs", "db", "http", "config", "clock", "doorbell"]),
-    ("net", &["obs", "http", "config", "clock"]),
+    ("net", &["obs", "http", "config", "clock", "doorbell"]),
     ("obs", &["http", "config", "clock", "doorbell"]),
     ("db", &["obs", "config", "clock", "doorbell"]),
     ("http", &["clock"]),

@@ -100,6 +100,7 @@ struct Registration<'a, S> {
 impl<S> Drop for Registration<'_, S> {
     fn drop(&mut self) {
         self.ctx.conns.borrow_mut().remove(self.key);
+        self.ctx.shared.balance.closed(self.ctx.id);
         self.ctx.shared.close_connection();
     }
 }

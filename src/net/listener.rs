@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::balance::Handed;
 use super::core::Core;
 use super::service::Service;
 use crate::obs::metrics::Reject;
@@ -98,7 +99,7 @@ pub async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener) {
                 }
                 ctx.metrics.accepted();
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+                place(&ctx, stream, peer);
             }
             Err(_) if ctx.draining.get() || ctx.shared.is_draining() => {
                 ctx.start_draining();
@@ -134,6 +135,50 @@ pub async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener) {
     log::debug!("worker {}: listener closed", ctx.id);
 }
 
+/// Serves a connection this worker accepted, or hands it to a worker with fewer
+/// (CONN_BALANCE=exact) before a byte of it is read. Never during the drain: the other
+/// worker may be closing its doors too.
+fn place<S: Service>(ctx: &Rc<Core<S>>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let balance = &ctx.shared.balance;
+    let target = if ctx.is_draining() {
+        balance.keep(ctx.id);
+        None
+    } else {
+        balance.place(ctx.id)
+    };
+    let Some(to) = target else {
+        monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+        return;
+    };
+    // Deregisters the socket from this worker's driver; the descriptor moves on.
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(stream);
+    // SAFETY: `fd` was just released by the stream that owned it and is owned by nothing else.
+    let stream = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    ctx.metrics.rebalanced();
+    balance.hand_over(to, Handed { stream, peer });
+}
+
+/// Serves, until the worker stops, the connections other workers hand over to this one.
+pub async fn adopt<S: Service>(ctx: Rc<Core<S>>) {
+    std::future::poll_fn(|cx| {
+        ctx.shared.balance.inbox(ctx.id).drain(cx.waker(), |Handed { stream, peer }| {
+            match monoio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // Dropped, so closed: the client sees a reset, as when accept fails.
+                    log::warn!("worker {}: cannot adopt a connection from {peer}: {e}", ctx.id);
+                    ctx.shared.balance.closed(ctx.id);
+                    ctx.shared.close_connection();
+                }
+            }
+        });
+        std::task::Poll::<()>::Pending
+    })
+    .await
+}
+
 /// Accepts, without waiting, what is queued on the listener, to be answered and closed by
 /// the drain like every other connection.
 fn take_backlog<S: Service>(ctx: &Rc<Core<S>>, listener: &monoio::net::TcpListener) {
@@ -161,6 +206,7 @@ fn take_backlog<S: Service>(ctx: &Rc<Core<S>>, listener: &monoio::net::TcpListen
             Ok(stream) => {
                 ctx.metrics.accepted();
                 taken += 1;
+                ctx.shared.balance.keep(ctx.id);
                 monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
             }
             Err(_) => ctx.shared.close_connection(),

@@ -1,6 +1,7 @@
 //! Sockets: the per-worker listener (①), the connection loop (②), its buffers and its
 //! deadlines.
 
+pub mod balance;
 pub mod body_memory;
 pub mod buffers;
 pub mod call;

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 
+use crate::config::Balance as BalanceChoice;
 use crate::config::Config;
+use crate::net::balance::Balance;
 use crate::net::body_memory::BodyMemory;
 
 pub struct Shared {
@@ -21,13 +23,16 @@ pub struct Shared {
     pub id_seed: u64,
     /// MAX_BODY_MEMORY: request bodies held at once, all workers together.
     pub body_memory: BodyMemory,
+    /// Which worker serves a new connection, and each worker's live count.
+    pub balance: Balance,
     draining: AtomicBool,
     open_connections: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(config: Config, access_log: Option<Sender<Vec<u8>>>, body_memory: usize) -> Shared {
+    pub fn new(config: Config, access_log: Option<Sender<Vec<u8>>>, body_memory: usize, workers: usize) -> Shared {
         Shared {
+            balance: Balance::new(workers, config.conn_balance == BalanceChoice::Exact),
             config,
             access_log,
             id_seed: crate::obs::request_id::process_random(),

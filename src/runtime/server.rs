@@ -80,7 +80,7 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
             (bytes, crate::runtime::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
         },
     };
-    let shared = Arc::new(Shared::new(config, access_log, body_memory));
+    let shared = Arc::new(Shared::new(config, access_log, body_memory, plan.workers()));
     let env = Arc::new(Env {
         net: shared.clone(),
         pool: db.clone(),
@@ -121,11 +121,15 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     log::info!("store: {:?}, {} database threads", shared.config.store, db.threads);
     log::info!("request bodies may hold {} MiB at once ({body_memory_from})", body_memory >> 20);
     log::info!(
-        "percore {} started in {:.1} ms: {}, {}",
+        "percore {} started in {:.1} ms: {}, {}, {} connection balance",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_secs_f64() * 1000.0,
         plan.describe(),
-        choice.driver
+        choice.driver,
+        match shared.config.conn_balance {
+            crate::config::Balance::Exact => "exact",
+            crate::config::Balance::Kernel => "kernel",
+        }
     );
     if let Some(addr) = debug {
         log::info!("profiling on http://{addr}/debug/pprof/");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::app::{App, Env};
 use crate::net::core::Core;
-use crate::net::listener::accept_loop;
+use crate::net::listener::{accept_loop, adopt};
 use crate::net::timeouts::TICK;
 use crate::obs::metrics::{Labels, SnapshotRequest, WorkerMetrics};
 use crate::runtime::driver::{self, IoDriver};
@@ -38,9 +38,11 @@ pub fn run(
         monoio::spawn(sweeper(core.clone()));
         monoio::spawn(core.service.db.clone().deliver_replies());
         monoio::spawn(answer_snapshot_requests(core.clone(), env));
+        monoio::spawn(adopt(core.clone()));
         accept_loop(core.clone(), listener).await;
         core.start_draining();
-        while !core.conns.borrow().is_empty() {
+        // A connection handed over just before the drain began is served too.
+        while !core.conns.borrow().is_empty() || core.shared.balance.inbox(id).is_pending() {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }
         log::debug!("worker {id}: drained");
@@ -66,7 +68,9 @@ async fn sweeper(core: Rc<Core<App>>) {
 async fn answer_snapshot_requests(core: Rc<Core<App>>, env: Arc<Env>) {
     std::future::poll_fn(|cx| {
         env.scrapes[core.id].drain(cx.waker(), |SnapshotRequest(reply)| {
-            reply.post(core.metrics.snapshot(core.conns.borrow().len()));
+            let mut snapshot = core.metrics.snapshot(core.conns.borrow().len());
+            snapshot.worker = core.id;
+            reply.post(snapshot);
         });
         std::task::Poll::<()>::Pending
     })

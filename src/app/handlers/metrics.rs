@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::doorbell::Doorbell;
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
-use crate::obs::metrics::{self, Gauges, Info, Process, Snapshot, SnapshotRequest};
+use crate::obs::metrics::{self, Gauges, Info, Process, Snapshot, SnapshotRequest, WorkerLine};
 
 /// A worker that has not answered by then is left out of this scrape (and logged).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,8 +46,21 @@ pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
         db_threads: env.pool.threads,
         db_store_errors: env.pool.errors.by_class(),
         db_deadlock_retries: env.pool.errors.deadlock_retries(),
+        workers: per_worker(&parts, workers),
     };
     let mut body = String::with_capacity(16 * 1024);
     metrics::render(&mut body, &info, &Snapshot::merge(ctx.metrics.labels(), &parts), &gauges, &Process::read());
     reply.send(200, metrics::CONTENT_TYPE, body.as_bytes(), &[]);
+}
+
+/// Each worker's live connections and requests, in worker order (a worker that did not
+/// answer in time reads zero).
+fn per_worker(parts: &[Snapshot], workers: usize) -> Vec<WorkerLine> {
+    let mut lines = vec![WorkerLine::default(); workers];
+    for part in parts {
+        if let Some(line) = lines.get_mut(part.worker) {
+            *line = WorkerLine { connections: part.connections_open as usize, requests: part.requests() };
+        }
+    }
+    lines
 }

@@ -18,7 +18,7 @@ mod render;
 use std::cell::{Cell, RefCell};
 
 pub use process::Process;
-pub use render::{render, Gauges, Info, CONTENT_TYPE};
+pub use render::{render, Gauges, Info, WorkerLine, CONTENT_TYPE};
 
 use crate::http::request::{Method, ParseError};
 
@@ -179,6 +179,7 @@ pub struct WorkerMetrics {
     parse_errors: [Cell<u64>; PARSE_ERRORS.len()],
     panics: Cell<u64>,
     writes: Cell<u64>,
+    rebalanced: Cell<u64>,
     db_wait: RefCell<Histogram>,
     db_query: RefCell<Vec<Histogram>>,
     db_batched: Cell<u64>,
@@ -198,6 +199,7 @@ impl WorkerMetrics {
             parse_errors: Default::default(),
             panics: Cell::new(0),
             writes: Cell::new(0),
+            rebalanced: Cell::new(0),
             db_wait: RefCell::new(Histogram::default()),
             db_query: RefCell::new(vec![Histogram::default(); labels.jobs.len()]),
             db_batched: Cell::new(0),
@@ -304,6 +306,13 @@ impl WorkerMetrics {
         }
     }
 
+    /// A connection this worker accepted went to a worker with fewer (CONN_BALANCE=exact).
+    pub fn rebalanced(&self) {
+        if cfg!(feature = "metrics") {
+            bump(&self.rebalanced);
+        }
+    }
+
     /// One write of a response batch to a socket.
     pub fn write(&self) {
         if cfg!(feature = "metrics") {
@@ -335,6 +344,7 @@ impl WorkerMetrics {
     pub fn snapshot(&self, connections_open: usize) -> Snapshot {
         Snapshot {
             labels: self.labels,
+            worker: 0,
             routes: self.routes.borrow().clone(),
             in_flight: self.in_flight.get(),
             connections_open: connections_open as u64,
@@ -343,6 +353,7 @@ impl WorkerMetrics {
             parse_errors: self.parse_errors.iter().map(Cell::get).collect(),
             panics: self.panics.get(),
             writes: self.writes.get(),
+            rebalanced: self.rebalanced.get(),
             db_wait: self.db_wait.borrow().clone(),
             db_query: self.db_query.borrow().clone(),
             db_batched: self.db_batched.get(),
@@ -355,6 +366,8 @@ impl WorkerMetrics {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub labels: Labels,
+    /// The worker it came from (set by the worker answering the scrape).
+    pub worker: usize,
     pub routes: Vec<RouteCell>,
     pub in_flight: i64,
     pub connections_open: u64,
@@ -363,6 +376,7 @@ pub struct Snapshot {
     pub parse_errors: Vec<u64>,
     pub panics: u64,
     pub writes: u64,
+    pub rebalanced: u64,
     pub db_wait: Histogram,
     pub db_query: Vec<Histogram>,
     pub db_batched: u64,
@@ -370,6 +384,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Requests answered, all routes and statuses.
+    pub fn requests(&self) -> u64 {
+        self.routes.iter().flat_map(|r| &r.statuses).map(|&(_, n)| n).sum()
+    }
+
     /// The sum of the workers' snapshots, which share their labels.
     pub fn merge(labels: Labels, parts: &[Snapshot]) -> Snapshot {
         let mut total = WorkerMetrics::new(labels).snapshot(0);
@@ -390,6 +409,7 @@ impl Snapshot {
             add(&mut total.parse_errors, &p.parse_errors);
             total.panics += p.panics;
             total.writes += p.writes;
+            total.rebalanced += p.rebalanced;
             total.db_wait.merge(&p.db_wait);
             for (t, h) in total.db_query.iter_mut().zip(&p.db_query) {
                 t.merge(h);

@@ -24,6 +24,15 @@ pub struct Gauges {
     /// Store failures by class label (SQLSTATE class, `io`, `sqlite`, `internal`).
     pub db_store_errors: Vec<(String, u64)>,
     pub db_deadlock_retries: u64,
+    /// Per worker, in worker order: live client connections and requests answered.
+    pub workers: Vec<WorkerLine>,
+}
+
+/// One worker's line in the per-worker families.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerLine {
+    pub connections: usize,
+    pub requests: u64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -145,6 +154,21 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
     );
 
     single(out, "percore_workers", "gauge", "Per-core worker threads.", info.workers);
+    family(out, "percore_worker_connections", "gauge", "Live client connections, by the worker serving them.");
+    for (i, w) in gauges.workers.iter().enumerate() {
+        let _ = writeln!(out, "percore_worker_connections{{worker=\"{i}\"}} {}", w.connections);
+    }
+    family(out, "percore_worker_requests_total", "counter", "Requests answered, by worker.");
+    for (i, w) in gauges.workers.iter().enumerate() {
+        let _ = writeln!(out, "percore_worker_requests_total{{worker=\"{i}\"}} {}", w.requests);
+    }
+    single(
+        out,
+        "percore_connections_rebalanced_total",
+        "counter",
+        "Connections a worker accepted and handed to a worker with fewer (CONN_BALANCE=exact).",
+        s.rebalanced,
+    );
     family(out, "percore_info", "gauge", "Build and runtime facts; always 1.");
     let _ = writeln!(
         out,
@@ -193,6 +217,7 @@ mod tests {
             db_threads: 3,
             db_store_errors: vec![("26".into(), 2)],
             db_deadlock_retries: 1,
+            workers: vec![WorkerLine { connections: 3, requests: 5 }, WorkerLine::default()],
         };
         render(&mut out, &info, &Snapshot::merge(LABELS, &[m.snapshot(1)]), &gauges, &Process::default());
         assert!(out.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/{id}\",status=\"200\"} 1\n"));
@@ -208,6 +233,9 @@ mod tests {
         ));
         assert!(out.contains("db_store_errors_total{class=\"26\"} 2\n"));
         assert!(out.contains("db_deadlock_retries_total 1\n"));
+        assert!(out.contains("percore_worker_connections{worker=\"0\"} 3\n"));
+        assert!(out.contains("percore_worker_requests_total{worker=\"1\"} 0\n"));
+        assert!(out.contains("percore_connections_rebalanced_total 0\n"));
         assert!(out.contains("percore_info{version=\"0.1.0\",io_driver=\"io_uring\",store=\"sqlite\"} 1\n"));
         let families: Vec<&str> =
             out.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
