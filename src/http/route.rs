@@ -202,13 +202,15 @@ pub fn parse_id(s: &[u8]) -> Option<i64> {
 }
 
 /// A request as a handler sees it: the parsed head, the bytes it points into, the body
-/// (mutable, so simd-json can parse it in place) and the route's `{id}`.
+/// (mutable, so simd-json can parse it in place), the route's `{id}` and the request's id.
 pub struct RequestView<'r> {
     pub head: &'r Head,
     pub bytes: &'r [u8],
     pub body: &'r mut [u8],
     /// The route's `{id}`, already checked to be a positive integer.
     pub id: Option<i64>,
+    /// The `X-Request-Id` the response carries (the client's, or one made for it).
+    pub request_id: &'r [u8],
 }
 
 impl RequestView<'_> {

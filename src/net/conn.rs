@@ -425,7 +425,7 @@ impl<S: Service> Conn<'_, S> {
         if let Resolved::Found { route, id } = resolved {
             let fields = RequestFields { id: request_id, method: head.method.as_str(), route: S::pattern(route) };
             let _scope = logging::scope(&fields);
-            call::now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
+            call::now(ctx, route, RequestView { head, bytes: head_bytes, body, id, request_id }, &mut reply);
         } else if let Some(refused) = resolved.refusal() {
             let allow = refused.allow.map(|methods| ("Allow", methods.as_bytes()));
             reply.error_with(refused.status, refused.message, allow.as_slice());
@@ -455,7 +455,7 @@ impl<S: Service> Conn<'_, S> {
         let request_id = request_id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         let fields = RequestFields { id: request_id, method: head.method.as_str(), route: S::pattern(route) };
-        let request = RequestView { head, bytes: head_bytes, body, id };
+        let request = RequestView { head, bytes: head_bytes, body, id, request_id };
         // Boxed: the handler's state lives only while the request does.
         let handler = Box::pin(logging::in_request(&fields, call::waiting(ctx, route, request, &mut reply)));
         let abandoned = matches!(race(handler, client_gone(&self.stream)).await, Either::Right(()));
