@@ -198,7 +198,7 @@ http {{
 
 def build_go():
     if not shutil.which("go"):
-        raise RuntimeError("go not installed (apt install golang-go)")
+        raise RuntimeError("go not installed (apt install golang-go golang-github-lib-pq-dev)")
     out = SCRATCH / "go-nethttp"
     env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=str(SCRATCH / "gocache"))
     run(["go", "build", "-o", str(out), "."], cwd=PERF / "anchors" / "go-nethttp", env=env)
