@@ -28,6 +28,15 @@ pub enum Mount {
 /// Label for requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// The TechEmpower routes keep exactly the headers the benchmark specifies; every other
+/// answer says `Cache-Control: no-store`. A constant per route: no test at run time.
+#[inline(always)]
+fn cache_policy(mount: Mount, reply: &mut Reply<'_>) {
+    if mount == Mount::Bench {
+        reply.allow_caching();
+    }
+}
+
 /// `"GET, HEAD, "` → `"GET, HEAD"`, at compile time.
 const fn trim_list(list: &'static str) -> &'static str {
     let (head, _) = list.as_bytes().split_at(list.len() - 2);
@@ -159,6 +168,7 @@ macro_rules! routes {
 
                 #[inline]
                 pub(super) fn call_now(app: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+                    cache_policy(Mount::$mount, reply);
                     #[allow(unreachable_patterns)]
                     match req.method() {
                         $( $(method!($method))|+ => call_now!($kind, $handler, app, req, reply), )+
@@ -167,6 +177,7 @@ macro_rules! routes {
                 }
 
                 pub(super) async fn call(app: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+                    cache_policy(Mount::$mount, reply);
                     #[allow(unreachable_patterns)]
                     match req.method() {
                         $( $(method!($method))|+ => call!($kind, $handler, app, req, reply), )+

@@ -83,10 +83,6 @@ impl Balance {
         self.live[worker].0.load(Ordering::Relaxed)
     }
 
-    pub fn workers(&self) -> usize {
-        self.live.len()
-    }
-
     /// Posts a connection to `worker`'s inbox and wakes it.
     pub fn hand_over(&self, worker: usize, handed: Handed) {
         self.inboxes[worker].post(handed);

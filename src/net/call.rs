@@ -7,11 +7,12 @@
 
 use std::panic::AssertUnwindSafe;
 
-use super::catch::{catch_unwind_future, panic_message};
+use super::catch::catch_unwind_future;
 use super::core::Core;
 use super::service::Service;
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
+use crate::obs::logging::panic_message;
 
 /// Runs an in-core handler at once.
 #[inline(always)]

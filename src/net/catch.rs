@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use crate::obs::logging::panic_message;
+use crate::obs::logging::panic_message;
 
 pin_project_lite::pin_project! {
     /// A future that yields `Err(message)` if the inner one panics.

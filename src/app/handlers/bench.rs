@@ -3,7 +3,7 @@
 //! serialized per request; random world ids from 1 to 10,000; `queries` clamped to 1–500
 //! (anything that is not a number is 1); each world read by its own query; fortunes sorted,
 //! escaped, UTF-8 HTML with one fortune added at request time. Their headers are the
-//! benchmark's: no `Cache-Control` (every other route says no-store).
+//! benchmark's: no `Cache-Control` (the route table's `Bench` mount says so).
 
 use serde::Serialize;
 
@@ -17,7 +17,6 @@ use crate::http::route::RequestView;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
 pub fn plaintext(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
-    reply.allow_caching();
     reply.send(200, PLAIN, b"Hello, World!", &[]);
 }
 
@@ -28,13 +27,11 @@ struct Message {
 
 /// `/json`: `{"message":"Hello, World!"}`, serialized for each request.
 pub fn json(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
-    reply.allow_caching();
     reply.json(200, &Message { message: "Hello, World!" }, &[]);
 }
 
 /// `/db`: one random world.
 pub async fn db(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
-    reply.allow_caching();
     match ctx.db.call(Job::World { id: ctx.random_world() }).await {
         Ok(Output::World(Some(world))) => reply.json(200, &world, &[]),
         Ok(other) => unexpected(ctx, reply, &other),
@@ -54,7 +51,6 @@ pub fn queries_param(q: &[u8]) -> usize {
 
 /// `/queries?queries=N`: N random worlds, each by its own query.
 pub async fn queries(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
-    reply.allow_caching();
     let ids = (0..queries_param(req.query())).map(|_| ctx.random_world()).collect();
     match ctx.db.call(Job::Worlds { ids }).await {
         Ok(Output::Worlds(worlds)) => reply.json(200, &worlds, &[]),
@@ -65,7 +61,6 @@ pub async fn queries(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
 
 /// `/updates?queries=N`: N random worlds, each given a new random number and written back.
 pub async fn updates(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
-    reply.allow_caching();
     let n = queries_param(req.query());
     let ids = (0..n).map(|_| ctx.random_world()).collect();
     let numbers = (0..n).map(|_| ctx.random_world()).collect();
@@ -78,7 +73,6 @@ pub async fn updates(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
 
 /// `/fortunes`: every fortune plus one added now, sorted by message, as escaped HTML.
 pub async fn fortunes(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
-    reply.allow_caching();
     match ctx.db.call(Job::Fortunes).await {
         Ok(Output::Fortunes(mut fortunes)) => {
             fortunes.push(Fortune { id: 0, message: "Additional fortune added at request time.".into() });
