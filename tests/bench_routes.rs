@@ -207,6 +207,19 @@ fn statements_per_request_are_what_techempower_counts() {
     let url = cluster.url_of("hello_world");
     let s = Server::start(common::drivers()[0], &[("BENCH_ROUTES", "1"), ("DATABASE_URL", &url)]);
     s.wait_ready();
+    // Ready means one pool thread is connected; the others' start-up statements (the schema
+    // version check) must be over before the counting starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = s.get("/metrics").text();
+        let gauge =
+            |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok());
+        if gauge("db_pool_connections").is_some() && gauge("db_pool_connections") == gauge("db_pool_threads") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pool never connected:\n{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     const CLIENTS: usize = 8;
     const EACH: usize = 8;
     let requests = (CLIENTS * EACH) as i64;

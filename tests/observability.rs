@@ -179,6 +179,70 @@ fn log_lines_about_a_request_carry_its_id() {
     });
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn a_valid_traceparent_puts_the_trace_into_log_lines_and_the_access_log() {
+    for format in ["text", "json"] {
+        let s = Server::start(drivers()[0], &[("LOG_FORMAT", format), ("ACCESS_LOG", "on"), ("WORKERS", "1")]);
+        s.wait_ready();
+        let mut c = s.connect();
+        // A handler that runs in the worker (a panic, logged) and one that waits for the store.
+        for path in ["/__test/panic", "/api/v1/users/424242"] {
+            c.send(
+                format!("GET {path} HTTP/1.1\r\nHost: t\r\ntraceparent: {TRACEPARENT}\r\ntracestate: congo=t61rcWkgMzE\r\nX-Request-Id: tp-ok-{format}\r\n\r\n")
+                    .as_bytes(),
+            );
+            let r = c.response().unwrap();
+            assert!(r.status == 500 || r.status == 404, "{path}: {}", r.status);
+            assert_eq!(r.header("traceparent"), None, "percore does not answer with a trace of its own");
+        }
+        // Invalid ones are ignored, never an error.
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            c.send(
+                format!(
+                    "GET /health HTTP/1.1\r\nHost: t\r\ntraceparent: {bad}\r\nX-Request-Id: tp-bad-{format}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            assert_eq!(c.response().unwrap().status, 200, "{bad}");
+        }
+        // Sent twice, it is ambiguous: ignored.
+        c.send(format!("GET /health HTTP/1.1\r\nHost: t\r\ntraceparent: {TRACEPARENT}\r\ntraceparent: {TRACEPARENT}\r\nX-Request-Id: tp-twice-{format}\r\n\r\n").as_bytes());
+        assert_eq!(c.response().unwrap().status, 200);
+        let twice = format!("tp-twice-{format}");
+        assert!(s.wait_for_log(&twice, Duration::from_secs(2)), "{}", s.logs());
+        let logs = s.logs();
+        let traced: Vec<&str> = logs.lines().filter(|l| l.contains(&format!("tp-ok-{format}"))).collect();
+        let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+        assert!(traced.len() >= 3, "the panic's line and two access lines:\n{logs}");
+        for line in &traced {
+            if format == "json" {
+                let mut bytes = line.as_bytes().to_vec();
+                let v = simd_json::to_owned_value(&mut bytes).unwrap();
+                assert_eq!(v["trace_id"].as_str(), Some(trace_id), "{line}");
+                assert_eq!(v["parent_id"].as_str(), Some(parent_id), "{line}");
+            } else {
+                assert!(line.contains(&format!("trace_id={trace_id} parent_id={parent_id}")), "{line}");
+            }
+        }
+        assert!(traced.iter().any(|l| l.contains("panicked")), "a log line from inside the handler:\n{logs}");
+        assert!(
+            traced.iter().any(|l| l.contains("/api/v1/users/424242") && l.contains("404")),
+            "the waiting route's access line"
+        );
+        for line in logs.lines().filter(|l| l.contains("tp-bad-") || l.contains(&twice)) {
+            assert!(!line.contains("trace_id"), "{line}");
+        }
+        assert!(!logs.contains("t61rcWkgMzE"), "tracestate is left alone");
+    }
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     each_driver(&[("LOG_FORMAT", "json"), ("ACCESS_LOG", "on"), ("WORKERS", "1")], |s| {
@@ -262,69 +326,185 @@ fn debug_get(addr: std::net::SocketAddr, path: &str) -> common::Response {
     c.response().expect("a response from the debug listener")
 }
 
+/// utime + stime of a process, in seconds (clock ticks of 1/100 s).
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // After the command's ")": state is field 3, utime 14 and stime 15 (1-based).
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Keeps `threads` connections busy with pipelined /json until dropped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(server: std::net::SocketAddr, threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut c = common::Client::connect(server);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        c.send(&b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n".repeat(32));
+                        for _ in 0..32 {
+                            c.response().unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn decode_profile(body: &[u8]) -> pprof::protos::Profile {
+    use pprof::protos::Message;
+    pprof::protos::Profile::decode(body).expect("a pprof protobuf")
+}
+
 #[test]
 fn the_profiling_listener_serves_pprof_and_flamegraphs() {
-    let s = Server::start(drivers()[0], &[("DEBUG_ADDR", "127.0.0.1:0"), ("BENCH_ROUTES", "1")]);
+    let s = Server::start(drivers()[0], &[("DEBUG_ADDR", "127.0.0.1:0"), ("BENCH_ROUTES", "1"), ("WORKERS", "2")]);
     let addr = debug_addr(&s);
     let index = debug_get(addr, "/debug/pprof/");
     assert_eq!(index.status, 200);
-    assert!(index.text().contains("/debug/pprof/profile") && index.text().contains("/debug/pprof/flamegraph"));
+    for link in ["/debug/pprof/profile", "/debug/pprof/flamegraph", "/debug/pprof/workers"] {
+        assert!(index.text().contains(link), "{link}");
+    }
     for bad in ["seconds=0", "seconds=61", "seconds=abc"] {
         assert_eq!(debug_get(addr, &format!("/debug/pprof/profile?{bad}")).status, 400, "{bad}");
     }
 
     // Load the server while it is profiled, so its own functions show up.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (stop, server) = (stop.clone(), s.addr);
-        std::thread::spawn(move || {
-            let mut c = common::Client::connect(server);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                c.send(&b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n".repeat(32));
-                for _ in 0..32 {
-                    c.response().unwrap();
-                }
-            }
-        })
-    };
+    let load = Load::start(s.addr, 2);
     let busy = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
         debug_get(addr, "/debug/pprof/profile?seconds=1").status
     });
-    let profile = debug_get(addr, "/debug/pprof/profile?seconds=2");
+    // The first profile also maps the executable's symbols; the measured one below does not.
+    let warm_up = debug_get(addr, "/debug/pprof/profile?seconds=2");
     assert_eq!(busy.join().unwrap(), 409, "one profile at a time");
-    assert_eq!(profile.status, 200);
-    let flame = debug_get(addr, "/debug/pprof/flamegraph?seconds=1");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    load.join().unwrap();
+    assert_eq!(warm_up.status, 200);
 
-    use pprof::protos::Message;
-    let decoded = pprof::protos::Profile::decode(profile.body.as_slice()).expect("a pprof protobuf");
-    assert!(!decoded.sample.is_empty(), "samples were taken");
-    let names: Vec<&str> = decoded.string_table.iter().map(String::as_str).collect();
+    // The process's CPU clock, read from outside every 10 ms while the profile is taken, so
+    // it can be read at the sampling window's own start and end (the profile says when).
+    let readings = {
+        let (pid, done) = (s.pid(), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        let reader = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut readings = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    readings.push((std::time::SystemTime::now(), process_cpu(pid)));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                readings
+            })
+        };
+        let profile = debug_get(addr, "/debug/pprof/profile?seconds=4");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (profile, reader.join().unwrap())
+    };
+    let (profile, readings) = readings;
+    let flame = debug_get(addr, "/debug/pprof/flamegraph?seconds=1");
+    drop(load);
+    assert_eq!(profile.status, 200);
+
+    let decoded = decode_profile(&profile.body);
+    let sampled_ns: i64 = decoded.sample.iter().map(|s| s.value[1]).sum();
+    let sampled = sampled_ns as f64 / 1e9;
+    let at = |nanos: i64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_nanos(nanos as u64);
+        readings.iter().find(|(when, _)| *when >= t).map(|r| r.1).expect("a reading after the window's edge")
+    };
+    let used = at(decoded.time_nanos + decoded.duration_nanos) - at(decoded.time_nanos);
+    assert!(used > 0.5, "the server was busy: {used} CPU s");
     assert!(
-        names.iter().any(|n| n.contains("percore")),
-        "percore's own functions are named: {:?}",
-        &names[..names.len().min(40)]
+        sampled >= 0.9 * used,
+        "the profile holds {sampled:.2} CPU s of the {used:.2} the process used; the server's account:\n{}",
+        s.logs().lines().filter(|l| l.contains("profile:")).collect::<Vec<_>>().join("\n")
     );
+    let name = |id: i64| decoded.string_table[id as usize].as_str();
+    let functions: HashSet<&str> = decoded.function.iter().map(|f| name(f.name)).collect();
+    let ours: HashSet<&&str> = functions.iter().filter(|n| n.starts_with("percore::")).collect();
+    assert!(ours.len() >= 10, "at least ten percore:: functions by their full names: {ours:?}");
+    assert!(functions.iter().any(|n| n.starts_with("monoio::")), "{functions:?}");
+    assert!(functions.contains("[syscall]"), "system-call time is kept: {functions:?}");
+    assert!(
+        decoded.function.iter().any(|f| name(f.name).starts_with("percore::") && name(f.filename).ends_with(".rs")),
+        "files and lines where the build kept them"
+    );
+    let threads: HashSet<&str> = decoded.sample.iter().flat_map(|s| s.label.iter().map(|l| name(l.str))).collect();
+    assert!(threads.contains("worker 0") && threads.contains("worker 1"), "{threads:?}");
 
     assert_eq!(flame.status, 200);
     assert_eq!(flame.header("content-type"), Some("image/svg+xml"));
-    assert!(flame.text().contains("<svg"), "an SVG");
+    assert!(flame.text().contains("<svg") && flame.text().contains("percore::"), "an SVG with the same names");
 
     // The reference reader, where Go is installed.
     if std::process::Command::new("go").arg("version").output().is_ok() {
         let file = std::env::temp_dir().join(format!("percore-profile-{}.pb", s.pid()));
         std::fs::write(&file, &profile.body).unwrap();
-        let out = std::process::Command::new("go")
-            .args(["tool", "pprof", "-top"])
-            .arg(&file)
-            .env("HOME", std::env::temp_dir())
-            .output()
-            .unwrap();
+        let pprof = |args: &[&str]| {
+            let out = std::process::Command::new("go")
+                .args(["tool", "pprof"])
+                .args(args)
+                .arg(&file)
+                .env("HOME", std::env::temp_dir())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "go tool pprof {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let top = pprof(&["-top"]);
+        assert!(top.contains("flat%") && top.contains("percore::") && top.contains("[syscall]"), "{top}");
+        let list = pprof(&["-list", "percore::net::conn::Conn.*answer_now"]);
+        assert!(list.contains("ROUTINE") && list.contains("src/net/conn.rs"), "{list}");
         let _ = std::fs::remove_file(&file);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "go tool pprof: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("flat%") && text.contains("percore"), "{text}");
     }
+}
+
+#[test]
+fn each_worker_and_database_thread_reports_its_own_cpu() {
+    let s = Server::start(drivers()[0], &[("DEBUG_ADDR", "127.0.0.1:0"), ("BENCH_ROUTES", "1"), ("WORKERS", "2")]);
+    s.wait_ready();
+    let addr = debug_addr(&s);
+    {
+        let _load = Load::start(s.addr, 2);
+        for id in 0..200 {
+            s.get(&format!("/api/v1/users/{id}"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let text = scrape(&s);
+    let cpu = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+    let workers =
+        cpu(r#"percore_worker_cpu_seconds_total{worker="0"}"#) + cpu(r#"percore_worker_cpu_seconds_total{worker="1"}"#);
+    assert!(workers > 0.05, "the workers' CPU is counted: {workers}");
+    assert!(workers <= process_cpu(s.pid()) + 0.02, "and is part of the process's");
+    assert!(cpu(r#"percore_db_thread_cpu_seconds_total{thread="0"}"#) > 0.0, "{text}");
+
+    let page = debug_get(addr, "/debug/pprof/workers");
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    for needle in
+        ["<td>0</td>", "<td>1</td>", "CPU seconds", "live connections", "requests", "pinned CPU", "database threads"]
+    {
+        assert!(page.contains(needle), "{needle}: {page}");
+    }
+    assert!(page.contains("io_uring") || page.contains("epoll"), "{page}");
 }

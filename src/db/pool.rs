@@ -121,9 +121,10 @@ impl Pool {
         for id in 0..self.threads {
             let (pool, queue, store) = (self.clone(), queue.clone(), config.store.clone());
             let (lifetime, bench, batch) = (config.db_conn_max_lifetime, config.bench_routes, config.db_batch_reads);
-            std::thread::Builder::new()
-                .name(format!("percore-db{id}"))
-                .spawn(move || run(&pool, &queue, &store, lifetime, bench, batch))?;
+            std::thread::Builder::new().name(format!("percore-db{id}")).spawn(move || {
+                let _registered = crate::obs::threads::register(crate::obs::threads::Role::Db(id));
+                run(&pool, &queue, &store, lifetime, bench, batch)
+            })?;
         }
         Ok(())
     }

@@ -7,3 +7,4 @@ pub mod query;
 pub mod request;
 pub mod response;
 pub mod route;
+pub mod trace_context;

@@ -70,7 +70,7 @@ impl Method {
         self as usize
     }
 
-    fn from_token(t: &str) -> Method {
+    pub fn from_token(t: &str) -> Method {
         match t {
             "GET" => Method::Get,
             "HEAD" => Method::Head,

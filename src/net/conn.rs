@@ -423,7 +423,7 @@ impl<S: Service> Conn<'_, S> {
         let request_id = id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         if let Resolved::Found { route, id } = resolved {
-            let fields = RequestFields { id: request_id, method: head.method.as_str(), route: S::pattern(route) };
+            let fields = RequestFields { id: request_id, route: S::pattern(route), head: head_bytes };
             let _scope = logging::scope(&fields);
             call::now(ctx, route, RequestView { head, bytes: head_bytes, body, id, request_id }, &mut reply);
         } else if let Some(refused) = resolved.refusal() {
@@ -454,7 +454,7 @@ impl<S: Service> Conn<'_, S> {
         let (framing, request_id) = Self::begin(ctx, self.ctl, self.last_read, self.draining, head, head_bytes);
         let request_id = request_id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
-        let fields = RequestFields { id: request_id, method: head.method.as_str(), route: S::pattern(route) };
+        let fields = RequestFields { id: request_id, route: S::pattern(route), head: head_bytes };
         let request = RequestView { head, bytes: head_bytes, body, id, request_id };
         // Boxed: the handler's state lives only while the request does.
         let handler = Box::pin(logging::in_request(&fields, call::waiting(ctx, route, request, &mut reply)));
@@ -501,6 +501,7 @@ impl<S: Service> Conn<'_, S> {
                     duration_ns: elapsed,
                     request_id,
                     peer: *peer,
+                    head: head_bytes,
                 });
             }
         }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::LogFormat;
+use crate::http::trace_context;
 
 /// A worker's buffer is handed over when it reaches this size.
 const FLUSH_AT: usize = 32 * 1024;
@@ -29,12 +30,17 @@ pub struct Entry<'a> {
     pub duration_ns: u64,
     pub request_id: &'a [u8],
     pub peer: SocketAddr,
+    /// The request's head bytes, where a `traceparent` is looked for.
+    pub head: &'a [u8],
 }
 
 /// Starts the writer thread; returns the channel workers hand their buffers to.
 pub fn start_writer() -> std::io::Result<Sender<Vec<u8>>> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-    std::thread::Builder::new().name("percore-log".into()).spawn(move || write_all(&rx))?;
+    std::thread::Builder::new().name("percore-log".into()).spawn(move || {
+        let _registered = crate::obs::threads::register(crate::obs::threads::Role::Log);
+        write_all(&rx)
+    })?;
     Ok(tx)
 }
 
@@ -113,6 +119,9 @@ fn text_line(out: &mut Vec<u8>, e: &Entry<'_>) {
         String::from_utf8_lossy(e.request_id),
         e.peer
     );
+    if let Some(t) = trace_context::find(e.head) {
+        let _ = write!(out, " trace_id={} parent_id={}", t.trace_id(), t.parent_id());
+    }
     out.push(b'\n');
 }
 
@@ -131,7 +140,12 @@ fn json_line(out: &mut Vec<u8>, e: &Entry<'_>) {
         e.duration_ns as f64 / 1e6
     );
     json_escape(out, e.request_id);
-    let _ = writeln!(out, "\",\"peer\":\"{}\"}}", e.peer);
+    let _ = write!(out, "\",\"peer\":\"{}\"", e.peer);
+    // Lowercase hex only (checked when parsed): nothing to escape.
+    if let Some(t) = trace_context::find(e.head) {
+        let _ = write!(out, ",\"trace_id\":\"{}\",\"parent_id\":\"{}\"", t.trace_id(), t.parent_id());
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 /// Escapes ASCII for a JSON string (paths and ids are printable ASCII by the time they get
@@ -178,7 +192,25 @@ mod tests {
             duration_ns: 1_234_567,
             request_id: b"abc",
             peer: "127.0.0.1:5555".parse().unwrap(),
+            head: b"GET /api/v1/users/5 HTTP/1.1\r\nHost: a\r\n\r\n",
         }
+    }
+
+    #[test]
+    fn a_trace_is_logged_in_both_formats() {
+        let head = b"GET / HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+        let e = Entry { head, ..entry() };
+        let mut out = Vec::new();
+        json_line(&mut out, &e);
+        let mut line = out.clone();
+        let v = simd_json::to_owned_value(&mut line).unwrap();
+        use simd_json::prelude::*;
+        assert_eq!(v["trace_id"].as_str(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(v["parent_id"].as_str(), Some("00f067aa0ba902b7"));
+        let mut out = Vec::new();
+        text_line(&mut out, &e);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with(" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 parent_id=00f067aa0ba902b7\n"), "{line}");
     }
 
     #[test]
@@ -195,6 +227,7 @@ mod tests {
         assert_eq!(v["duration_ms"].as_f64(), Some(1.235));
         assert_eq!(v["route"].as_str(), Some("/api/v1/users/{id}"));
         assert_eq!(v["request_id"].as_str(), Some("abc"));
+        assert!(v.get("trace_id").is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Observability: per-core Prometheus [`metrics`] gathered on scrape, [`request_id`]s,
-//! [`logging`] with request fields, a non-blocking [`access_log`], and the [`profiler`]
-//! listener (DEBUG_ADDR). None of it is on the request path beyond counting into
+//! [`logging`] with request fields, a non-blocking [`access_log`], the [`profiler`]
+//! listener (DEBUG_ADDR), and the registry of percore's [`threads`] (their CPU clocks). None of it is on the request path beyond counting into
 //! per-worker memory.
 
 pub(crate) mod access_log;
@@ -8,3 +8,4 @@ pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod profiler;
 pub(crate) mod request_id;
+pub mod threads;

@@ -11,4 +11,5 @@ pub(crate) mod memory;
 pub mod server;
 pub(crate) mod shutdown;
 pub(crate) mod startup_pages;
+pub(crate) mod status;
 pub(crate) mod worker;

@@ -21,6 +21,7 @@ use crate::net::listener;
 use crate::net::shared::Shared;
 use crate::obs::access_log;
 use crate::obs::profiler;
+use crate::obs::threads::{self, Role};
 use crate::runtime::cpus::{self, Machine};
 use crate::runtime::driver;
 use crate::runtime::shutdown::Signals;
@@ -47,6 +48,7 @@ pub fn run(config: Config) -> ExitCode {
 }
 
 fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
+    let _registered = threads::register(Role::Main);
     let machine = Machine::probe().map_err(|e| format!("cannot read this process's CPU affinity: {e}"))?;
     let plan = cpus::plan(config.workers, config.pin_workers, &machine);
     let choice = driver::choose(config.io_driver).map_err(|e| format!("IO_DRIVER=io_uring, but {e}"))?;
@@ -63,10 +65,6 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     let access_log = match config.access_log {
         true => Some(access_log::start_writer().map_err(|e| format!("cannot start the access log writer: {e}"))?),
         false => None,
-    };
-    let debug = match config.debug_addr {
-        Some(addr) => Some(profiler::start(addr).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?),
-        None => None,
     };
     let (body_memory, body_memory_from) = match config.max_body_memory {
         Some(bytes) => (bytes, "MAX_BODY_MEMORY".to_owned()),
@@ -87,6 +85,14 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         io_driver: choice.driver.name(),
         scrapes: (0..plan.workers()).map(|_| Doorbell::default()).collect(),
     });
+    let debug = match shared.config.debug_addr {
+        Some(addr) => {
+            let pinned_cpus = plan.cpus.iter().map(|&c| plan.pinned.then_some(c)).collect();
+            let status = crate::runtime::status::source(env.clone(), pinned_cpus);
+            Some(profiler::start(addr, status).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?)
+        }
+        None => None,
+    };
     let (reports, inbox) = mpsc::channel();
     for (id, listener) in listeners.into_iter().enumerate() {
         let (env, reports, cpu, io_driver) = (env.clone(), reports.clone(), plan.cpus[id], choice.driver);
@@ -94,6 +100,7 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         std::thread::Builder::new()
             .name(format!("percore-w{id}"))
             .spawn(move || {
+                let _registered = threads::register(Role::Worker(id));
                 if pinned && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
                     log::warn!("worker {id}: could not pin to CPU {cpu}");
                 }

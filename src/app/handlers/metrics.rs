@@ -12,6 +12,7 @@ use crate::doorbell::Doorbell;
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
 use crate::obs::metrics::{self, Gauges, Info, Process, Snapshot, SnapshotRequest, WorkerLine};
+use crate::obs::threads::{self, Role};
 
 /// A worker that has not answered by then is left out of this scrape (and logged).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,20 +48,45 @@ pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
         db_store_errors: env.pool.errors.by_class(),
         db_deadlock_retries: env.pool.errors.deadlock_retries(),
         workers: per_worker(&parts, workers),
+        db_threads_cpu: db_threads_cpu(),
     };
     let mut body = String::with_capacity(16 * 1024);
     metrics::render(&mut body, &info, &Snapshot::merge(ctx.metrics.labels(), &parts), &gauges, &Process::read());
     reply.send(200, metrics::CONTENT_TYPE, body.as_bytes(), &[]);
 }
 
-/// Each worker's live connections and requests, in worker order (a worker that did not
-/// answer in time reads zero).
+/// Each worker's live connections, requests and CPU, in worker order (a worker that did not
+/// answer in time reads zero connections and requests).
 fn per_worker(parts: &[Snapshot], workers: usize) -> Vec<WorkerLine> {
-    let mut lines = vec![WorkerLine::default(); workers];
+    let threads = threads::all();
+    let mut lines: Vec<WorkerLine> = (0..workers)
+        .map(|i| WorkerLine {
+            cpu_seconds: threads
+                .iter()
+                .find(|t| t.role == Role::Worker(i))
+                .and_then(|t| threads::cpu_seconds(t.tid))
+                .unwrap_or(0.0),
+            ..WorkerLine::default()
+        })
+        .collect();
     for part in parts {
         if let Some(line) = lines.get_mut(part.worker) {
-            *line = WorkerLine { connections: part.connections_open as usize, requests: part.requests() };
+            line.connections = part.connections_open as usize;
+            line.requests = part.requests();
         }
     }
     lines
+}
+
+/// Each database pool thread's CPU seconds, by its number.
+fn db_threads_cpu() -> Vec<(usize, f64)> {
+    let mut cpu: Vec<(usize, f64)> = threads::all()
+        .into_iter()
+        .filter_map(|t| match t.role {
+            Role::Db(i) => Some((i, threads::cpu_seconds(t.tid)?)),
+            _ => None,
+        })
+        .collect();
+    cpu.sort_by_key(|&(i, _)| i);
+    cpu
 }

@@ -26,13 +26,17 @@ pub struct Gauges {
     pub db_deadlock_retries: u64,
     /// Per worker, in worker order: live client connections and requests answered.
     pub workers: Vec<WorkerLine>,
+    /// CPU seconds each database pool thread has used, by pool thread number.
+    pub db_threads_cpu: Vec<(usize, f64)>,
 }
 
 /// One worker's line in the per-worker families.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WorkerLine {
     pub connections: usize,
     pub requests: u64,
+    /// The worker thread's own CPU clock (user + system), read from outside it.
+    pub cpu_seconds: f64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -162,6 +166,24 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
     for (i, w) in gauges.workers.iter().enumerate() {
         let _ = writeln!(out, "percore_worker_requests_total{{worker=\"{i}\"}} {}", w.requests);
     }
+    family(
+        out,
+        "percore_worker_cpu_seconds_total",
+        "counter",
+        "CPU time (user + system) each worker thread has used, from the thread's own clock.",
+    );
+    for (i, w) in gauges.workers.iter().enumerate() {
+        let _ = writeln!(out, "percore_worker_cpu_seconds_total{{worker=\"{i}\"}} {}", w.cpu_seconds);
+    }
+    family(
+        out,
+        "percore_db_thread_cpu_seconds_total",
+        "counter",
+        "CPU time (user + system) each database pool thread has used.",
+    );
+    for (i, cpu) in &gauges.db_threads_cpu {
+        let _ = writeln!(out, "percore_db_thread_cpu_seconds_total{{thread=\"{i}\"}} {cpu}");
+    }
     single(
         out,
         "percore_connections_rebalanced_total",
@@ -217,7 +239,8 @@ mod tests {
             db_threads: 3,
             db_store_errors: vec![("26".into(), 2)],
             db_deadlock_retries: 1,
-            workers: vec![WorkerLine { connections: 3, requests: 5 }, WorkerLine::default()],
+            workers: vec![WorkerLine { connections: 3, requests: 5, cpu_seconds: 1.25 }, WorkerLine::default()],
+            db_threads_cpu: vec![(0, 0.5)],
         };
         render(&mut out, &info, &Snapshot::merge(LABELS, &[m.snapshot(1)]), &gauges, &Process::default());
         assert!(out.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/{id}\",status=\"200\"} 1\n"));
@@ -236,6 +259,8 @@ mod tests {
         assert!(out.contains("percore_worker_connections{worker=\"0\"} 3\n"));
         assert!(out.contains("percore_worker_requests_total{worker=\"1\"} 0\n"));
         assert!(out.contains("percore_connections_rebalanced_total 0\n"));
+        assert!(out.contains("percore_worker_cpu_seconds_total{worker=\"0\"} 1.25\n"));
+        assert!(out.contains("percore_db_thread_cpu_seconds_total{thread=\"0\"} 0.5\n"));
         assert!(out.contains("percore_info{version=\"0.1.0\",io_driver=\"io_uring\",store=\"sqlite\"} 1\n"));
         let families: Vec<&str> =
             out.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
