@@ -34,7 +34,12 @@ pub const SETTINGS: &[Setting] = &[
         help: "a keep-alive connection with no request in flight is closed after this",
     },
     Setting { name: "HANDLER_TIMEOUT", default: "30s", help: "one request's deadline; past it the client gets 503" },
-    Setting { name: "SHUTDOWN_TIMEOUT", default: "25s", help: "drain deadline after SIGTERM/SIGINT" },
+    Setting {
+        name: "SHUTDOWN_DELAY",
+        default: "0s",
+        help: "after SIGTERM, /readyz is 503 but connections are still accepted and served (closing after each response) for this long before the drain: for balancers that learn from health checks, with no preStop hook",
+    },
+    Setting { name: "SHUTDOWN_TIMEOUT", default: "25s", help: "drain deadline after SIGTERM/SIGINT (after SHUTDOWN_DELAY)" },
     Setting {
         name: "WORKERS",
         default: "auto",
@@ -108,6 +113,11 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting { name: "DB_CONN_MAX_LIFETIME", default: "5m", help: "a database connection older than this is replaced" },
     Setting {
+        name: "DB_STATEMENT_CACHE",
+        default: "on",
+        help: "Postgres: prepare each statement once per connection (on), or send every statement unnamed in one round trip (off), for transaction-mode poolers such as PgBouncer before 1.21",
+    },
+    Setting {
         name: "DB_BATCH_READS",
         default: "on",
         help: "Postgres: answer user reads that wait together with one = ANY($1) query (on/off)",
@@ -137,6 +147,7 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub handler_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub shutdown_delay: Duration,
     pub workers: Workers,
     pub pin_workers: Toggle,
     pub io_driver: DriverChoice,
@@ -151,6 +162,7 @@ pub struct Config {
     pub db_queue_depth: usize,
     pub db_conn_max_lifetime: Duration,
     pub db_batch_reads: bool,
+    pub db_statement_cache: bool,
     pub debug_addr: Option<SocketAddr>,
     pub bench_routes: bool,
     pub log_filter: String,
@@ -271,6 +283,7 @@ impl Config {
             idle_timeout: env.duration("SERVER_IDLE_TIMEOUT")?,
             handler_timeout: env.duration("HANDLER_TIMEOUT")?,
             shutdown_timeout: env.parse("SHUTDOWN_TIMEOUT", DURATION_OR_ZERO, parse_duration)?,
+            shutdown_delay: env.parse("SHUTDOWN_DELAY", DURATION_OR_ZERO, parse_duration)?,
             workers: env.parse("WORKERS", "auto or a number of workers 1-1024", |v| match v {
                 "auto" => Some(Workers::Auto),
                 n => n.parse().ok().filter(|n| (1..=1024).contains(n)).map(Workers::Count),
@@ -313,6 +326,7 @@ impl Config {
             db_queue_depth: env.count("DB_QUEUE_DEPTH", 1, 1 << 24)?,
             db_conn_max_lifetime: env.duration("DB_CONN_MAX_LIFETIME")?,
             db_batch_reads: env.parse("DB_BATCH_READS", "on or off", parse_bool)?,
+            db_statement_cache: env.parse("DB_STATEMENT_CACHE", "on or off", parse_bool)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
                     Some(None)
@@ -535,6 +549,8 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.handler_timeout, Duration::from_secs(30));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(25));
+        assert_eq!(c.shutdown_delay, Duration::ZERO);
+        assert!(c.db_statement_cache);
         assert_eq!(c.workers, Workers::Auto);
         assert_eq!(c.pin_workers, Toggle::Auto);
         assert_eq!(c.io_driver, DriverChoice::Auto);
@@ -567,6 +583,8 @@ mod tests {
             ("SERVER_IDLE_TIMEOUT", "-1s", "duration"),
             ("HANDLER_TIMEOUT", "1.5s", "duration"),
             ("SHUTDOWN_TIMEOUT", "soon", "duration"),
+            ("SHUTDOWN_DELAY", "5", "duration"),
+            ("DB_STATEMENT_CACHE", "sometimes", "on or off"),
             ("WORKERS", "0", "1-1024"),
             ("WORKERS", "two", "1-1024"),
             ("PIN_WORKERS", "maybe", "auto, on or off"),

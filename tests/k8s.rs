@@ -79,6 +79,15 @@ fn the_deployment_is_guaranteed_with_whole_cpus() {
     assert_eq!(d["spec"]["replicas"].as_i64(), Some(3));
     assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_i64(), Some(0));
     assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"].as_i64(), Some(1));
+    // Sized at start: an in-place resize must restart the container to take effect.
+    let policy = container(&d)["resizePolicy"].as_vec().expect("resizePolicy");
+    for resource in ["cpu", "memory"] {
+        assert!(
+            policy.iter().any(|p| p["resourceName"].as_str() == Some(resource)
+                && p["restartPolicy"].as_str() == Some("RestartContainer")),
+            "{resource} resizes restart the container"
+        );
+    }
 }
 
 #[test]

@@ -197,6 +197,48 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
     }
 }
 
+/// SHUTDOWN_DELAY: for balancers that learn from health checks, with no preStop hook to
+/// wait for them. Not ready at once, yet new connections are still accepted and served
+/// (each told to close) until the delay is over; then the drain as usual.
+#[test]
+fn shutdown_delay_keeps_serving_new_connections_while_not_ready() {
+    for driver in drivers() {
+        let mut s = Server::start(driver, &[("SHUTDOWN_DELAY", "1500ms")]);
+        let addr = s.addr;
+        let mut keep = s.connect();
+        keep.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(keep.response().unwrap().status, 200);
+
+        let signalled = Instant::now();
+        s.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(100));
+        keep.send(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+        let ready = keep.response().unwrap();
+        assert_eq!(ready.status, 503, "{driver}: not ready at once");
+        assert_eq!(ready.header("connection"), Some("close"));
+        // New connections during the delay: accepted and answered, each closed after.
+        let mut served = 0;
+        while signalled.elapsed() < Duration::from_millis(1200) {
+            let mut c = Client::connect(addr);
+            c.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+            let r = c.response().expect("a new connection is served during the delay");
+            assert_eq!((r.status, r.header("connection")), (200, Some("close")), "{driver}");
+            served += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(served >= 10, "{served}");
+        // After it, the drain: listeners close, the process exits 0.
+        let refused = (0..80).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err()
+        });
+        assert!(refused, "{driver}: refused after the delay");
+        assert!(signalled.elapsed() >= Duration::from_millis(1500), "not before the delay is over");
+        assert_eq!(s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()), Some(0), "{}", s.logs());
+        assert!(s.logs().contains("SHUTDOWN_DELAY"), "{}", s.logs());
+    }
+}
+
 #[test]
 fn sigint_drains_too() {
     for driver in drivers() {

@@ -78,9 +78,9 @@ impl App {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i32 % 10_000 + 1
     }
 
-    /// The server is draining: /readyz says so.
-    pub fn is_draining(&self) -> bool {
-        self.env.net.is_draining()
+    /// The server is shutting down (SHUTDOWN_DELAY or the drain): /readyz says so.
+    pub fn is_closing(&self) -> bool {
+        self.env.net.is_closing()
     }
 }
 

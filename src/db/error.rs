@@ -13,6 +13,12 @@ pub enum StoreError {
     Unique,
     /// A foreign key: the referenced row is gone (404).
     ForeignKey,
+    /// A prepared statement this connection made is not on the server connection
+    /// (SQLSTATE 26000), or its name is taken there (42P05). A transaction-mode pooler sits
+    /// between percore and Postgres and hands each transaction another server connection.
+    /// The connection is kept (it is not lost); readiness says so; DB_STATEMENT_CACHE=off
+    /// is the cure.
+    Statements(Fault),
     /// Anything else: a bug or a schema problem (500), the connection is kept.
     Other(Fault),
 }
@@ -64,10 +70,20 @@ impl StoreError {
         matches!(self, StoreError::Connection(_))
     }
 
+    /// Whether the store, not the request, is at fault: what readiness counts. A
+    /// constraint, or data the store refused (SQLSTATE classes 22 and 23), is the request's.
+    pub fn is_store_side(&self) -> bool {
+        match self {
+            StoreError::Connection(_) | StoreError::Statements(_) => true,
+            StoreError::Unique | StoreError::ForeignKey => false,
+            StoreError::Other(f) => !matches!(f.class, ErrorClass::SqlState([b'2', b'2' | b'3'])),
+        }
+    }
+
     /// The class this failure is counted under.
     pub fn class(&self) -> ErrorClass {
         match self {
-            StoreError::Connection(f) | StoreError::Other(f) => f.class,
+            StoreError::Connection(f) | StoreError::Other(f) | StoreError::Statements(f) => f.class,
             StoreError::Unique | StoreError::ForeignKey => ErrorClass::CONSTRAINT,
         }
     }
@@ -79,6 +95,9 @@ impl StoreError {
                 StoreError::Connection(Fault { message: format!("{what}: {}", f.message), ..f })
             }
             StoreError::Other(f) => StoreError::Other(Fault { message: format!("{what}: {}", f.message), ..f }),
+            StoreError::Statements(f) => {
+                StoreError::Statements(Fault { message: format!("{what}: {}", f.message), ..f })
+            }
             e => e,
         }
     }
@@ -90,7 +109,7 @@ impl fmt::Display for StoreError {
             StoreError::Connection(e) => write!(f, "connection failed: {}", e.message),
             StoreError::Unique => f.write_str("unique constraint violated"),
             StoreError::ForeignKey => f.write_str("foreign key constraint violated"),
-            StoreError::Other(e) => f.write_str(&e.message),
+            StoreError::Other(e) | StoreError::Statements(e) => f.write_str(&e.message),
         }
     }
 }
@@ -152,6 +171,10 @@ impl From<postgres::Error> for StoreError {
         match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Unique,
             Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => StoreError::ForeignKey,
+            Some(c) if *c == SqlState::INVALID_SQL_STATEMENT_NAME || *c == SqlState::DUPLICATE_PSTATEMENT => {
+                let code = c.code().as_bytes();
+                StoreError::Statements(Fault { class: ErrorClass::SqlState([code[0], code[1]]), message })
+            }
             Some(c) => {
                 let code = c.code().as_bytes();
                 let class = ErrorClass::SqlState([code[0], code.get(1).copied().unwrap_or(b'?')]);

@@ -23,16 +23,60 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// went away while nobody was asking.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
-/// What the pool threads last saw of the store, for /readyz.
+/// Statements whose outcomes readiness weighs (the newest of the pool's).
+const OUTCOMES: u32 = 32;
+/// Not ready while more than this many of them failed for a store-side reason.
+const MOST: u32 = OUTCOMES / 2;
+/// Not ready for this long after a prepared statement went missing on the server side.
+const STATEMENT_TROUBLE_HOLD: Duration = Duration::from_secs(10);
+
+/// What the pool threads last saw of the store, for /readyz: connections, and what the
+/// statements run for requests (and the idle checks) came to.
 pub struct StoreHealth {
     /// Pool threads holding a working connection right now.
     connected: AtomicUsize,
     last_error: Mutex<String>,
+    /// The newest outcomes, newest in bit 0: a 1 failed for a store-side reason.
+    outcomes: AtomicU64,
+    /// When a prepared statement was last missing (SQLSTATE 26000/42P05), and what was said.
+    statement_trouble: Mutex<Option<(Instant, String)>>,
+    /// The advice about statement trouble is logged once per process.
+    statement_advice_logged: std::sync::atomic::AtomicBool,
 }
 
 impl StoreHealth {
     fn new() -> StoreHealth {
-        StoreHealth { connected: AtomicUsize::new(0), last_error: Mutex::new("not connected yet".into()) }
+        StoreHealth {
+            connected: AtomicUsize::new(0),
+            last_error: Mutex::new("not connected yet".into()),
+            outcomes: AtomicU64::new(0),
+            statement_trouble: Mutex::new(None),
+            statement_advice_logged: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// One statement's outcome: `failed` when the store was at fault.
+    fn record(&self, failed: bool) {
+        let _ =
+            self.outcomes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some((h << 1) | u64::from(failed)));
+    }
+
+    fn statements_missing(&self, e: &StoreError) {
+        *self.statement_trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), e.to_string()));
+    }
+
+    /// Why the store cannot serve requests although connections are up, if it cannot:
+    /// prepared statements going missing, or most recent statements failing.
+    pub fn trouble(&self) -> Option<String> {
+        if let Some((at, why)) = &*self.statement_trouble.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < STATEMENT_TROUBLE_HOLD {
+                return Some(format!(
+                    "prepared statements go missing on the server ({why}): a transaction-mode pooler? set DB_STATEMENT_CACHE=off"
+                ));
+            }
+        }
+        let failed = (self.outcomes.load(Ordering::Relaxed) & ((1 << OUTCOMES) - 1)).count_ones();
+        (failed > MOST).then(|| format!("{failed} of the last {OUTCOMES} statements failed: {}", self.last_error()))
     }
 
     /// Pool threads holding a working connection now.
@@ -121,9 +165,10 @@ impl Pool {
         for id in 0..self.threads {
             let (pool, queue, store) = (self.clone(), queue.clone(), config.store.clone());
             let (lifetime, bench, batch) = (config.db_conn_max_lifetime, config.bench_routes, config.db_batch_reads);
+            let cache = config.db_statement_cache;
             std::thread::Builder::new().name(format!("percore-db{id}")).spawn(move || {
                 let _registered = crate::obs::threads::register(crate::obs::threads::Role::Db(id));
-                run(&pool, &queue, &store, lifetime, bench, batch)
+                run(&pool, &queue, &store, lifetime, bench, batch, cache)
             })?;
         }
         Ok(())
@@ -137,9 +182,16 @@ impl Pool {
         job
     }
 
-    /// The message /readyz gives while the store is down.
-    pub fn down_reason(&self) -> String {
-        format!("store {} unavailable: {}", self.store, self.health.last_error())
+    /// `Err` with what /readyz says while the store cannot serve requests: no connection,
+    /// or connections whose statements fail.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.health.is_up() {
+            return Err(format!("store {} unavailable: {}", self.store, self.health.last_error()));
+        }
+        match self.health.trouble() {
+            Some(why) => Err(format!("store {} failing: {why}", self.store)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -162,8 +214,10 @@ fn run(
     lifetime: Duration,
     bench_routes: bool,
     batch_reads: bool,
+    statement_cache: bool,
 ) {
     let mut t = PoolThread {
+        statement_cache,
         pool,
         queue,
         conn: None,
@@ -207,6 +261,7 @@ struct PoolThread<'a> {
     held: VecDeque<Envelope>,
     batch: Vec<Envelope>,
     batch_reads: bool,
+    statement_cache: bool,
 }
 
 impl PoolThread<'_> {
@@ -221,7 +276,7 @@ impl PoolThread<'_> {
         if self.conn.is_some() || Instant::now() < self.next_attempt {
             return;
         }
-        match Conn::open(store, bench_routes) {
+        match Conn::open(store, bench_routes, self.statement_cache) {
             Ok(c) => {
                 if !pool.health.is_up() {
                     log::info!("{}: connected to {}", thread_name(), pool.store);
@@ -243,12 +298,16 @@ impl PoolThread<'_> {
         }
     }
 
+    /// The idle check. It counts towards readiness like a request's statement, so a store
+    /// that has stopped working says so even while no request comes (a balancer that
+    /// reads /readyz sends none), and readiness comes back by itself when it works again.
     fn ping(&mut self) {
         if let Some(c) = self.conn.as_mut() {
-            if let Err(e) = c.ping() {
-                self.pool.errors.count(&e);
-                broken(self.pool, &mut self.conn, &e);
-                self.next_attempt = Instant::now();
+            match c.ping() {
+                Ok(()) => self.pool.health.record(false),
+                Err(e) => {
+                    let _ = self.failed(e);
+                }
             }
         }
     }
@@ -302,6 +361,9 @@ impl PoolThread<'_> {
             None => Err(DbError::Unavailable(self.pool.health.last_error())),
             Some(c) => jobs::run(c, envelope.job).map_err(|e| self.failed(e)),
         };
+        if result.is_ok() {
+            self.pool.health.record(false);
+        }
         self.collect_retries();
         let ran_ns = started.elapsed().as_nanos() as u64;
         mailbox.deliver(Completion {
@@ -331,6 +393,9 @@ impl PoolThread<'_> {
             None => Err(DbError::Unavailable(pool.health.last_error())),
             Some(c) => jobs::run_user_reads(c, &ids).map_err(|e| self.failed(e)),
         };
+        if outputs.is_ok() {
+            pool.health.record(false);
+        }
         self.collect_retries();
         let ran_ns = started.elapsed().as_nanos() as u64;
         for (i, e) in self.batch.drain(..).enumerate() {
@@ -362,11 +427,30 @@ impl PoolThread<'_> {
 
     /// What a failed job answers; a broken connection is dropped (the job is not retried).
     fn failed(&mut self, e: StoreError) -> DbError {
+        let health = &self.pool.health;
         self.pool.errors.count(&e);
+        health.record(e.is_store_side());
+        if e.is_store_side() {
+            health.failed(&e.to_string());
+        }
         match e {
             e if e.is_connection() => {
                 broken(self.pool, &mut self.conn, &e);
                 self.next_attempt = Instant::now();
+                DbError::Unavailable(e.to_string())
+            }
+            StoreError::Statements(_) => {
+                // Not a lost connection: the connection works, the pooler behind it does
+                // not keep what it prepared. Said once, with the cure.
+                health.statements_missing(&e);
+                if !health.statement_advice_logged.swap(true, Ordering::Relaxed) {
+                    log::error!(
+                        "{}: {e}. Prepared statements do not survive between transactions here: a \
+                         transaction-mode pooler (PgBouncer before 1.21, or without max_prepared_statements) \
+                         sits in front of Postgres. Set DB_STATEMENT_CACHE=off. /readyz answers 503 meanwhile.",
+                        thread_name()
+                    );
+                }
                 DbError::Unavailable(e.to_string())
             }
             StoreError::Unique => DbError::Conflict,

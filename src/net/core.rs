@@ -86,7 +86,7 @@ impl<S: Service> Core<S> {
     /// Whether responses should close their connections: this worker has started draining,
     /// or the signal has just arrived and the sweeper has not passed yet.
     pub fn is_draining(&self) -> bool {
-        self.draining.get() || self.shared.is_draining()
+        self.draining.get() || self.shared.is_closing()
     }
 
     pub fn accept_handle(&self) -> CancelHandle {

@@ -6,7 +6,7 @@
 //! read batch, and each worker's own copy ([`super::core::Core::draining`]); the atomics
 //! change once per connection, not per request.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 
@@ -25,9 +25,19 @@ pub struct Shared {
     pub body_memory: BodyMemory,
     /// Which worker serves a new connection, and each worker's live count.
     pub balance: Balance,
-    draining: AtomicBool,
+    /// [`SERVING`], [`CLOSING`] or [`DRAINING`].
+    phase: AtomicU8,
     open_connections: AtomicUsize,
 }
+
+/// Before any signal.
+const SERVING: u8 = 0;
+/// A signal arrived and SHUTDOWN_DELAY runs: /readyz says 503, responses close their
+/// connections, but listeners still accept, so a balancer that has not noticed yet loses
+/// nothing.
+const CLOSING: u8 = 1;
+/// Listeners are shut; what is open finishes.
+const DRAINING: u8 = 2;
 
 impl Shared {
     pub fn new(config: Config, access_log: Option<Sender<Vec<u8>>>, body_memory: usize, workers: usize) -> Shared {
@@ -37,18 +47,29 @@ impl Shared {
             access_log,
             id_seed: crate::obs::request_id::process_random(),
             body_memory: BodyMemory::new(body_memory),
-            draining: AtomicBool::new(false),
+            phase: AtomicU8::new(SERVING),
             open_connections: AtomicUsize::new(0),
         }
     }
 
-    /// Set once by the signal handler thread; workers notice within one sweep tick.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+    /// Set by the main thread at a signal when SHUTDOWN_DELAY is above zero.
+    pub fn start_closing(&self) {
+        self.phase.fetch_max(CLOSING, Ordering::SeqCst);
     }
 
+    /// Set once by the main thread; workers notice within one sweep tick.
+    pub fn start_draining(&self) {
+        self.phase.store(DRAINING, Ordering::SeqCst);
+    }
+
+    /// Listeners are to close: the drain has begun.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.phase.load(Ordering::Relaxed) == DRAINING
+    }
+
+    /// Shutting down, delayed or draining: not ready, and responses close their connections.
+    pub fn is_closing(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) != SERVING
     }
 
     /// Counts a new connection unless the process is at MAX_CONNECTIONS.

@@ -165,6 +165,25 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         }
     };
 
+    let delay = shared.config.shutdown_delay;
+    if !delay.is_zero() {
+        log::info!(
+            "{signal} received: not ready; still accepting and serving for SHUTDOWN_DELAY ({delay:?}), {} connections open",
+            shared.open_connections()
+        );
+        shared.start_closing();
+        let until = Instant::now() + delay;
+        // A wait can end early (another signal, such as the profiler's): wait out the rest.
+        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            if let Some(again) = signals.wait(left) {
+                log::warn!(
+                    "{again} received during SHUTDOWN_DELAY: exiting now, cutting {} connections",
+                    shared.open_connections()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     log::info!(
         "{signal} received: draining (up to {shutdown_timeout:?}), {} connections open",
         shared.open_connections()

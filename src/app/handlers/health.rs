@@ -34,10 +34,10 @@ struct Ready {
 /// 200 while the store answers and the server is not draining; else 503 saying which.
 pub fn readyz(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     let pool = ctx.db.pool();
-    if ctx.is_draining() {
+    if ctx.is_closing() {
         reply.error(503, "draining: the server is shutting down");
-    } else if !pool.health.is_up() {
-        reply.error(503, &pool.down_reason());
+    } else if let Err(why) = pool.readiness() {
+        reply.error(503, &why);
     } else {
         reply.json(200, &Ready { status: "ready", store: pool.store }, &[]);
     }

@@ -2,14 +2,15 @@
 //! updates whose deadlocks never reach a client.
 
 use postgres::error::SqlState;
+use postgres::types::Type;
 use rusqlite::OptionalExtension;
 
 use crate::db::error::StoreError;
 use crate::db::model::{Fortune, World};
-use crate::db::store::{Conn, ConnKind};
+use crate::db::store::{Conn, ConnKind, PgSql};
 
 const WORLD_SQLITE: &str = "SELECT id, randomnumber FROM world WHERE id = ?1";
-const WORLD_PG: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
+const WORLD_PG: PgSql = PgSql::new("SELECT id, randomnumber FROM world WHERE id = $1", &[Type::INT4]);
 
 pub fn world(conn: &mut Conn, id: i32) -> Result<Option<World>, StoreError> {
     match &mut conn.kind {
@@ -18,7 +19,7 @@ pub fn world(conn: &mut Conn, id: i32) -> Result<Option<World>, StoreError> {
             .query_row([id], |r| Ok(World { id: r.get(0)?, random_number: r.get(1)? }))
             .optional()?),
         ConnKind::Postgres(pg) => {
-            Ok(pg.query_opt(WORLD_PG, &[&id])?.map(|r| World { id: r.get(0), random_number: r.get(1) }))
+            Ok(pg.query_opt(&WORLD_PG, &[&id])?.map(|r| World { id: r.get(0), random_number: r.get(1) }))
         }
     }
 }
@@ -33,6 +34,7 @@ pub fn worlds(conn: &mut Conn, ids: &[i32]) -> Result<Vec<World>, StoreError> {
 }
 
 const FORTUNES: &str = "SELECT id, message FROM fortune";
+const FORTUNES_PG: PgSql = PgSql::new(FORTUNES, &[]);
 
 pub fn fortunes(conn: &mut Conn) -> Result<Vec<Fortune>, StoreError> {
     match &mut conn.kind {
@@ -41,7 +43,7 @@ pub fn fortunes(conn: &mut Conn) -> Result<Vec<Fortune>, StoreError> {
             .query_map([], |r| Ok(Fortune { id: r.get(0)?, message: r.get(1)? }))?
             .collect::<Result<_, _>>()?),
         ConnKind::Postgres(pg) => {
-            Ok(pg.query(FORTUNES, &[])?.iter().map(|r| Fortune { id: r.get(0), message: r.get(1) }).collect())
+            Ok(pg.query(&FORTUNES_PG, &[])?.iter().map(|r| Fortune { id: r.get(0), message: r.get(1) }).collect())
         }
     }
 }
@@ -50,8 +52,10 @@ const UPDATE_SQLITE: &str = "UPDATE world SET randomnumber = ?2 WHERE id = ?1";
 /// One statement for every row, with no `SELECT` in its text: TechEmpower's verifier counts
 /// the statements that name the table (21 a request for 20 updates: 20 reads and this) and
 /// the rows of those that say `select` as rows read.
-const UPDATE_PG: &str =
-    "UPDATE world SET randomnumber = w.r FROM unnest($1::int[], $2::int[]) AS w(id, r) WHERE world.id = w.id";
+const UPDATE_PG: PgSql = PgSql::new(
+    "UPDATE world SET randomnumber = w.r FROM unnest($1::int[], $2::int[]) AS w(id, r) WHERE world.id = w.id",
+    &[Type::INT4_ARRAY, Type::INT4_ARRAY],
+);
 /// Attempts of the UPDATE after the first that a deadlock may cost (each is counted).
 const DEADLOCK_RETRIES: u32 = 4;
 
@@ -91,11 +95,10 @@ pub fn update(conn: &mut Conn, ids: &[i32], numbers: &[i32]) -> Result<Vec<World
             tx.commit()?;
         }
         ConnKind::Postgres(pg) => {
-            let update = pg.statement(UPDATE_PG)?;
             let (ids, values): (Vec<i32>, Vec<i32>) = last.into_iter().unzip();
             let mut retries = 0;
             loop {
-                match pg.client.execute(&update, &[&ids, &values]) {
+                match pg.execute(&UPDATE_PG, &[&ids, &values]) {
                     Ok(_) => break,
                     Err(e) if retries < DEADLOCK_RETRIES && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
                         retries += 1;

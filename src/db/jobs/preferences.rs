@@ -1,13 +1,17 @@
 //! A user's preferences: one JSON object, stored as text (SQLite) or jsonb (Postgres).
 
+use postgres::types::Type;
+
 use crate::db::error::StoreError;
-use crate::db::store::{Conn, ConnKind};
+use crate::db::store::{Conn, ConnKind, PgSql};
 
 // One round trip tells "no preferences yet" from "no such user".
 const GET_SQLITE: &str =
     "SELECT (SELECT data FROM preferences WHERE user_id = ?1), EXISTS (SELECT 1 FROM users WHERE id = ?1)";
-const GET_PG: &str =
-    "SELECT (SELECT data::text FROM preferences WHERE user_id = $1), EXISTS (SELECT 1 FROM users WHERE id = $1)";
+const GET_PG: PgSql = PgSql::new(
+    "SELECT (SELECT data::text FROM preferences WHERE user_id = $1), EXISTS (SELECT 1 FROM users WHERE id = $1)",
+    &[Type::INT8],
+);
 
 /// The stored object, `{}` for a user who never set any; `None` if no such user.
 pub fn get(conn: &mut Conn, user_id: i64) -> Result<Option<String>, StoreError> {
@@ -15,7 +19,7 @@ pub fn get(conn: &mut Conn, user_id: i64) -> Result<Option<String>, StoreError> 
         ConnKind::Sqlite(c) => c.prepare_cached(GET_SQLITE)?.query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
         ConnKind::Postgres(pg) => {
             let row =
-                pg.query_opt(GET_PG, &[&user_id])?.ok_or_else(|| StoreError::internal("SELECT returned no row"))?;
+                pg.query_opt(&GET_PG, &[&user_id])?.ok_or_else(|| StoreError::internal("SELECT returned no row"))?;
             (row.get(0), row.get(1))
         }
     };
@@ -28,8 +32,11 @@ pub fn get(conn: &mut Conn, user_id: i64) -> Result<Option<String>, StoreError> 
 
 const PUT_SQLITE: &str = "INSERT INTO preferences (user_id, data) VALUES (?1, ?2) \
                           ON CONFLICT (user_id) DO UPDATE SET data = excluded.data, updated_at = unixepoch() RETURNING data";
-const PUT_PG: &str = "INSERT INTO preferences (user_id, data) VALUES ($1, $2::text::jsonb) \
-                      ON CONFLICT (user_id) DO UPDATE SET data = excluded.data, updated_at = now() RETURNING data::text";
+const PUT_PG: PgSql = PgSql::new(
+    "INSERT INTO preferences (user_id, data) VALUES ($1, $2::text::jsonb) \
+                      ON CONFLICT (user_id) DO UPDATE SET data = excluded.data, updated_at = now() RETURNING data::text",
+    &[Type::INT8, Type::TEXT],
+);
 
 /// Replaces the object and returns it as stored; `None` if no such user.
 pub fn put(conn: &mut Conn, user_id: i64, json: &str) -> Result<Option<String>, StoreError> {
@@ -38,7 +45,7 @@ pub fn put(conn: &mut Conn, user_id: i64, json: &str) -> Result<Option<String>, 
             .prepare_cached(PUT_SQLITE)?
             .query_row(rusqlite::params![user_id, json], |r| r.get(0))
             .map_err(StoreError::from),
-        ConnKind::Postgres(pg) => pg.query_opt(PUT_PG, &[&user_id, &json]).map_err(StoreError::from).and_then(|r| {
+        ConnKind::Postgres(pg) => pg.query_opt(&PUT_PG, &[&user_id, &json]).map_err(StoreError::from).and_then(|r| {
             r.map(|r| r.get(0)).ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))
         }),
     };
