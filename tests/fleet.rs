@@ -64,12 +64,15 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let mut haproxy = Haproxy { dir, port, child };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not start");
+        while std::os::unix::net::UnixStream::connect(haproxy.dir.join("admin.sock")).is_err() {
+            let exited = haproxy.child.try_wait().unwrap();
+            assert!(exited.is_none() && Instant::now() < deadline, "haproxy did not start ({exited:?})");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Haproxy { dir, port, child })
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "haproxy listens");
+        Some(haproxy)
     }
 
     /// A command on haproxy's runtime API; returns its answer.
@@ -164,6 +167,10 @@ fn load(
 }
 
 fn rolling_restart(shutdown_delay: &str, take_out_first: bool) {
+    // One fleet at a time: each holds fixed ports (a replacement binds its predecessor's),
+    // which a fleet starting alongside could take, and two fleets would share two cores.
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some(db) = TestDatabase::create() else { return };
     let ports: Vec<u16> = (0..REPLICAS).map(|_| free_port()).collect();
     let env = |port: &u16| -> Vec<(String, String)> {
