@@ -3,7 +3,7 @@
 //! home.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub struct StoreHealth {
     /// When a prepared statement was last missing (SQLSTATE 26000/42P05), and what was said.
     statement_trouble: Mutex<Option<(Instant, String)>>,
     /// The advice about statement trouble is logged once per process.
-    statement_advice_logged: std::sync::atomic::AtomicBool,
+    statement_advice_logged: AtomicBool,
 }
 
 impl StoreHealth {
@@ -51,7 +51,7 @@ impl StoreHealth {
             last_error: Mutex::new("not connected yet".into()),
             outcomes: AtomicU64::new(0),
             statement_trouble: Mutex::new(None),
-            statement_advice_logged: std::sync::atomic::AtomicBool::new(false),
+            statement_advice_logged: AtomicBool::new(false),
         }
     }
 

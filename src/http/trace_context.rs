@@ -18,7 +18,7 @@
 pub struct TraceContext<'a>(&'a [u8; LEN]);
 
 /// `version-trace_id-parent_id-flags`: 2 + 1 + 32 + 1 + 16 + 1 + 2.
-pub const LEN: usize = 55;
+const LEN: usize = 55;
 
 impl<'a> TraceContext<'a> {
     /// The 32 hex digits of the trace id.

@@ -96,6 +96,24 @@ pub fn all() -> Vec<Registered> {
     THREADS.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// CPU seconds of the thread registered as `role`, if it is running.
+pub fn cpu_seconds_of(role: Role) -> Option<f64> {
+    all().iter().find(|t| t.role == role).and_then(|t| cpu_seconds(t.tid))
+}
+
+/// Each running database pool thread's CPU seconds, by pool thread number.
+pub fn db_threads_cpu() -> Vec<(usize, f64)> {
+    let mut cpu: Vec<(usize, f64)> = all()
+        .into_iter()
+        .filter_map(|t| match t.role {
+            Role::Db(i) => Some((i, cpu_seconds(t.tid)?)),
+            _ => None,
+        })
+        .collect();
+    cpu.sort_by_key(|&(i, _)| i);
+    cpu
+}
+
 /// The calling thread's kernel id.
 pub fn current_tid() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail.

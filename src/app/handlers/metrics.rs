@@ -48,7 +48,7 @@ pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
         db_store_errors: env.pool.errors.by_class(),
         db_deadlock_retries: env.pool.errors.deadlock_retries(),
         workers: per_worker(&parts, workers),
-        db_threads_cpu: db_threads_cpu(),
+        db_threads_cpu: threads::db_threads_cpu(),
     };
     let mut body = String::with_capacity(16 * 1024);
     metrics::render(&mut body, &info, &Snapshot::merge(ctx.metrics.labels(), &parts), &gauges, &Process::read());
@@ -58,14 +58,9 @@ pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
 /// Each worker's live connections, requests and CPU, in worker order (a worker that did not
 /// answer in time reads zero connections and requests).
 fn per_worker(parts: &[Snapshot], workers: usize) -> Vec<WorkerLine> {
-    let threads = threads::all();
     let mut lines: Vec<WorkerLine> = (0..workers)
         .map(|i| WorkerLine {
-            cpu_seconds: threads
-                .iter()
-                .find(|t| t.role == Role::Worker(i))
-                .and_then(|t| threads::cpu_seconds(t.tid))
-                .unwrap_or(0.0),
+            cpu_seconds: threads::cpu_seconds_of(Role::Worker(i)).unwrap_or(0.0),
             ..WorkerLine::default()
         })
         .collect();
@@ -76,17 +71,4 @@ fn per_worker(parts: &[Snapshot], workers: usize) -> Vec<WorkerLine> {
         }
     }
     lines
-}
-
-/// Each database pool thread's CPU seconds, by its number.
-fn db_threads_cpu() -> Vec<(usize, f64)> {
-    let mut cpu: Vec<(usize, f64)> = threads::all()
-        .into_iter()
-        .filter_map(|t| match t.role {
-            Role::Db(i) => Some((i, threads::cpu_seconds(t.tid)?)),
-            _ => None,
-        })
-        .collect();
-    cpu.sort_by_key(|&(i, _)| i);
-    cpu
 }

@@ -22,19 +22,13 @@ pub struct Resolved {
     pub period_ns: i64,
     pub started: SystemTime,
     pub duration: Duration,
-    /// (thread name, frames outermost first, ticks).
-    pub stacks: Vec<(String, Vec<StackFrame>, u64)>,
+    /// (thread name, function names outermost first, ticks).
+    pub stacks: Vec<(String, Vec<String>, u64)>,
     /// Every sampled address with its frames (innermost first), in first-seen order.
     addresses: Vec<(usize, bool, Vec<Frame>)>,
     /// Per stack, indexes into `addresses`, leaf first.
     stack_addresses: Vec<Vec<usize>>,
     exe: (usize, usize),
-}
-
-/// One frame of a resolved stack.
-#[derive(Clone, Debug)]
-pub struct StackFrame {
-    pub function: String,
 }
 
 impl Resolved {
@@ -73,13 +67,11 @@ impl Resolved {
         merged.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         for ((tid, ids), ticks) in merged {
             let thread = names.entry(tid).or_insert_with(|| thread_name(tid)).clone();
-            let mut frames: Vec<StackFrame> = ids
-                .iter()
-                .flat_map(|&id| addresses[id].2.iter().map(|f| StackFrame { function: f.function.clone() }))
-                .collect();
+            let mut frames: Vec<String> =
+                ids.iter().flat_map(|&id| addresses[id].2.iter().map(|f| f.function.clone())).collect();
             frames.reverse();
             if frames.is_empty() {
-                frames.push(StackFrame { function: "[no stack]".to_owned() });
+                frames.push("[no stack]".to_owned());
             }
             stacks.push((thread, frames, ticks));
             stack_addresses.push(ids);
@@ -110,7 +102,7 @@ impl Resolved {
                 let mut line = clean(thread);
                 for f in frames {
                     line.push(';');
-                    line.push_str(&clean(&f.function));
+                    line.push_str(&clean(f));
                 }
                 format!("{line} {ticks}")
             })

@@ -263,7 +263,6 @@ fn name_of(names: &[(i32, String)], tid: i32) -> String {
 /// The per-worker page: one row a worker, then the database threads.
 fn workers_page(status: &Status) -> String {
     use std::fmt::Write;
-    let cpu_of = |role: Role| threads::all().iter().find(|t| t.role == role).and_then(|t| threads::cpu_seconds(t.tid));
     let mut page = String::from(
         "<!doctype html>\n<title>percore workers</title>\n<h1>percore workers</h1>\n<table>\n\
          <tr><th>worker</th><th>CPU seconds</th><th>live connections</th><th>requests</th><th>I/O driver</th><th>pinned CPU</th></tr>\n",
@@ -273,7 +272,7 @@ fn workers_page(status: &Status) -> String {
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             row.worker,
-            cpu_of(Role::Worker(row.worker)).map_or("–".to_owned(), |s| format!("{s:.3}")),
+            threads::cpu_seconds_of(Role::Worker(row.worker)).map_or("–".to_owned(), |s| format!("{s:.3}")),
             row.connections,
             row.requests.map_or("–".to_owned(), |n| n.to_string()),
             status.io_driver,
@@ -281,16 +280,8 @@ fn workers_page(status: &Status) -> String {
         );
     }
     page.push_str("</table>\n<h2>database threads</h2>\n<table>\n<tr><th>thread</th><th>CPU seconds</th></tr>\n");
-    let mut db: Vec<_> = threads::all()
-        .into_iter()
-        .filter_map(|t| match t.role {
-            Role::Db(i) => Some((i, threads::cpu_seconds(t.tid))),
-            _ => None,
-        })
-        .collect();
-    db.sort_by_key(|&(i, _)| i);
-    for (i, cpu) in db {
-        let _ = writeln!(page, "<tr><td>{i}</td><td>{}</td></tr>", cpu.map_or("–".to_owned(), |s| format!("{s:.3}")));
+    for (i, cpu) in threads::db_threads_cpu() {
+        let _ = writeln!(page, "<tr><td>{i}</td><td>{cpu:.3}</td></tr>");
     }
     page.push_str(
         "</table>\n<p>The same numbers are on /metrics: <code>percore_worker_cpu_seconds_total</code>, \

@@ -165,38 +165,34 @@ impl Session {
 
     /// Stops every timer, waits for running handlers, and hands back the samples.
     pub fn stop(mut self) -> Taken {
-        self.disarm();
-        ACTIVE.store(std::ptr::null_mut(), Ordering::SeqCst);
-        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
-        // SAFETY: unpublished above and no handler is inside it any more, so we own it.
-        let buffer = unsafe { Box::from_raw(std::mem::replace(&mut self.buffer, std::ptr::null_mut())) };
+        let buffer = self.release().expect("a running session holds its buffer");
         let used = buffer.next.load(Ordering::SeqCst).min(buffer.slots.len());
         let samples = buffer.slots[..used].iter().map(|s| *unsafe_read(s)).collect();
         Taken { samples, dropped: buffer.dropped.load(Ordering::SeqCst), code: buffer.code }
     }
 
-    fn disarm(&mut self) {
+    /// Deletes the timers, unpublishes the buffer, waits until no handler is inside it, and
+    /// returns it (once: `None` after that).
+    fn release(&mut self) -> Option<Box<Buffer>> {
+        if self.buffer.is_null() {
+            return None;
+        }
         for (_, timer) in self.timers.drain(..) {
             // SAFETY: a timer this session created and has not deleted.
             unsafe { libc::timer_delete(timer) };
         }
+        ACTIVE.store(std::ptr::null_mut(), Ordering::SeqCst);
+        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        // SAFETY: unpublished above and no handler is inside it any more, so we own it.
+        Some(unsafe { Box::from_raw(std::mem::replace(&mut self.buffer, std::ptr::null_mut())) })
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.buffer.is_null() {
-            return;
-        }
-        self.disarm();
-        ACTIVE.store(std::ptr::null_mut(), Ordering::SeqCst);
-        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
-        // SAFETY: as in `stop`.
-        drop(unsafe { Box::from_raw(self.buffer) });
+        drop(self.release());
     }
 }
 
