@@ -27,6 +27,18 @@ worktree, so `--servers percore,percore-baseline` measures an uncommitted change
 The database tests need PostgreSQL on 127.0.0.1:5432 (PERCORE_BENCH_PG to change it); the
 harness recreates the database `percore_bench` and seeds it with 10,000 users.
 
+The TechEmpower database tests (tfb-db, tfb-queries, tfb-fortunes, tfb-updates) run against a
+private PostgreSQL with TechEmpower's postgresql.conf and schema (perf/tfb.py), and so do
+their anchors tfb-may-minihttp, tfb-xitca-web and tfb-actix, built from TechEmpower's
+repository snapshot:
+
+    python3 perf/bench.py --servers percore,tfb-may-minihttp,tfb-xitca-web,tfb-actix \
+        --tests tfb-db,tfb-queries,tfb-fortunes,tfb-updates --runs 5 --duration 8
+
+Database tests report Postgres's CPU per request beside the server's (every process of the
+cluster, from /proc) and, where pg_stat_statements is loaded (the private cluster), the
+statements Postgres ran per request.
+
 An anchor that fails to build is reported and skipped; the run goes on.
 """
 
@@ -44,6 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import tfb
 from harness import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +70,9 @@ USERS = 10_000
 
 
 class Test:
-    def __init__(self, path, conns=256, depth=1, script=None, store=None, close=False):
+    def __init__(self, path, conns=256, depth=1, script=None, store=None, close=False, script_args=()):
         self.path, self.conns, self.depth, self.script, self.store = path, conns, depth, script, store
+        self.script_args = list(script_args)
         # `Connection: close` on every request: one connection per request (accept-heavy).
         self.close = close
 
@@ -71,6 +85,7 @@ TESTS = {
     "db": Test("/db", store="pg"),
     "users-pg": Test("/api/v1/users/1", script="random_user.lua", store="pg"),
     "users-sqlite": Test("/api/v1/users/1", script="random_user.lua", store="sqlite"),
+    "summary-pg": Test("/api/v1/users/1/summary", script="random_user.lua", store="pg", script_args=["/summary"]),
     # A few keep-alive connections, as an ingress or a sidecar holds them (CONN_BALANCE).
     "few-users-2": Test("/api/v1/users/1", conns=2, script="random_user.lua", store="pg"),
     "few-users-4": Test("/api/v1/users/1", conns=4, script="random_user.lua", store="pg"),
@@ -78,7 +93,14 @@ TESTS = {
     "few-pipelined-2": Test("/json", conns=2, depth=16),
     # Accept-heavy: what handing a connection over costs.
     "close-256": Test("/plaintext", close=True),
+    # TechEmpower's database tests, against the private cluster (perf/tfb.py).
+    "tfb-db": Test("/db", store="tfb"),
+    "tfb-queries": Test("/queries?queries=20", store="tfb"),
+    "tfb-fortunes": Test("/fortunes", store="tfb"),
+    "tfb-updates": Test("/updates?queries=20", store="tfb"),
+    "tfb-db-512": Test("/db", conns=512, store="tfb"),
 }
+TFB_TESTS = {name for name, t in TESTS.items() if t.store == "tfb"}
 # The tests the issue's targets are stated for, in the order they are reported.
 DEFAULT_TESTS = "plaintext,json,pipelined,json-5000,db,users-pg"
 ALL_SERVERS = "percore,go,nginx,may-minihttp,actix-web"
@@ -92,9 +114,12 @@ def log(msg):
 class Server:
     """How to build and start one server under test. `env(port, test)` gives its environment."""
 
-    def __init__(self, name, build, command, env, routes=None):
+    def __init__(self, name, build, command, env, routes=None, port=None, paths=None):
         self.name, self.build_fn, self.command, self.env = name, build, command, env
         self.routes = routes
+        # A server that listens where its source says (TechEmpower's entries: 8080), and
+        # its own spelling of a test's URL.
+        self.port, self.paths = port, paths or {}
         self.binary = None
         self.error = None
         self.extra = {}
@@ -209,6 +234,8 @@ def percore_env(port, test, extra=None):
     env = {"SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "BENCH_ROUTES": "1", "DEBUG_ADDR": "", "RUST_LOG": "warn"}
     if test.store == "pg":
         env["DATABASE_URL"] = PG_BENCH
+    elif test.store == "tfb":
+        env["DATABASE_URL"] = tfb.URL
     else:
         env["SQLITE_PATH"] = str(SQLITE_BENCH)
     env.update(extra or {})
@@ -237,7 +264,13 @@ def servers():
         # Not in the default set: the floor a monoio server reaches with no contract at all.
         "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
         "actix-web": Server("actix-web", build_actix, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        # TechEmpower's Rust leaders on its database tests, built from its repository.
+        **{name: tfb_server(name) for name in tfb.ENTRIES},
     }
+
+
+def tfb_server(name):
+    return Server(name, lambda: tfb.build(name, SCRATCH, log), lambda binary, port: [binary], lambda port, test: {}, routes=TFB_TESTS, port=tfb.ENTRY_PORT, paths=tfb.PATHS)
 
 
 def server_named(known, spec):
@@ -249,19 +282,33 @@ def server_named(known, spec):
     if not m.group(2):
         return base
     extra = dict(kv.split("=", 1) for kv in m.group(2).split(","))
-    variant = Server(spec, base.build_fn, base.command, lambda port, test: {**base.env(port, test), **extra}, base.routes)
+    variant = Server(spec, base.build_fn, base.command, lambda port, test: {**base.env(port, test), **extra}, base.routes, base.port, base.paths)
     return variant
+
+
+# The databases of this run, by store: how to reach them and whose CPU they use.
+DATABASES = {}
 
 
 def prepare_stores(tests, percore_binary):
     """Recreates and seeds the databases the chosen tests read."""
     stores = {TESTS[t].store for t in tests} - {None}
+    if "tfb" in stores:
+        db = tfb.Database(SCRATCH, log)
+        db.start()
+        migrate(percore_binary, {"DATABASE_URL": tfb.URL})
+        DATABASES["tfb"] = (tfb.ADMIN_URL, db.postmaster_pid())
     if "pg" in stores:
         log(f"-- seeding {PG_BENCH} with {USERS} users")
         run(["psql", PG_ADMIN, "-qc", "DROP DATABASE IF EXISTS percore_bench WITH (FORCE)"])
         run(["psql", PG_ADMIN, "-qc", "CREATE DATABASE percore_bench"])
         migrate(percore_binary, {"DATABASE_URL": PG_BENCH})
         run(["psql", PG_BENCH, "-qc", f"INSERT INTO users (name, email) SELECT 'User ' || g, 'user' || g || '@example.com' FROM generate_series(1, {USERS}) g", "-qc", "VACUUM ANALYZE users"])
+        data = run(["psql", PG_BENCH, "-Atc", "SHOW data_directory"]).stdout.strip()
+        try:
+            DATABASES["pg"] = (PG_BENCH, int(Path(data, "postmaster.pid").read_text().split()[0]))
+        except (OSError, ValueError):
+            log(f"-- cannot read {data}/postmaster.pid: no Postgres CPU for the pg tests")
     if "sqlite" in stores:
         import sqlite3
 
@@ -365,7 +412,7 @@ def wrk_command(url, test, duration, layout):
     if test.depth > 1:
         cmd += ["-s", str(PERF / "pipeline.lua"), url, "--", str(test.depth)]
     elif test.script:
-        cmd += ["-s", str(PERF / test.script), url]
+        cmd += ["-s", str(PERF / test.script), url] + (["--"] + test.script_args if test.script_args else [])
     else:
         cmd.append(url)
     if layout == "pinned":
@@ -373,9 +420,19 @@ def wrk_command(url, test, duration, layout):
     return cmd
 
 
+def statements_so_far(url):
+    """Statements Postgres has run (pg_stat_statements), or None where it is not loaded."""
+    try:
+        out = run(["psql", url, "-Atc", "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'"]).stdout
+        return int(out.strip())
+    except (subprocess.CalledProcessError, ValueError):
+        return None
+
+
 def measure(server, name, args):
     test = TESTS[name]
-    port = free_port()
+    port = server.port or free_port()
+    database = DATABASES.get(test.store)
     cmd = server.command(server.binary, port)
     if args.layout == "pinned":
         cmd = ["taskset", "-c", "0"] + cmd
@@ -385,18 +442,25 @@ def measure(server, name, args):
     try:
         if not wait_for_port(port):
             raise RuntimeError(f"{server.name} did not start")
-        url = f"http://127.0.0.1:{port}{test.path}"
+        url = f"http://127.0.0.1:{port}{server.paths.get(test.path, test.path)}"
         if args.warmup > 0:
             subprocess.run(wrk_command(url, test, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
         served_before = worker_requests(port) if server.name.startswith("percore") else []
+        statements_before = statements_so_far(database[0]) if database else None
+        db_before = cpu_seconds(database[1]) if database else 0.0
         before, client_before = cpu_seconds(proc.pid), children_cpu_seconds()
         out = subprocess.run(wrk_command(url, test, args.duration, args.layout), capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
         used, client_used = cpu_seconds(proc.pid) - before, children_cpu_seconds() - client_before
+        db_used = cpu_seconds(database[1]) - db_before if database else None
+        statements_after = statements_so_far(database[0]) if statements_before is not None else None
         served = [a - b for a, b in zip(worker_requests(port), served_before)] if served_before else []
         result = parse_wrk(out)
         per_100k = 100_000 / result["requests"] if result["requests"] else float("nan")
         result["cpu_per_100k"] = used * per_100k
         result["wrk_cpu_per_100k"] = client_used * per_100k
+        result["db_cpu_per_100k"] = db_used * per_100k if db_used is not None else float("nan")
+        # Less the one statement that read the count before the run.
+        result["statements"] = (statements_after - statements_before - 1) / result["requests"] if statements_after is not None and result["requests"] else float("nan")
         result["rss"] = peak_rss_mb(proc.pid)
         # The busiest worker's share of the run's requests (percore's /metrics).
         result["busiest"] = max(served) / sum(served) if served and sum(served) else None
@@ -516,11 +580,41 @@ def render(results, tests, active, chosen, args):
                 f"{max(r['rss'] for r in runs):.1f} | {cpu:.3f} | {ratio(cpu, base_cpu)} | "
                 f"{median([r['wrk_cpu_per_100k'] for r in runs]):.3f} | {busiest(runs)} |"
             )
+    lines += database_costs(results, tests, active)
     lines += paired_ratios(results, tests, active)
     skipped = [f"{s.name} ({s.error})" for s in chosen if not s.binary]
     if skipped:
         lines += ["", "Skipped (did not build): " + "; ".join(skipped)]
     return "\n".join(lines) + "\n"
+
+
+def database_costs(results, tests, active):
+    """The database tests' CPU per request, the server's and Postgres's (every process of
+    the cluster), and the statements Postgres ran per request: medians of the runs."""
+    db_tests = [t for t in tests if TESTS[t].store in DATABASES]
+    if not db_tests:
+        return []
+    lines = [
+        "",
+        "CPU per request on the database tests, server and Postgres (µs), and statements Postgres ran per request:",
+        "",
+        f"| test | server | server µs/req | Postgres µs/req | total µs/req | total vs {active[0].name} | statements/req |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for test in db_tests:
+        base = results.get((active[0].name, test))
+        base_total = median([(r["cpu_per_100k"] + r["db_cpu_per_100k"]) * 10 for r in base]) if base else float("nan")
+        for s in active:
+            runs = results.get((s.name, test))
+            if not runs:
+                continue
+            server = median([r["cpu_per_100k"] * 10 for r in runs])
+            db = median([r["db_cpu_per_100k"] * 10 for r in runs])
+            total = median([(r["cpu_per_100k"] + r["db_cpu_per_100k"]) * 10 for r in runs])
+            statements = median([r["statements"] for r in runs])
+            said = f"{statements:.2f}" if statements == statements else "—"
+            lines.append(f"| {test} | {s.name} | {server:.1f} | {db:.1f} | {total:.1f} | {ratio(total, base_total)} | {said} |")
+    return lines
 
 
 def busiest(runs):

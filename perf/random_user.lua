@@ -1,4 +1,5 @@
--- GET /api/v1/users/{id} with ids drawn uniformly from the 10,000 seeded users.
+-- GET /api/v1/users/{id} with ids drawn uniformly from the 10,000 seeded users; an argument
+-- after `--` is appended to the path (`/summary`: the user's three reads).
 local counter = 0
 setup = function(thread)
   counter = counter + 1
@@ -6,7 +7,8 @@ setup = function(thread)
 end
 init = function(args)
   math.randomseed(seed * 7919 + os.time())
+  suffix = args[1] or ""
 end
 request = function()
-  return wrk.format("GET", "/api/v1/users/" .. math.random(1, 10000))
+  return wrk.format("GET", "/api/v1/users/" .. math.random(1, 10000) .. suffix)
 end

@@ -118,6 +118,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "Postgres: prepare each statement once per connection (on), or send every statement unnamed in one round trip (off), for transaction-mode poolers such as PgBouncer before 1.21",
     },
     Setting {
+        name: "DB_PIPELINE_JOBS",
+        default: "16",
+        help: "Postgres: most waiting jobs a pool thread takes at once and pipelines on its connection (1: one job at a time)",
+    },
+    Setting {
         name: "DB_BATCH_READS",
         default: "on",
         help: "Postgres: answer user reads that wait together with one = ANY($1) query (on/off)",
@@ -162,6 +167,7 @@ pub struct Config {
     pub db_queue_depth: usize,
     pub db_conn_max_lifetime: Duration,
     pub db_batch_reads: bool,
+    pub db_pipeline_jobs: usize,
     pub db_statement_cache: bool,
     pub debug_addr: Option<SocketAddr>,
     pub bench_routes: bool,
@@ -326,6 +332,7 @@ impl Config {
             db_queue_depth: env.count("DB_QUEUE_DEPTH", 1, 1 << 24)?,
             db_conn_max_lifetime: env.duration("DB_CONN_MAX_LIFETIME")?,
             db_batch_reads: env.parse("DB_BATCH_READS", "on or off", parse_bool)?,
+            db_pipeline_jobs: env.count("DB_PIPELINE_JOBS", 1, 4096)?,
             db_statement_cache: env.parse("DB_STATEMENT_CACHE", "on or off", parse_bool)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
@@ -562,6 +569,7 @@ mod tests {
         assert_eq!(c.db_queue_depth, 1024);
         assert_eq!(c.db_conn_max_lifetime, Duration::from_secs(300));
         assert!(c.db_batch_reads);
+        assert_eq!(c.db_pipeline_jobs, 16);
         assert_eq!(c.debug_addr, Some("127.0.0.1:6060".parse().unwrap()));
         assert!(!c.bench_routes);
         assert_eq!(c.log_filter, "info");
@@ -596,6 +604,7 @@ mod tests {
             ("MAX_BODY_MEMORY", "lots", "auto or a number of bytes"),
             ("DB_POOL_SIZE", "0", "threads"),
             ("DB_QUEUE_DEPTH", "-5", "whole number"),
+            ("DB_PIPELINE_JOBS", "0", "whole number"),
             ("DEBUG_ADDR", "6060", "HOST:PORT"),
             ("BENCH_ROUTES", "yesplease", "on or off"),
             ("LOG_FORMAT", "xml", "text or json"),

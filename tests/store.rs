@@ -183,6 +183,69 @@ fn summary_reads_run_concurrently() {
     }
 }
 
+/// A job's statements go out back to back, each with its own Sync: /queries?queries=20
+/// and /updates?queries=20 (20 reads and one UPDATE) each reach Postgres in one or two
+/// reads of the proxy — twenty statements sent one round trip at a time would take twenty.
+#[test]
+fn a_jobs_statements_are_pipelined() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::ZERO);
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let s = Server::start(driver, &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "1"), ("BENCH_ROUTES", "1")]);
+        s.wait_ready();
+        for path in ["/queries?queries=20", "/updates?queries=20"] {
+            assert_eq!(s.get(path).status, 200);
+            let before = proxy.upstream_reads();
+            let r = s.get(path);
+            let reads = proxy.upstream_reads() - before;
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json().as_array().map(|a| a.len()), Some(20));
+            // One for the pipeline, one more if the idle check fell in the window.
+            assert!(reads <= 2, "{path}: 20+ statements in {reads} writes, not back to back ({driver})");
+        }
+    }
+}
+
+/// Jobs that wait together run as one pipeline, and a failing statement fails only its
+/// own job: eight creates of one email sent at once while the pool is busy give one 201
+/// and seven 409s, and the reads pipelined with them are answered — all in a few writes.
+#[test]
+fn waiting_jobs_are_pipelined_and_an_error_stays_with_its_job() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(200));
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let env = [
+            ("DATABASE_URL", url.as_str()),
+            ("DB_POOL_SIZE", "1"),
+            ("DB_BATCH_READS", "off"),
+            ("HANDLER_TIMEOUT", "10s"),
+        ];
+        let s = Server::start(driver, &env);
+        s.wait_ready();
+        let id = create(&s, &format!("known-{driver}@example.com")).json()["id"].as_i64().unwrap();
+        assert_eq!(s.get(&format!("/api/v1/users/{id}")).status, 200);
+        let _busy = occupy(&s, 1);
+        std::thread::sleep(Duration::from_millis(50));
+        let before = proxy.upstream_reads();
+        let email = format!("twice-{driver}@example.com");
+        let statuses: Vec<(bool, u16)> = std::thread::scope(|scope| {
+            let writes = (0..8).map(|_| scope.spawn(|| (true, create(&s, &email).status)));
+            let reads = (0..4).map(|_| scope.spawn(|| (false, s.get(&format!("/api/v1/users/{id}")).status)));
+            let handles: Vec<_> = writes.chain(reads).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let reads = proxy.upstream_reads() - before;
+        let created = statuses.iter().filter(|&&(w, st)| w && st == 201).count();
+        let conflicts = statuses.iter().filter(|&&(w, st)| w && st == 409).count();
+        assert_eq!((created, conflicts), (1, 7), "{statuses:?} ({driver})");
+        assert!(statuses.iter().filter(|(w, _)| !w).all(|&(_, st)| st == 200), "{statuses:?} ({driver})");
+        assert_eq!(users_with_email(&db, &email), 1);
+        assert!(reads <= 3, "12 jobs queued together went out in {reads} writes ({driver})");
+    }
+}
+
 #[test]
 fn a_full_queue_answers_503_at_once() {
     let Some(db) = TestDatabase::create() else { return };
@@ -213,9 +276,11 @@ fn a_full_queue_answers_503_at_once() {
     }
 }
 
-/// One pool thread kept busy by slow reads, so a write queued behind them waits.
+/// One pool thread kept busy by slow reads, so a write queued behind them waits. One job
+/// at a time (no pipeline, no batched reads): each read is its own slow round trip.
 fn busy_pool(url: &str, driver: &'static str, env: &[(&str, &str)]) -> Server {
-    let mut all = vec![("DATABASE_URL", url), ("DB_POOL_SIZE", "1")];
+    let mut all =
+        vec![("DATABASE_URL", url), ("DB_POOL_SIZE", "1"), ("DB_PIPELINE_JOBS", "1"), ("DB_BATCH_READS", "off")];
     all.extend_from_slice(env);
     let s = Server::start(driver, &all);
     s.wait_ready();

@@ -140,7 +140,7 @@ impl From<rusqlite::Error> for StoreError {
 /// A Postgres error as a person needs to read it. For an error the server sent:
 /// `ERROR 26000: prepared statement "s3" does not exist` plus its detail and hint; for
 /// one without (I/O, a closed connection), the library's words and their cause.
-pub fn describe_pg(e: &postgres::Error) -> String {
+pub fn describe_pg(e: &tokio_postgres::Error) -> String {
     use std::fmt::Write;
     if let Some(db) = e.as_db_error() {
         let mut out = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
@@ -164,9 +164,9 @@ pub fn describe_pg(e: &postgres::Error) -> String {
     out
 }
 
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> StoreError {
-        use postgres::error::SqlState;
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        use tokio_postgres::error::SqlState;
         let message = describe_pg(&e);
         match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Unique,

@@ -1,10 +1,17 @@
 //! ⑥⑦ The data layer: a fixed pool of blocking database threads, fed by one bounded channel.
 //!
-//! Database drivers block (rusqlite always, and the synchronous `postgres` client), and a
+//! Database work blocks (rusqlite always; a Postgres round trip waits on the network), and a
 //! blocked worker would stall every connection on its core. So a handler turns its work into
 //! a [`jobs::Job`] — plain data — and sends it over a bounded crossbeam channel to
 //! DB_POOL_SIZE threads `percore-db{N}`, each owning one connection and its prepared
 //! statements. A full channel is answered 503 at once: a core never waits for room.
+//!
+//! A Postgres pool thread drives its connection with tokio-postgres on a current-thread
+//! runtime of its own, so it can keep many statements in flight: it takes every job waiting
+//! (up to DB_PIPELINE_JOBS) and runs them at once, and a job's own statements (/queries'
+//! twenty reads, /updates' reads and UPDATE, a page and its user check) go out together.
+//! Each statement keeps its own Sync, so one that fails fails alone, as separate round
+//! trips would.
 //!
 //! The way back ([`mailbox`]): each worker has a mailbox — a reply channel, a generation
 //! number per request slot and a waker. A pool thread pushes the reply and, only if the

@@ -1,18 +1,27 @@
-//! ⑦ The pool threads: each owns one connection, takes jobs from the shared channel one at a
-//! time without sleeping while any wait, runs the ones still wanted and sends each reply
-//! home.
+//! ⑦ The pool threads: each owns one connection, takes the jobs waiting on the shared
+//! channel, runs the ones still wanted and sends each reply home.
+//!
+//! On Postgres a thread takes every job waiting (up to DB_PIPELINE_JOBS) and runs them at
+//! once on its connection: their statements go out back to back, each with its own Sync,
+//! and come back in order — one write and one wait for the lot instead of one each, on
+//! this thread and on its Postgres backend. Replies go home as each job finishes. SQLite
+//! runs one job at a time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::error::{ErrorClass, StoreError};
 use super::jobs;
+use super::jobs::Job;
 use super::mailbox::{Completion, Envelope, Mailbox};
-use super::store::{Conn, ConnKind};
+use super::postgres::drive;
+use super::store::{Conn, ConnKind, Pg, PgLink, Store};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
 
@@ -133,8 +142,6 @@ pub struct Pool {
     /// `sqlite` or `postgres`.
     pub store: &'static str,
     pub threads: usize,
-    /// Pool threads waiting on the queue right now.
-    idle: AtomicUsize,
 }
 
 impl Pool {
@@ -154,7 +161,6 @@ impl Pool {
                 StoreConfig::Postgres(_) => "postgres",
             },
             threads,
-            idle: AtomicUsize::new(0),
         });
         (pool, queue)
     }
@@ -164,22 +170,22 @@ impl Pool {
     pub fn spawn_threads(self: &Arc<Self>, queue: Receiver<Envelope>, config: &Config) -> std::io::Result<()> {
         for id in 0..self.threads {
             let (pool, queue, store) = (self.clone(), queue.clone(), config.store.clone());
-            let (lifetime, bench, batch) = (config.db_conn_max_lifetime, config.bench_routes, config.db_batch_reads);
-            let cache = config.db_statement_cache;
+            let settings = Settings {
+                lifetime: config.db_conn_max_lifetime,
+                bench_routes: config.bench_routes,
+                batch_reads: config.db_batch_reads,
+                statement_cache: config.db_statement_cache,
+                pipeline_jobs: config.db_pipeline_jobs,
+            };
+            // The runtime that drives this thread's Postgres connection: current-thread, so
+            // it runs only while this thread waits on it, and never on a worker's core.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
             std::thread::Builder::new().name(format!("percore-db{id}")).spawn(move || {
                 let _registered = crate::obs::threads::register(crate::obs::threads::Role::Db(id));
-                run(&pool, &queue, &store, lifetime, bench, batch, cache)
+                run(&pool, &queue, &store, &settings, runtime)
             })?;
         }
         Ok(())
-    }
-
-    /// A pool thread's wait for its next job, counted as idle meanwhile.
-    fn wait_for_job(&self, queue: &Receiver<Envelope>, wait: Duration) -> Result<Envelope, RecvTimeoutError> {
-        self.idle.fetch_add(1, Ordering::Relaxed);
-        let job = queue.recv_timeout(wait);
-        self.idle.fetch_sub(1, Ordering::Relaxed);
-        job
     }
 
     /// `Err` with what /readyz says while the store cannot serve requests: no connection,
@@ -203,32 +209,35 @@ pub fn default_pool_size(workers: usize) -> usize {
     (workers + 1).max(3)
 }
 
-/// Most point reads combined into one query.
-const MAX_BATCH: usize = 64;
+/// What a pool thread is told when it starts.
+struct Settings {
+    lifetime: Duration,
+    bench_routes: bool,
+    batch_reads: bool,
+    statement_cache: bool,
+    pipeline_jobs: usize,
+}
 
 /// One pool thread, until the job channel closes.
 fn run(
     pool: &Pool,
     queue: &Receiver<Envelope>,
     store: &StoreConfig,
-    lifetime: Duration,
-    bench_routes: bool,
-    batch_reads: bool,
-    statement_cache: bool,
+    settings: &Settings,
+    runtime: tokio::runtime::Runtime,
 ) {
     let mut t = PoolThread {
-        statement_cache,
         pool,
         queue,
+        settings,
+        runtime,
         conn: None,
         next_attempt: Instant::now(),
         backoff: FIRST_BACKOFF,
-        held: VecDeque::new(),
-        batch: Vec::with_capacity(MAX_BATCH),
-        batch_reads,
+        taken: Vec::with_capacity(settings.pipeline_jobs),
     };
     loop {
-        t.maintain(store, lifetime, bench_routes);
+        t.maintain(store);
         let until_attempt = t.next_attempt.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         if t.conn.is_none() && pool.health.is_up() {
             // Leave the jobs to the threads that can run them, rather than failing them.
@@ -236,9 +245,7 @@ fn run(
             continue;
         }
         let wait = if t.conn.is_some() { IDLE_PING } else { until_attempt };
-        // One job at a time: the next one is taken without sleeping while any is waiting,
-        // and idle threads take the others in parallel (a summary's three reads).
-        let envelope = match t.held.pop_front().map_or_else(|| pool.wait_for_job(queue, wait), Ok) {
+        let first = match queue.recv_timeout(wait) {
             Ok(envelope) => envelope,
             Err(RecvTimeoutError::Timeout) => {
                 t.ping();
@@ -246,29 +253,32 @@ fn run(
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        t.handle(envelope);
+        if matches!(t.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_))) {
+            t.run_pipelined(first);
+        } else {
+            t.run_one(first);
+        }
     }
 }
 
-/// One pool thread's state: its connection, its reconnect schedule, and jobs it took from
-/// the queue while gathering a batch and still owes a run.
+/// One pool thread's state: its connection, the runtime that drives it, its reconnect
+/// schedule, and the jobs it took for the next pipeline.
 struct PoolThread<'a> {
     pool: &'a Pool,
     queue: &'a Receiver<Envelope>,
+    settings: &'a Settings,
+    runtime: tokio::runtime::Runtime,
     conn: Option<Conn>,
     next_attempt: Instant,
     backoff: Duration,
-    held: VecDeque<Envelope>,
-    batch: Vec<Envelope>,
-    batch_reads: bool,
-    statement_cache: bool,
+    taken: Vec<Envelope>,
 }
 
 impl PoolThread<'_> {
     /// Replaces an old connection, and connects when a connection is due.
-    fn maintain(&mut self, store: &StoreConfig, lifetime: Duration, bench_routes: bool) {
+    fn maintain(&mut self, store: &StoreConfig) {
         let pool = self.pool;
-        if self.conn.as_ref().is_some_and(|c| c.opened.elapsed() >= lifetime) {
+        if self.conn.as_ref().is_some_and(|c| c.opened.elapsed() >= self.settings.lifetime) {
             log::debug!("{}: replacing a connection older than DB_CONN_MAX_LIFETIME", thread_name());
             drop_conn(pool, &mut self.conn);
             self.next_attempt = Instant::now();
@@ -276,7 +286,22 @@ impl PoolThread<'_> {
         if self.conn.is_some() || Instant::now() < self.next_attempt {
             return;
         }
-        match Conn::open(store, bench_routes, self.statement_cache) {
+        let Settings { bench_routes, statement_cache, .. } = *self.settings;
+        let opened = Conn::open(store, &self.runtime, bench_routes, statement_cache).and_then(|mut c| {
+            // Every statement prepared in one round trip, rather than each on its first use
+            // by as many jobs of the first pipeline as happen to need it. A name the server
+            // already holds (a pooler's) is statement trouble, not a failed connection: the
+            // statements are prepared again on use, and readiness says what to set.
+            if let (ConnKind::Postgres(link), true) = (&mut c.kind, statement_cache) {
+                let PgLink { pg, io } = &mut **link;
+                match drive(&self.runtime, io, pg.prepare_all(jobs::pg_statements(bench_routes))) {
+                    Err(e @ StoreError::Statements(_)) => drop(judge(pool, e, &Cell::new(None))),
+                    other => other?,
+                }
+            }
+            Ok(c)
+        });
+        match opened {
             Ok(c) => {
                 if !pool.health.is_up() {
                     log::info!("{}: connected to {}", thread_name(), pool.store);
@@ -302,168 +327,196 @@ impl PoolThread<'_> {
     /// that has stopped working says so even while no request comes (a balancer that
     /// reads /readyz sends none), and readiness comes back by itself when it works again.
     fn ping(&mut self) {
-        if let Some(c) = self.conn.as_mut() {
-            match c.ping() {
-                Ok(()) => self.pool.health.record(false),
-                Err(e) => {
-                    let _ = self.failed(e);
-                }
-            }
-        }
+        let Some(c) = self.conn.as_mut() else { return };
+        let lost = Cell::new(None);
+        let _ = settle(self.pool, c.ping(&self.runtime), &lost);
+        self.after(lost);
     }
 
-    fn handle(&mut self, first: Envelope) {
-        let postgres = matches!(self.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_)));
-        if self.batch_reads && postgres && jobs::batchable_user_read(&first.job).is_some() {
-            self.batch.push(first);
-            self.gather();
-            self.run_batch();
-        } else {
-            self.run_one(first);
-        }
-    }
-
-    /// Takes the point reads of the same kind waiting right behind the first one; the
-    /// first job of another kind is held and run next.
-    fn gather(&mut self) {
-        while self.batch.len() < MAX_BATCH {
-            match self.queue.try_recv() {
-                Ok(e) if jobs::batchable_user_read(&e.job).is_some() => self.batch.push(e),
-                Ok(e) => {
-                    self.pass_on(e);
-                    return;
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// A job of another kind taken while gathering: a thread that is idle runs it alongside
-    /// the batch (a summary's three reads go out at once), so it goes back on the queue;
-    /// with every thread busy, this one runs it next.
-    fn pass_on(&mut self, e: Envelope) {
-        if self.pool.idle.load(Ordering::Relaxed) == 0 {
-            self.held.push_back(e);
-        } else if let Err(back) = self.pool.jobs.try_send(e) {
-            self.held.push_back(back.into_inner());
-        }
-    }
-
+    /// One job alone: SQLite's way, and the answer while there is no connection.
     fn run_one(&mut self, envelope: Envelope) {
-        let mailbox = &self.pool.mailboxes[envelope.worker as usize];
-        if !mailbox.is_current(envelope.slot, envelope.generation) {
+        let pool = self.pool;
+        if !pool.mailboxes[envelope.worker as usize].is_current(envelope.slot, envelope.generation) {
             return; // its request timed out or its client left: do not run it
         }
         let started = Instant::now();
-        let waited_ns = started.duration_since(envelope.queued).as_nanos() as u64;
-        let job = envelope.job.index();
-        let result = match self.conn.as_mut() {
-            None => Err(DbError::Unavailable(self.pool.health.last_error())),
-            Some(c) => jobs::run(c, envelope.job).map_err(|e| self.failed(e)),
-        };
-        if result.is_ok() {
-            self.pool.health.record(false);
-        }
-        self.collect_retries();
-        let ran_ns = started.elapsed().as_nanos() as u64;
-        mailbox.deliver(Completion {
-            slot: envelope.slot,
-            generation: envelope.generation,
-            result,
-            job,
-            waited_ns,
-            ran_ns,
-            batched: false,
-        });
-    }
-
-    /// Runs the gathered point reads as one query and answers each waiting request.
-    fn run_batch(&mut self) {
-        let pool = self.pool;
-        self.batch.retain(|e| pool.mailboxes[e.worker as usize].is_current(e.slot, e.generation));
-        if self.batch.len() <= 1 {
-            if let Some(e) = self.batch.pop() {
-                self.run_one(e);
-            }
-            return;
-        }
-        let started = Instant::now();
-        let ids: Vec<i64> = self.batch.iter().filter_map(|e| jobs::batchable_user_read(&e.job)).collect();
-        let outputs = match self.conn.as_mut() {
+        let (reply, job) = Reply::take(envelope);
+        let lost = Cell::new(None);
+        let result = match self.conn.as_mut().map(|c| &mut c.kind) {
             None => Err(DbError::Unavailable(pool.health.last_error())),
-            Some(c) => jobs::run_user_reads(c, &ids).map_err(|e| self.failed(e)),
+            Some(ConnKind::Sqlite(c)) => settle(pool, self.runtime.block_on(jobs::run(Store::Sqlite(c), job)), &lost),
+            Some(ConnKind::Postgres(link)) => {
+                let PgLink { pg, io } = &mut **link;
+                settle(pool, drive(&self.runtime, io, jobs::run(Store::Postgres(pg), job)), &lost)
+            }
         };
-        if outputs.is_ok() {
-            pool.health.record(false);
-        }
-        self.collect_retries();
-        let ran_ns = started.elapsed().as_nanos() as u64;
-        for (i, e) in self.batch.drain(..).enumerate() {
-            let result = match &outputs {
-                Ok(outputs) => Ok(outputs[i].clone()),
-                Err(err) => Err(err.clone()),
-            };
-            let waited_ns = started.duration_since(e.queued).as_nanos() as u64;
-            let mailbox = &pool.mailboxes[e.worker as usize];
-            let job = e.job.index();
-            mailbox.deliver(Completion {
-                slot: e.slot,
-                generation: e.generation,
-                result,
-                job,
-                waited_ns,
-                ran_ns,
-                batched: true,
-            });
-        }
+        reply.send(pool, result, started, false);
+        self.after(lost);
     }
 
-    /// Moves the connection's count of deadlock retries into the pool's.
-    fn collect_retries(&mut self) {
-        if let Some(c) = self.conn.as_mut().filter(|c| c.deadlock_retries > 0) {
-            self.pool.errors.deadlock_retries.fetch_add(std::mem::take(&mut c.deadlock_retries), Ordering::Relaxed);
-        }
-    }
-
-    /// What a failed job answers; a broken connection is dropped (the job is not retried).
-    fn failed(&mut self, e: StoreError) -> DbError {
-        let health = &self.pool.health;
-        self.pool.errors.count(&e);
-        health.record(e.is_store_side());
-        if e.is_store_side() {
-            health.failed(&e.to_string());
-        }
-        match e {
-            e if e.is_connection() => {
-                broken(self.pool, &mut self.conn, &e);
-                self.next_attempt = Instant::now();
-                DbError::Unavailable(e.to_string())
+    /// `first` and the jobs waiting behind it (up to DB_PIPELINE_JOBS), run at once on the
+    /// Postgres connection. With DB_BATCH_READS, their user point reads become one query.
+    fn run_pipelined(&mut self, first: Envelope) {
+        let PoolThread { pool, queue, settings, runtime, conn, taken, .. } = self;
+        let pool: &Pool = pool;
+        let Some(ConnKind::Postgres(link)) = conn.as_mut().map(|c| &mut c.kind) else { return };
+        let PgLink { pg, io } = &mut **link;
+        let pg: &Pg = pg;
+        taken.push(first);
+        while taken.len() < settings.pipeline_jobs {
+            match queue.try_recv() {
+                Ok(e) => taken.push(e),
+                Err(_) => break,
             }
-            StoreError::Statements(_) => {
-                // Not a lost connection: the connection works, the pooler behind it does
-                // not keep what it prepared. Said once, with the cure.
-                health.statements_missing(&e);
-                if !health.statement_advice_logged.swap(true, Ordering::Relaxed) {
-                    log::error!(
-                        "{}: {e}. Prepared statements do not survive between transactions here: a \
-                         transaction-mode pooler (PgBouncer before 1.21, or without max_prepared_statements) \
-                         sits in front of Postgres. Set DB_STATEMENT_CACHE=off. /readyz answers 503 meanwhile.",
-                        thread_name()
-                    );
+        }
+        // Only the jobs whose requests still wait for them.
+        taken.retain(|e| pool.mailboxes[e.worker as usize].is_current(e.slot, e.generation));
+        let started = Instant::now();
+        let lost = Cell::new(None);
+        let batch_reads = settings.batch_reads;
+        drive(runtime, io, async {
+            let running = FuturesUnordered::new();
+            let mut reads = Vec::new();
+            for e in taken.drain(..) {
+                let (reply, job) = Reply::take(e);
+                match jobs::batchable_user_read(&job) {
+                    Some(id) if batch_reads => reads.push((reply, id)),
+                    _ => running.push(perform(pool, pg, Unit::One(reply, job), started, &lost)),
                 }
-                DbError::Unavailable(e.to_string())
             }
-            StoreError::Unique => DbError::Conflict,
-            e => DbError::Internal(e.to_string()),
+            match reads.len() {
+                0 => {}
+                1 => {
+                    let (reply, id) = reads.remove(0);
+                    running.push(perform(pool, pg, Unit::One(reply, Job::GetUser { id }), started, &lost));
+                }
+                _ => running.push(perform(pool, pg, Unit::Reads(reads), started, &lost)),
+            }
+            running.collect::<()>().await;
+        });
+        let retries = pg.deadlock_retries.take();
+        if retries > 0 {
+            pool.errors.deadlock_retries.fetch_add(retries, Ordering::Relaxed);
+        }
+        self.after(lost);
+    }
+
+    /// Drops the connection if a job found it broken.
+    fn after(&mut self, lost: Cell<Option<String>>) {
+        if let Some(why) = lost.into_inner() {
+            log::warn!("{}: {} connection lost: {why}", thread_name(), self.pool.store);
+            self.pool.health.failed(&why);
+            drop_conn(self.pool, &mut self.conn);
+            self.next_attempt = Instant::now();
         }
     }
 }
 
-/// Drops a connection that failed, and marks the store down until a reconnect succeeds.
-fn broken(pool: &Pool, conn: &mut Option<Conn>, e: &StoreError) {
-    log::warn!("{}: {} connection lost: {e}", thread_name(), pool.store);
-    pool.health.failed(&e.to_string());
-    drop_conn(pool, conn);
+/// What one future of a pipeline runs: a job, or several user reads as one query.
+enum Unit {
+    One(Reply, Job),
+    Reads(Vec<(Reply, i64)>),
+}
+
+/// Runs `unit` on the shared connection and sends its replies home as soon as it is done.
+async fn perform(pool: &Pool, pg: &Pg, unit: Unit, started: Instant, lost: &Cell<Option<String>>) {
+    match unit {
+        Unit::One(reply, job) => {
+            let result = settle(pool, jobs::run(Store::Postgres(pg), job).await, lost);
+            reply.send(pool, result, started, false);
+        }
+        Unit::Reads(reads) => {
+            let ids: Vec<i64> = reads.iter().map(|&(_, id)| id).collect();
+            match settle(pool, jobs::run_user_reads(Store::Postgres(pg), &ids).await, lost) {
+                Ok(outputs) => {
+                    for ((reply, _), output) in reads.into_iter().zip(outputs) {
+                        reply.send(pool, Ok(output), started, true);
+                    }
+                }
+                Err(e) => {
+                    for (reply, _) in reads {
+                        reply.send(pool, Err(e.clone()), started, true);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where a job's reply goes, kept while the job runs.
+struct Reply {
+    worker: u16,
+    slot: u32,
+    generation: u32,
+    queued: Instant,
+    /// Which job ([`Job::index`]).
+    job: usize,
+}
+
+impl Reply {
+    fn take(e: Envelope) -> (Reply, Job) {
+        let reply =
+            Reply { worker: e.worker, slot: e.slot, generation: e.generation, queued: e.queued, job: e.job.index() };
+        (reply, e.job)
+    }
+
+    fn send(self, pool: &Pool, result: Result<jobs::Output, DbError>, started: Instant, batched: bool) {
+        pool.mailboxes[self.worker as usize].deliver(Completion {
+            slot: self.slot,
+            generation: self.generation,
+            result,
+            job: self.job,
+            waited_ns: started.duration_since(self.queued).as_nanos() as u64,
+            ran_ns: started.elapsed().as_nanos() as u64,
+            batched,
+        });
+    }
+}
+
+/// A job's outcome, weighed for readiness; a failure becomes what the request answers.
+fn settle<T>(pool: &Pool, result: Result<T, StoreError>, lost: &Cell<Option<String>>) -> Result<T, DbError> {
+    match result {
+        Ok(v) => {
+            pool.health.record(false);
+            Ok(v)
+        }
+        Err(e) => Err(judge(pool, e, lost)),
+    }
+}
+
+/// What a failed job answers. A broken connection is noted in `lost`, to be dropped once
+/// the jobs running on it are done; no job is retried.
+fn judge(pool: &Pool, e: StoreError, lost: &Cell<Option<String>>) -> DbError {
+    let health = &pool.health;
+    pool.errors.count(&e);
+    health.record(e.is_store_side());
+    if e.is_store_side() {
+        health.failed(&e.to_string());
+    }
+    match e {
+        e if e.is_connection() => {
+            let why = e.to_string();
+            let first = lost.take();
+            lost.set(Some(first.unwrap_or_else(|| why.clone())));
+            DbError::Unavailable(why)
+        }
+        StoreError::Statements(_) => {
+            // Not a lost connection: the connection works, the pooler behind it does
+            // not keep what it prepared. Said once, with the cure.
+            health.statements_missing(&e);
+            if !health.statement_advice_logged.swap(true, Ordering::Relaxed) {
+                log::error!(
+                    "{}: {e}. Prepared statements do not survive between transactions here: a \
+                     transaction-mode pooler (PgBouncer before 1.21, or without max_prepared_statements) \
+                     sits in front of Postgres. Set DB_STATEMENT_CACHE=off. /readyz answers 503 meanwhile.",
+                    thread_name()
+                );
+            }
+            DbError::Unavailable(e.to_string())
+        }
+        StoreError::Unique => DbError::Conflict,
+        e => DbError::Internal(e.to_string()),
+    }
 }
 
 fn drop_conn(pool: &Pool, conn: &mut Option<Conn>) {

@@ -1,29 +1,47 @@
 //! ⑦ One open database connection, SQLite or Postgres, owned by one pool thread with its
 //! prepared statements — and the errors that come out of it, sorted by what the pool and
 //! the HTTP layer must do about them.
+//!
+//! A Postgres connection is used through a shared reference ([`Store::Postgres`]), so the
+//! pool thread can run several jobs on it at once: their statements go out back to back
+//! and their results come back in order (pipelining). SQLite is used by one job at a time.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Instant;
 
-use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Row, Statement};
 
 use super::error::StoreError;
+use super::postgres::{drive, PgConnection};
 use crate::config::StoreConfig;
 
 /// A live connection and when it was opened (for DB_CONN_MAX_LIFETIME).
 pub struct Conn {
     pub kind: ConnKind,
     pub opened: Instant,
-    /// Statements sent again after Postgres chose them as a deadlock's victim, since the
-    /// pool thread last collected the count.
-    pub deadlock_retries: u64,
 }
 
 pub enum ConnKind {
     Sqlite(rusqlite::Connection),
     // Boxed (one allocation per connection) so the enum stays the size of the small variant.
-    Postgres(Box<Pg>),
+    Postgres(Box<PgLink>),
+}
+
+/// A Postgres connection as a pool thread holds it: the client the jobs share, and the I/O
+/// half the thread drives while they run ([`drive`]); `None` once it has ended.
+pub struct PgLink {
+    pub pg: Pg,
+    pub io: Option<PgConnection>,
+}
+
+/// The connection as a job sees it: SQLite exclusively, Postgres shared with the other jobs
+/// of the same pipeline.
+pub enum Store<'a> {
+    Sqlite(&'a mut rusqlite::Connection),
+    Postgres(&'a Pg),
 }
 
 /// A Postgres statement with the types of its parameters. The types let a statement go
@@ -47,41 +65,48 @@ pub const PING: PgSql = PgSql::new("SELECT 1", &[]);
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A Postgres client and, with DB_STATEMENT_CACHE=on, its prepared statements: prepared
-/// once per connection on first use and kept for its lifetime.
+/// once per connection on first use and kept for its lifetime. Every call sends its own
+/// Bind/Execute/Sync (Parse too when unnamed), so calls made at once are pipelined and an
+/// error in one fails that statement alone.
 pub struct Pg {
-    pub client: postgres::Client,
+    pub client: tokio_postgres::Client,
     cache: bool,
-    statements: HashMap<&'static str, postgres::Statement>,
+    statements: RefCell<HashMap<&'static str, Statement>>,
+    /// Statements sent again after Postgres chose them as a deadlock's victim, since the
+    /// pool thread last collected the count.
+    pub deadlock_retries: Cell<u64>,
 }
 
 impl Pg {
-    pub fn new(client: postgres::Client, cache: bool) -> Pg {
-        Pg { client, cache, statements: HashMap::new() }
+    pub fn new(client: tokio_postgres::Client, cache: bool) -> Pg {
+        Pg { client, cache, statements: RefCell::new(HashMap::new()), deadlock_retries: Cell::new(0) }
     }
 
-    /// The prepared statement for `sql`, preparing it on first use.
-    fn statement(&mut self, sql: &PgSql) -> Result<postgres::Statement, postgres::Error> {
-        if let Some(s) = self.statements.get(sql.text) {
+    /// The prepared statement for `sql`, preparing it on first use. Two jobs of one
+    /// pipeline may both prepare it the first time; the second simply replaces the first.
+    async fn statement(&self, sql: &PgSql) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.statements.borrow().get(sql.text) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare_typed(sql.text, sql.types)?;
-        self.statements.insert(sql.text, s.clone());
+        let s = self.client.prepare_typed(sql.text, sql.types).await?;
+        self.statements.borrow_mut().insert(sql.text, s.clone());
         Ok(s)
     }
 
-    /// Runs `prepared` with the cached statement. A statement the server connection does
-    /// not have (a pooler swapped it) is forgotten, so the next use prepares it again.
-    fn prepared<T>(
-        &mut self,
-        sql: &PgSql,
-        run: impl FnOnce(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
-    ) -> Result<T, postgres::Error> {
-        let statement = self.statement(sql)?;
-        let result = run(&mut self.client, &statement);
-        if result.as_ref().err().and_then(postgres::Error::code) == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) {
-            self.statements.remove(sql.text);
+    /// Prepares `all` (and the idle check) at once: one round trip, their Parse messages
+    /// pipelined.
+    pub async fn prepare_all(&self, all: impl Iterator<Item = &'static PgSql>) -> Result<(), StoreError> {
+        let all: Vec<&PgSql> = std::iter::once(&PING).chain(all).collect();
+        futures_util::future::try_join_all(all.iter().map(|sql| self.statement(sql))).await?;
+        Ok(())
+    }
+
+    /// A statement the server connection does not have (a pooler swapped it) is forgotten,
+    /// so the next use prepares it again.
+    fn forget_if_missing<T>(&self, sql: &PgSql, result: &Result<T, tokio_postgres::Error>) {
+        if result.as_ref().err().and_then(tokio_postgres::Error::code) == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) {
+            self.statements.borrow_mut().remove(sql.text);
         }
-        result
     }
 
     fn typed<'p>(sql: &PgSql, params: Params<'p>) -> Vec<(&'p (dyn ToSql + Sync), Type)> {
@@ -89,57 +114,73 @@ impl Pg {
         params.iter().copied().zip(sql.types.iter().cloned()).collect()
     }
 
-    pub fn query(&mut self, sql: &PgSql, params: Params<'_>) -> Result<Vec<postgres::Row>, postgres::Error> {
-        if self.cache {
-            self.prepared(sql, |c, s| c.query(s, params))
-        } else {
-            self.client.query_typed(sql.text, &Self::typed(sql, params))
+    pub async fn query(&self, sql: &PgSql, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        if !self.cache {
+            return self.client.query_typed(sql.text, &Self::typed(sql, params)).await;
         }
+        let statement = self.statement(sql).await?;
+        let result = self.client.query(&statement, params).await;
+        self.forget_if_missing(sql, &result);
+        result
     }
 
-    pub fn query_opt(&mut self, sql: &PgSql, params: Params<'_>) -> Result<Option<postgres::Row>, postgres::Error> {
-        if self.cache {
-            self.prepared(sql, |c, s| c.query_opt(s, params))
-        } else {
-            self.client.query_typed_opt(sql.text, &Self::typed(sql, params))
+    pub async fn query_opt(&self, sql: &PgSql, params: Params<'_>) -> Result<Option<Row>, tokio_postgres::Error> {
+        if !self.cache {
+            return self.client.query_typed_opt(sql.text, &Self::typed(sql, params)).await;
         }
+        let statement = self.statement(sql).await?;
+        let result = self.client.query_opt(&statement, params).await;
+        self.forget_if_missing(sql, &result);
+        result
     }
 
     /// Rows changed. Unnamed (DB_STATEMENT_CACHE=off), the count is the rows returned: a
     /// statement whose count matters says `RETURNING`.
-    pub fn execute(&mut self, sql: &PgSql, params: Params<'_>) -> Result<u64, postgres::Error> {
-        if self.cache {
-            self.prepared(sql, |c, s| c.execute(s, params))
-        } else {
-            self.client.query_typed(sql.text, &Self::typed(sql, params)).map(|rows| rows.len() as u64)
+    pub async fn execute(&self, sql: &PgSql, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        if !self.cache {
+            return self.client.query_typed(sql.text, &Self::typed(sql, params)).await.map(|rows| rows.len() as u64);
         }
+        let statement = self.statement(sql).await?;
+        let result = self.client.execute(&statement, params).await;
+        self.forget_if_missing(sql, &result);
+        result
     }
 }
 
 impl Conn {
     /// Opens a connection to the configured store and brings its schema up to date.
-    /// With `bench_routes`, the TechEmpower tables are created too.
-    pub fn open(config: &StoreConfig, bench_routes: bool, statement_cache: bool) -> Result<Conn, StoreError> {
+    /// With `bench_routes`, the TechEmpower tables are created too. A Postgres connection
+    /// is driven by `runtime`, the pool thread's own.
+    pub fn open(
+        config: &StoreConfig,
+        runtime: &tokio::runtime::Runtime,
+        bench_routes: bool,
+        statement_cache: bool,
+    ) -> Result<Conn, StoreError> {
         let kind = match config {
             StoreConfig::Sqlite { path } => ConnKind::Sqlite(super::sqlite::open(path, bench_routes)?),
             StoreConfig::Postgres(pg) => {
-                ConnKind::Postgres(Box::new(Pg::new(super::postgres::open(pg, bench_routes)?, statement_cache)))
+                let (client, io) = super::postgres::open(pg, runtime, bench_routes)?;
+                ConnKind::Postgres(Box::new(PgLink { pg: Pg::new(client, statement_cache), io: Some(io) }))
             }
         };
-        Ok(Conn { kind, opened: Instant::now(), deadlock_retries: 0 })
+        Ok(Conn { kind, opened: Instant::now() })
     }
 
     /// A cheap round trip that proves the connection still works, the way requests use it
     /// (on Postgres a prepared statement when DB_STATEMENT_CACHE=on). On SQLite the
     /// statement is prepared once: an idle server pings every second and need not compile
     /// SQL for it.
-    pub fn ping(&mut self) -> Result<(), StoreError> {
+    pub fn ping(&mut self, runtime: &tokio::runtime::Runtime) -> Result<(), StoreError> {
         match &mut self.kind {
             ConnKind::Sqlite(c) => c
                 .prepare_cached(super::sqlite::PING)
                 .and_then(|mut s| s.query_row([], |_| Ok(())))
                 .map_err(StoreError::from),
-            ConnKind::Postgres(pg) => pg.query(&PING, &[]).map(|_| ()).map_err(StoreError::from),
+            ConnKind::Postgres(link) => {
+                let PgLink { pg, io } = &mut **link;
+                drive(runtime, io, pg.query(&PING, &[])).map(|_| ()).map_err(StoreError::from)
+            }
         }
     }
 }

@@ -145,10 +145,12 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
             let _registered = register(Role::Db(7));
-            let start = std::time::Instant::now();
+            // Until it has used 50 ms of CPU, however long that takes on a busy machine.
             let mut x = 0u64;
-            while start.elapsed() < std::time::Duration::from_millis(50) {
-                x = x.wrapping_mul(31).wrapping_add(1);
+            while cpu_seconds(current_tid()).unwrap_or(0.0) < 0.05 {
+                for _ in 0..10_000 {
+                    x = x.wrapping_mul(31).wrapping_add(1);
+                }
             }
             std::hint::black_box(x);
             tx.send(current_tid()).unwrap();

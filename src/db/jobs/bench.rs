@@ -1,49 +1,63 @@
 //! The TechEmpower jobs: a world by id, several worlds one query each, the fortunes, and
 //! updates whose deadlocks never reach a client.
 
-use postgres::error::SqlState;
-use postgres::types::Type;
+use futures_util::future::{try_join, try_join_all};
 use rusqlite::OptionalExtension;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 
 use crate::db::error::StoreError;
 use crate::db::model::{Fortune, World};
-use crate::db::store::{Conn, ConnKind, PgSql};
+use crate::db::store::{Pg, PgSql, Store};
 
 const WORLD_SQLITE: &str = "SELECT id, randomnumber FROM world WHERE id = ?1";
 const WORLD_PG: PgSql = PgSql::new("SELECT id, randomnumber FROM world WHERE id = $1", &[Type::INT4]);
 
-pub fn world(conn: &mut Conn, id: i32) -> Result<Option<World>, StoreError> {
-    match &mut conn.kind {
-        ConnKind::Sqlite(c) => Ok(c
-            .prepare_cached(WORLD_SQLITE)?
-            .query_row([id], |r| Ok(World { id: r.get(0)?, random_number: r.get(1)? }))
-            .optional()?),
-        ConnKind::Postgres(pg) => {
-            Ok(pg.query_opt(&WORLD_PG, &[&id])?.map(|r| World { id: r.get(0), random_number: r.get(1) }))
-        }
+pub async fn world(store: Store<'_>, id: i32) -> Result<Option<World>, StoreError> {
+    match store {
+        Store::Sqlite(c) => Ok(world_sqlite(c, id)?),
+        Store::Postgres(pg) => Ok(world_pg(pg, id).await?),
     }
+}
+
+fn world_sqlite(c: &rusqlite::Connection, id: i32) -> rusqlite::Result<Option<World>> {
+    c.prepare_cached(WORLD_SQLITE)?
+        .query_row([id], |r| Ok(World { id: r.get(0)?, random_number: r.get(1)? }))
+        .optional()
+}
+
+async fn world_pg(pg: &Pg, id: i32) -> Result<Option<World>, tokio_postgres::Error> {
+    Ok(pg.query_opt(&WORLD_PG, &[&id]).await?.map(|r| World { id: r.get(0), random_number: r.get(1) }))
+}
+
+fn missing(id: i32) -> StoreError {
+    StoreError::internal(format!("world {id} is missing"))
 }
 
 /// Each world by its own query, as the benchmark's rules require (no `IN (…)` bulk read).
-pub fn worlds(conn: &mut Conn, ids: &[i32]) -> Result<Vec<World>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for &id in ids {
-        out.push(world(conn, id)?.ok_or_else(|| StoreError::internal(format!("world {id} is missing")))?);
+/// On Postgres the queries are pipelined: all written at once, each with its own Sync.
+pub async fn worlds(store: Store<'_>, ids: &[i32]) -> Result<Vec<World>, StoreError> {
+    match store {
+        Store::Sqlite(c) => ids.iter().map(|&id| world_sqlite(c, id)?.ok_or_else(|| missing(id))).collect(),
+        Store::Postgres(pg) => worlds_pg(pg, ids).await,
     }
-    Ok(out)
 }
 
+async fn worlds_pg(pg: &Pg, ids: &[i32]) -> Result<Vec<World>, StoreError> {
+    let found = try_join_all(ids.iter().map(|&id| world_pg(pg, id))).await?;
+    found.into_iter().zip(ids).map(|(w, &id)| w.ok_or_else(|| missing(id))).collect()
+}
 const FORTUNES: &str = "SELECT id, message FROM fortune";
 const FORTUNES_PG: PgSql = PgSql::new(FORTUNES, &[]);
 
-pub fn fortunes(conn: &mut Conn) -> Result<Vec<Fortune>, StoreError> {
-    match &mut conn.kind {
-        ConnKind::Sqlite(c) => Ok(c
+pub async fn fortunes(store: Store<'_>) -> Result<Vec<Fortune>, StoreError> {
+    match store {
+        Store::Sqlite(c) => Ok(c
             .prepare_cached(FORTUNES)?
             .query_map([], |r| Ok(Fortune { id: r.get(0)?, message: r.get(1)? }))?
             .collect::<Result<_, _>>()?),
-        ConnKind::Postgres(pg) => {
-            Ok(pg.query(&FORTUNES_PG, &[])?.iter().map(|r| Fortune { id: r.get(0), message: r.get(1) }).collect())
+        Store::Postgres(pg) => {
+            Ok(pg.query(&FORTUNES_PG, &[]).await?.iter().map(|r| Fortune { id: r.get(0), message: r.get(1) }).collect())
         }
     }
 }
@@ -62,29 +76,23 @@ const DEADLOCK_RETRIES: u32 = 4;
 /// Reads each world by its own query, gives it `numbers[i]`, and writes them all back with
 /// one statement. A world picked twice keeps its last value, in the answer and the table.
 ///
-/// Postgres: the UPDATE is its own transaction (no BEGIN, no lock statement — the
+/// Postgres: the reads and the UPDATE are pipelined (one write for all 21). The UPDATE is
+/// its own transaction (no BEGIN, no lock statement — the
 /// benchmark counts statements). Its rows come sorted by id, which is the order the plan
 /// locks them in when it walks the array against the primary key, so concurrent updates
 /// rarely cross; when they do, Postgres picks one as the deadlock's victim (SQLSTATE 40P01),
 /// which rolls back only that statement, and it is simply sent again — a client never sees
 /// a deadlock. SQLite has one writer at a time: an immediate transaction.
-pub fn update(conn: &mut Conn, ids: &[i32], numbers: &[i32]) -> Result<Vec<World>, StoreError> {
-    let mut worlds = worlds(conn, ids)?;
-    for (w, &n) in worlds.iter_mut().zip(numbers) {
-        w.random_number = n;
-    }
-    let mut last: Vec<(i32, i32)> = worlds.iter().map(|w| (w.id, w.random_number)).collect();
+pub async fn update(store: Store<'_>, ids: &[i32], numbers: &[i32]) -> Result<Vec<World>, StoreError> {
+    // The last number given to each world, by id.
+    let mut last: Vec<(i32, i32)> = ids.iter().copied().zip(numbers.iter().copied()).collect();
     last.reverse();
     last.sort_by_key(|&(id, _)| id);
     last.dedup_by_key(|&mut (id, _)| id);
-    for w in &mut worlds {
-        if let Ok(i) = last.binary_search_by_key(&w.id, |&(id, _)| id) {
-            w.random_number = last[i].1;
-        }
-    }
-    let Conn { kind, deadlock_retries, .. } = conn;
-    match kind {
-        ConnKind::Sqlite(c) => {
+    let mut worlds = match store {
+        Store::Sqlite(c) => {
+            let worlds =
+                ids.iter().map(|&id| world_sqlite(c, id)?.ok_or_else(|| missing(id))).collect::<Result<_, _>>()?;
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let mut stmt = tx.prepare_cached(UPDATE_SQLITE)?;
@@ -93,21 +101,37 @@ pub fn update(conn: &mut Conn, ids: &[i32], numbers: &[i32]) -> Result<Vec<World
                 }
             }
             tx.commit()?;
+            worlds
         }
-        ConnKind::Postgres(pg) => {
-            let (ids, values): (Vec<i32>, Vec<i32>) = last.into_iter().unzip();
-            let mut retries = 0;
-            loop {
-                match pg.execute(&UPDATE_PG, &[&ids, &values]) {
-                    Ok(_) => break,
-                    Err(e) if retries < DEADLOCK_RETRIES && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
-                        retries += 1;
-                        *deadlock_retries += 1;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        Store::Postgres(pg) => {
+            // The reads and the UPDATE go out together: the UPDATE's values do not depend
+            // on what the reads return, and each statement has its own Sync.
+            let (sorted, values): (Vec<i32>, Vec<i32>) = last.iter().copied().unzip();
+            try_join(worlds_pg(pg, ids), update_pg(pg, &sorted, &values)).await?.0
+        }
+    };
+    for w in &mut worlds {
+        if let Ok(i) = last.binary_search_by_key(&w.id, |&(id, _)| id) {
+            w.random_number = last[i].1;
         }
     }
     Ok(worlds)
 }
+
+/// The UPDATE, sent again when a deadlock chose it as its victim.
+async fn update_pg(pg: &Pg, ids: &[i32], values: &[i32]) -> Result<(), StoreError> {
+    let mut retries = 0;
+    loop {
+        match pg.execute(&UPDATE_PG, &[&ids, &values]).await {
+            Ok(_) => return Ok(()),
+            Err(e) if retries < DEADLOCK_RETRIES && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
+                retries += 1;
+                pg.deadlock_retries.set(pg.deadlock_retries.get() + 1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Every Postgres statement of this file, prepared when a connection opens.
+pub const PG_STATEMENTS: &[&PgSql] = &[&WORLD_PG, &FORTUNES_PG, &UPDATE_PG];

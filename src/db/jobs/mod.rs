@@ -12,7 +12,7 @@ mod preferences;
 mod users;
 
 use super::error::StoreError;
-use super::store::Conn;
+use super::store::{PgSql, Store};
 use crate::db::model::{Fortune, Order, User, World};
 
 /// A page request for keyset pagination: rows with id > `after`, at most `limit`.
@@ -67,8 +67,9 @@ macro_rules! jobs {
             }
         }
 
-        /// Runs one job on a connection.
-        pub fn run($conn: &mut Conn, job: Job) -> Result<Output, StoreError> {
+        /// Runs one job on a connection. On Postgres, jobs run at once on one connection
+        /// are pipelined; a job never waits for anything but its own statements.
+        pub async fn run($conn: Store<'_>, job: Job) -> Result<Output, StoreError> {
             match job {
                 $( Job::$name $({ $($field),* })? => $run, )*
             }
@@ -77,30 +78,30 @@ macro_rules! jobs {
 }
 
 jobs! { conn;
-    ListUsers { page: Page } => "list_users", users::list(conn, page).map(Output::Users);
+    ListUsers { page: Page } => "list_users", users::list(conn, page).await.map(Output::Users);
     CreateUser { name: String, email: String } => "create_user",
-        users::create(conn, &name, &email).map(|u| Output::User(Some(u)));
-    GetUser { id: i64 } => "get_user", users::get(conn, id).map(Output::User);
+        users::create(conn, &name, &email).await.map(|u| Output::User(Some(u)));
+    GetUser { id: i64 } => "get_user", users::get(conn, id).await.map(Output::User);
     UpdateUser { id: i64, name: Option<String>, email: Option<String> } => "update_user",
-        users::update(conn, id, name.as_deref(), email.as_deref()).map(Output::User);
-    DeleteUser { id: i64 } => "delete_user", users::delete(conn, id).map(Output::Deleted);
-    ListOrders { user_id: i64, page: Page } => "list_orders", orders::list(conn, user_id, page).map(Output::Orders);
+        users::update(conn, id, name.as_deref(), email.as_deref()).await.map(Output::User);
+    DeleteUser { id: i64 } => "delete_user", users::delete(conn, id).await.map(Output::Deleted);
+    ListOrders { user_id: i64, page: Page } => "list_orders", orders::list(conn, user_id, page).await.map(Output::Orders);
     CreateOrder { user_id: i64, item: String, quantity: i32, price_cents: i64 } => "create_order",
-        orders::create(conn, user_id, &item, quantity, price_cents).map(Output::Order);
+        orders::create(conn, user_id, &item, quantity, price_cents).await.map(Output::Order);
     /// The newest orders of a user, newest first (the summary).
     RecentOrders { user_id: i64, limit: u32 } => "recent_orders",
-        orders::recent(conn, user_id, limit).map(|o| Output::Orders(Some(o)));
-    GetPreferences { user_id: i64 } => "get_preferences", preferences::get(conn, user_id).map(Output::Preferences);
+        orders::recent(conn, user_id, limit).await.map(|o| Output::Orders(Some(o)));
+    GetPreferences { user_id: i64 } => "get_preferences", preferences::get(conn, user_id).await.map(Output::Preferences);
     PutPreferences { user_id: i64, json: String } => "put_preferences",
-        preferences::put(conn, user_id, &json).map(Output::Preferences);
+        preferences::put(conn, user_id, &json).await.map(Output::Preferences);
     /// TechEmpower: one world.
-    World { id: i32 } => "world", bench::world(conn, id).map(Output::World);
+    World { id: i32 } => "world", bench::world(conn, id).await.map(Output::World);
     /// TechEmpower: several worlds, one query each.
-    Worlds { ids: Vec<i32> } => "worlds", bench::worlds(conn, &ids).map(Output::Worlds);
-    Fortunes => "fortunes", bench::fortunes(conn).map(Output::Fortunes);
+    Worlds { ids: Vec<i32> } => "worlds", bench::worlds(conn, &ids).await.map(Output::Worlds);
+    Fortunes => "fortunes", bench::fortunes(conn).await.map(Output::Fortunes);
     /// TechEmpower: give the worlds `ids[i]` the numbers `numbers[i]`.
     UpdateWorlds { ids: Vec<i32>, numbers: Vec<i32> } => "update_worlds",
-        bench::update(conn, &ids, &numbers).map(Output::Worlds);
+        bench::update(conn, &ids, &numbers).await.map(Output::Worlds);
 }
 
 impl Job {
@@ -135,13 +136,14 @@ pub fn batchable_user_read(job: &Job) -> Option<i64> {
     }
 }
 
-/// Runs a batch of [`batchable_user_read`] jobs as one query; one output per id, in order.
-pub fn run_user_reads(conn: &mut Conn, ids: &[i64]) -> Result<Vec<Output>, StoreError> {
-    let found = users::get_many(conn, ids)?;
-    Ok(ids.iter().map(|id| Output::User(found.iter().find(|u| u.id == *id).cloned())).collect())
+/// Every Postgres statement a job may send; the TechEmpower ones with `bench_routes`.
+pub fn pg_statements(bench_routes: bool) -> impl Iterator<Item = &'static PgSql> {
+    let bench: &[&PgSql] = if bench_routes { bench::PG_STATEMENTS } else { &[] };
+    [users::PG_STATEMENTS, orders::PG_STATEMENTS, preferences::PG_STATEMENTS, bench].into_iter().flatten().copied()
 }
 
-/// Whether user `id` exists (orders and preferences answer 404 for an unknown user).
-fn user_exists(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
-    users::exists(conn, id)
+/// Runs a batch of [`batchable_user_read`] jobs as one query; one output per id, in order.
+pub async fn run_user_reads(store: Store<'_>, ids: &[i64]) -> Result<Vec<Output>, StoreError> {
+    let found = users::get_many(store, ids).await?;
+    Ok(ids.iter().map(|id| Output::User(found.iter().find(|u| u.id == *id).cloned())).collect())
 }

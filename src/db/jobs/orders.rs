@@ -1,12 +1,14 @@
 //! A user's orders: list (keyset), create, and the newest few for the summary.
 
-use postgres::types::Type;
 use rusqlite::OptionalExtension;
+use tokio_postgres::types::Type;
 
-use super::{user_exists, Page};
+use futures_util::future::try_join;
+
+use super::{users, Page};
 use crate::db::error::StoreError;
 use crate::db::model::{Order, Timestamp};
-use crate::db::store::{Conn, ConnKind, PgSql};
+use crate::db::store::{PgSql, Store};
 
 fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {
@@ -19,7 +21,7 @@ fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
-fn from_pg(r: &postgres::Row) -> Order {
+fn from_pg(r: &tokio_postgres::Row) -> Order {
     Order {
         id: r.get(0),
         user_id: r.get(1),
@@ -39,20 +41,26 @@ const LIST_PG: PgSql = PgSql::new(
 );
 
 /// A page of the user's orders (one row more when there is a next page); `None` if no such
-/// user.
-pub fn list(conn: &mut Conn, user_id: i64, page: Page) -> Result<Option<Vec<Order>>, StoreError> {
+/// user. On Postgres the page and the user check go out together (one round trip); on
+/// SQLite the user is looked up only for an empty page.
+pub async fn list(store: Store<'_>, user_id: i64, page: Page) -> Result<Option<Vec<Order>>, StoreError> {
     let fetch = page.limit as i64 + 1;
-    let orders: Vec<Order> = match &mut conn.kind {
-        ConnKind::Sqlite(c) => c
-            .prepare_cached(LIST_SQLITE)?
-            .query_map(rusqlite::params![user_id, page.after, fetch], from_sqlite)?
-            .collect::<Result<_, _>>()?,
-        ConnKind::Postgres(pg) => pg.query(&LIST_PG, &[&user_id, &page.after, &fetch])?.iter().map(from_pg).collect(),
+    let (orders, user): (Vec<Order>, bool) = match store {
+        Store::Sqlite(c) => {
+            let orders: Vec<Order> = c
+                .prepare_cached(LIST_SQLITE)?
+                .query_map(rusqlite::params![user_id, page.after, fetch], from_sqlite)?
+                .collect::<Result<_, _>>()?;
+            let user = !orders.is_empty() || users::exists_sqlite(c, user_id)?;
+            (orders, user)
+        }
+        Store::Postgres(pg) => {
+            let (rows, user) =
+                try_join(pg.query(&LIST_PG, &[&user_id, &page.after, &fetch]), users::exists_pg(pg, user_id)).await?;
+            (rows.iter().map(from_pg).collect(), user)
+        }
     };
-    if orders.is_empty() && !user_exists(conn, user_id)? {
-        return Ok(None);
-    }
-    Ok(Some(orders))
+    Ok(user.then_some(orders))
 }
 
 const CREATE_SQLITE: &str = "INSERT INTO orders (user_id, item, quantity, price_cents) VALUES (?1, ?2, ?3, ?4) \
@@ -64,21 +72,22 @@ const CREATE_PG: PgSql = PgSql::new(
 );
 
 /// The new order; `None` if the user does not exist (the foreign key says so).
-pub fn create(
-    conn: &mut Conn,
+pub async fn create(
+    store: Store<'_>,
     user_id: i64,
     item: &str,
     quantity: i32,
     price_cents: i64,
 ) -> Result<Option<Order>, StoreError> {
-    let created = match &mut conn.kind {
-        ConnKind::Sqlite(c) => c
+    let created = match store {
+        Store::Sqlite(c) => c
             .prepare_cached(CREATE_SQLITE)?
             .query_row(rusqlite::params![user_id, item, quantity, price_cents], from_sqlite)
             .optional()
             .map_err(StoreError::from),
-        ConnKind::Postgres(pg) => pg
+        Store::Postgres(pg) => pg
             .query_opt(&CREATE_PG, &[&user_id, &item, &quantity, &price_cents])
+            .await
             .map(|r| r.map(|r| from_pg(&r)))
             .map_err(StoreError::from),
     };
@@ -96,13 +105,16 @@ const RECENT_PG: PgSql = PgSql::new(
     &[Type::INT8, Type::INT8],
 );
 
-pub fn recent(conn: &mut Conn, user_id: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
+pub async fn recent(store: Store<'_>, user_id: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
     let limit = limit as i64;
-    match &mut conn.kind {
-        ConnKind::Sqlite(c) => Ok(c
+    match store {
+        Store::Sqlite(c) => Ok(c
             .prepare_cached(RECENT_SQLITE)?
             .query_map(rusqlite::params![user_id, limit], from_sqlite)?
             .collect::<Result<_, _>>()?),
-        ConnKind::Postgres(pg) => Ok(pg.query(&RECENT_PG, &[&user_id, &limit])?.iter().map(from_pg).collect()),
+        Store::Postgres(pg) => Ok(pg.query(&RECENT_PG, &[&user_id, &limit]).await?.iter().map(from_pg).collect()),
     }
 }
+
+/// Every Postgres statement of this file, prepared when a connection opens.
+pub const PG_STATEMENTS: &[&PgSql] = &[&LIST_PG, &CREATE_PG, &RECENT_PG];

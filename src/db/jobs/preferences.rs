@@ -1,9 +1,9 @@
 //! A user's preferences: one JSON object, stored as text (SQLite) or jsonb (Postgres).
 
-use postgres::types::Type;
+use tokio_postgres::types::Type;
 
 use crate::db::error::StoreError;
-use crate::db::store::{Conn, ConnKind, PgSql};
+use crate::db::store::{PgSql, Store};
 
 // One round trip tells "no preferences yet" from "no such user".
 const GET_SQLITE: &str =
@@ -14,12 +14,14 @@ const GET_PG: PgSql = PgSql::new(
 );
 
 /// The stored object, `{}` for a user who never set any; `None` if no such user.
-pub fn get(conn: &mut Conn, user_id: i64) -> Result<Option<String>, StoreError> {
-    let (stored, user): (Option<String>, bool) = match &mut conn.kind {
-        ConnKind::Sqlite(c) => c.prepare_cached(GET_SQLITE)?.query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
-        ConnKind::Postgres(pg) => {
-            let row =
-                pg.query_opt(&GET_PG, &[&user_id])?.ok_or_else(|| StoreError::internal("SELECT returned no row"))?;
+pub async fn get(store: Store<'_>, user_id: i64) -> Result<Option<String>, StoreError> {
+    let (stored, user): (Option<String>, bool) = match store {
+        Store::Sqlite(c) => c.prepare_cached(GET_SQLITE)?.query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
+        Store::Postgres(pg) => {
+            let row = pg
+                .query_opt(&GET_PG, &[&user_id])
+                .await?
+                .ok_or_else(|| StoreError::internal("SELECT returned no row"))?;
             (row.get(0), row.get(1))
         }
     };
@@ -39,15 +41,17 @@ const PUT_PG: PgSql = PgSql::new(
 );
 
 /// Replaces the object and returns it as stored; `None` if no such user.
-pub fn put(conn: &mut Conn, user_id: i64, json: &str) -> Result<Option<String>, StoreError> {
-    let stored = match &mut conn.kind {
-        ConnKind::Sqlite(c) => c
+pub async fn put(store: Store<'_>, user_id: i64, json: &str) -> Result<Option<String>, StoreError> {
+    let stored = match store {
+        Store::Sqlite(c) => c
             .prepare_cached(PUT_SQLITE)?
             .query_row(rusqlite::params![user_id, json], |r| r.get(0))
             .map_err(StoreError::from),
-        ConnKind::Postgres(pg) => pg.query_opt(&PUT_PG, &[&user_id, &json]).map_err(StoreError::from).and_then(|r| {
-            r.map(|r| r.get(0)).ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))
-        }),
+        Store::Postgres(pg) => {
+            pg.query_opt(&PUT_PG, &[&user_id, &json]).await.map_err(StoreError::from).and_then(|r| {
+                r.map(|r| r.get(0)).ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))
+            })
+        }
     };
     match stored {
         Ok(json) => Ok(Some(json)),
@@ -55,3 +59,6 @@ pub fn put(conn: &mut Conn, user_id: i64, json: &str) -> Result<Option<String>, 
         Err(e) => Err(e),
     }
 }
+
+/// Every Postgres statement of this file, prepared when a connection opens.
+pub const PG_STATEMENTS: &[&PgSql] = &[&GET_PG, &PUT_PG];
