@@ -253,11 +253,7 @@ fn run(
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        if matches!(t.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_))) {
-            t.run_pipelined(first);
-        } else {
-            t.run_one(first);
-        }
+        t.run_pipelined(first);
     }
 }
 
@@ -356,7 +352,11 @@ impl PoolThread<'_> {
 
     /// `first` and the jobs waiting behind it (up to DB_PIPELINE_JOBS), run at once on the
     /// Postgres connection. With DB_BATCH_READS, their user point reads become one query.
+    /// Without a Postgres connection (SQLite, or none yet), `first` runs alone.
     fn run_pipelined(&mut self, first: Envelope) {
+        if !matches!(self.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_))) {
+            return self.run_one(first);
+        }
         let PoolThread { pool, queue, settings, runtime, conn, taken, .. } = self;
         let pool: &Pool = pool;
         let Some(ConnKind::Postgres(link)) = conn.as_mut().map(|c| &mut c.kind) else { return };
