@@ -179,7 +179,12 @@ impl Pool {
             };
             // The runtime that drives this thread's Postgres connection: current-thread, so
             // it runs only while this thread waits on it, and never on a worker's core.
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+            // SQLite's jobs never wait on it: no I/O or timer driver (no epoll fd) there.
+            let mut runtime = tokio::runtime::Builder::new_current_thread();
+            if let StoreConfig::Postgres(_) = config.store {
+                runtime.enable_io().enable_time();
+            }
+            let runtime = runtime.build()?;
             std::thread::Builder::new().name(format!("percore-db{id}")).spawn(move || {
                 let _registered = crate::obs::threads::register(crate::obs::threads::Role::Db(id));
                 run(&pool, &queue, &store, &settings, runtime)
