@@ -312,12 +312,14 @@ impl PoolThread<'_> {
                 self.backoff = FIRST_BACKOFF;
             }
             Err(e) => {
+                // Recorded before it is logged: whoever reads the log line finds /readyz
+                // and /metrics already saying the same.
                 pool.errors.count(&e);
+                pool.health.failed(&e.to_string());
                 // Once per outage, not once per attempt.
                 if self.backoff == FIRST_BACKOFF {
                     log::warn!("{}: cannot connect to {}: {e}", thread_name(), pool.store);
                 }
-                pool.health.failed(&e.to_string());
                 self.next_attempt = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
@@ -409,10 +411,10 @@ impl PoolThread<'_> {
     /// Drops the connection if a job found it broken.
     fn after(&mut self, lost: Cell<Option<String>>) {
         if let Some(why) = lost.into_inner() {
-            log::warn!("{}: {} connection lost: {why}", thread_name(), self.pool.store);
             self.pool.health.failed(&why);
             drop_conn(self.pool, &mut self.conn);
             self.next_attempt = Instant::now();
+            log::warn!("{}: {} connection lost: {why}", thread_name(), self.pool.store);
         }
     }
 }
