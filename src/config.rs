@@ -120,7 +120,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "DB_PIPELINE_JOBS",
         default: "16",
-        help: "Postgres: most waiting jobs a pool thread takes at once and pipelines on its connection (1: one job at a time)",
+        help: "Postgres: most jobs a pool thread keeps in flight on its connection, taking more as each finishes (1: one job at a time)",
+    },
+    Setting {
+        name: "DB_THREAD_SCHED",
+        default: "batch",
+        help: "Linux scheduling policy of the database threads: batch (SCHED_BATCH: a reply that wakes one never preempts a worker or a local Postgres mid-work) or normal",
     },
     Setting {
         name: "DB_BATCH_READS",
@@ -168,6 +173,7 @@ pub struct Config {
     pub db_conn_max_lifetime: Duration,
     pub db_batch_reads: bool,
     pub db_pipeline_jobs: usize,
+    pub db_thread_sched: DbThreadSched,
     pub db_statement_cache: bool,
     pub debug_addr: Option<SocketAddr>,
     pub bench_routes: bool,
@@ -188,6 +194,15 @@ pub enum Toggle {
     Auto,
     On,
     Off,
+}
+
+/// The scheduling policy of the database threads (DB_THREAD_SCHED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbThreadSched {
+    /// SCHED_BATCH: woken threads wait for the running one to block or use up its slice.
+    Batch,
+    /// SCHED_OTHER, the default of every thread.
+    Normal,
 }
 
 /// How new connections are spread over the workers (CONN_BALANCE).
@@ -333,6 +348,11 @@ impl Config {
             db_conn_max_lifetime: env.duration("DB_CONN_MAX_LIFETIME")?,
             db_batch_reads: env.parse("DB_BATCH_READS", "on or off", parse_bool)?,
             db_pipeline_jobs: env.count("DB_PIPELINE_JOBS", 1, 4096)?,
+            db_thread_sched: env.parse("DB_THREAD_SCHED", "batch or normal", |v| match v {
+                "batch" => Some(DbThreadSched::Batch),
+                "normal" | "other" => Some(DbThreadSched::Normal),
+                _ => None,
+            })?,
             db_statement_cache: env.parse("DB_STATEMENT_CACHE", "on or off", parse_bool)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
@@ -570,6 +590,7 @@ mod tests {
         assert_eq!(c.db_conn_max_lifetime, Duration::from_secs(300));
         assert!(c.db_batch_reads);
         assert_eq!(c.db_pipeline_jobs, 16);
+        assert_eq!(c.db_thread_sched, DbThreadSched::Batch);
         assert_eq!(c.debug_addr, Some("127.0.0.1:6060".parse().unwrap()));
         assert!(!c.bench_routes);
         assert_eq!(c.log_filter, "info");
@@ -605,6 +626,7 @@ mod tests {
             ("DB_POOL_SIZE", "0", "threads"),
             ("DB_QUEUE_DEPTH", "-5", "whole number"),
             ("DB_PIPELINE_JOBS", "0", "whole number"),
+            ("DB_THREAD_SCHED", "fifo", "batch or normal"),
             ("DEBUG_ADDR", "6060", "HOST:PORT"),
             ("BENCH_ROUTES", "yesplease", "on or off"),
             ("LOG_FORMAT", "xml", "text or json"),

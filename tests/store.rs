@@ -31,19 +31,47 @@ fn users_with_email(db: &TestDatabase, email: &str) -> i64 {
     db.client().query_one("SELECT count(*) FROM users WHERE email = $1", &[&email]).unwrap().get(0)
 }
 
-#[test]
-fn pool_threads_are_named() {
-    let s = Server::start(drivers()[0], &[("DB_POOL_SIZE", "3")]);
-    s.wait_ready();
-    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+/// Each thread of the server: its name and its scheduling policy (field 41 of its stat).
+fn threads_of(s: &Server) -> Vec<(String, u32)> {
+    std::fs::read_dir(format!("/proc/{}/task", s.pid()))
         .unwrap()
         .flatten()
-        .map(|e| std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_owned())
-        .collect();
+        .map(|e| {
+            let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_owned();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // After the name's closing parenthesis the fields count from 3 (the state).
+            let after_name = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            let policy = after_name.split(' ').nth(41 - 3).and_then(|f| f.parse().ok()).unwrap_or(u32::MAX);
+            (name, policy)
+        })
+        .collect()
+}
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+
+/// The pool threads are named, and run under SCHED_BATCH so that a reply waking one does
+/// not preempt a worker (or a local Postgres backend); the workers keep the normal policy.
+/// DB_THREAD_SCHED=normal leaves the pool threads normal too.
+#[test]
+fn pool_threads_are_named_and_scheduled_as_batch() {
+    let s = Server::start(drivers()[0], &[("DB_POOL_SIZE", "3")]);
+    s.wait_ready();
+    let threads = threads_of(&s);
     for n in ["percore-db0", "percore-db1", "percore-db2"] {
-        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        let policy = threads.iter().find(|(name, _)| name == n).map(|&(_, p)| p);
+        assert_eq!(policy, Some(SCHED_BATCH), "{n} in {threads:?}");
     }
-    assert!(!names.iter().any(|x| x == "percore-db3"));
+    assert!(!threads.iter().any(|(name, _)| name == "percore-db3"));
+    let workers: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("percore-w")).collect();
+    assert!(!workers.is_empty() && workers.iter().all(|&&(_, p)| p == SCHED_OTHER), "{threads:?}");
+    assert!(s.logs().contains("database threads (SCHED_BATCH)"), "{}", s.logs());
+
+    let s = Server::start(drivers()[0], &[("DB_POOL_SIZE", "2"), ("DB_THREAD_SCHED", "normal")]);
+    s.wait_ready();
+    let threads = threads_of(&s);
+    let db: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("percore-db")).collect();
+    assert!(db.len() == 2 && db.iter().all(|&&(_, p)| p == SCHED_OTHER), "{threads:?}");
 }
 
 #[test]
@@ -398,23 +426,57 @@ fn connections_older_than_their_lifetime_are_replaced() {
             .unwrap();
         rows.iter().map(|r| r.get(0)).collect()
     };
+    // 20 ms each way: replies come in bursts, and the clients refill the queue between them.
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(20));
+    let url = via(&proxy, &db);
     let s = Server::start(
         drivers()[0],
-        &[("DATABASE_URL", &db.url), ("DB_POOL_SIZE", "1"), ("DB_CONN_MAX_LIFETIME", "1s")],
+        &[
+            ("DATABASE_URL", &url),
+            ("DB_POOL_SIZE", "1"),
+            ("DB_CONN_MAX_LIFETIME", "1s"),
+            // Each read its own job, so more clients than DB_PIPELINE_JOBS keep jobs queued.
+            ("DB_BATCH_READS", "off"),
+        ],
     );
     s.wait_ready();
     let first = backends();
     assert_eq!(first.len(), 1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert_eq!(s.get("/api/v1/users/999999").status, 404);
-        let now = backends();
-        if now.len() == 1 && now != first {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the connection was not replaced: {first:?} → {now:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Under a steady load too: the one pool thread keeps its pipeline topped up from the
+    // queue (32 clients, 16 jobs in flight), and must still let it run dry to replace the
+    // connection. Every request is answered meanwhile (a job is never dropped at the swap).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let loaders: Vec<_> = (0..32)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = s.connect();
+                    let mut answered = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r = c.call("GET", "/api/v1/users/999999", None).expect("an answer");
+                        assert_eq!(r.status, 404, "{}", r.text());
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let replaced = loop {
+            let now = backends();
+            if now.len() == 1 && now != first {
+                break Ok(());
+            }
+            if Instant::now() >= deadline {
+                break Err(format!("the connection was not replaced under load: {first:?} → {now:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let answered: i32 = loaders.into_iter().map(|l| l.join().unwrap()).sum();
+        replaced.unwrap();
+        assert!(answered > 0);
+    });
 }
 
 /// Point reads that wait together are answered by one `= ANY($1)` query, and each request

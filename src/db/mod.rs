@@ -7,11 +7,12 @@
 //! statements. A full channel is answered 503 at once: a core never waits for room.
 //!
 //! A Postgres pool thread drives its connection with tokio-postgres on a current-thread
-//! runtime of its own, so it can keep many statements in flight: it takes every job waiting
-//! (up to DB_PIPELINE_JOBS) and runs them at once, and a job's own statements (/queries'
-//! twenty reads, /updates' reads and UPDATE, a page and its user check) go out together.
-//! Each statement keeps its own Sync, so one that fails fails alone, as separate round
-//! trips would.
+//! runtime of its own, so it can keep many statements in flight: up to DB_PIPELINE_JOBS
+//! jobs at once, topped up from the queue as each finishes, and a job's own statements
+//! (/queries' twenty reads, /updates' reads and UPDATE, a page and its user check) go out
+//! together. Each statement keeps its own Sync, so one that fails fails alone, as separate
+//! round trips would. The threads run under SCHED_BATCH ([`sched`], DB_THREAD_SCHED): a
+//! reply that wakes one does not preempt a worker or a local Postgres backend.
 //!
 //! The way back ([`mailbox`]): each worker has a mailbox — a reply channel, a generation
 //! number per request slot and a waker. A pool thread pushes the reply and, only if the
@@ -39,6 +40,7 @@ pub mod migrations;
 pub mod model;
 pub(crate) mod pool;
 pub(crate) mod postgres;
+pub(crate) mod sched;
 pub(crate) mod sqlite;
 pub(crate) mod store;
 

@@ -1,16 +1,17 @@
 //! ⑦ The pool threads: each owns one connection, takes the jobs waiting on the shared
 //! channel, runs the ones still wanted and sends each reply home.
 //!
-//! On Postgres a thread takes every job waiting (up to DB_PIPELINE_JOBS) and runs them at
-//! once on its connection: their statements go out back to back, each with its own Sync,
-//! and come back in order — one write and one wait for the lot instead of one each, on
-//! this thread and on its Postgres backend. Replies go home as each job finishes. SQLite
-//! runs one job at a time.
+//! On Postgres a thread keeps up to DB_PIPELINE_JOBS jobs running at once on its
+//! connection, taking what has queued whenever one finishes: their statements go out back
+//! to back, each with its own Sync, and come back in order — one write and one wait for
+//! many instead of one each, on this thread and on its Postgres backend. Replies go home
+//! as each job finishes. SQLite runs one job at a time.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -170,6 +171,7 @@ impl Pool {
     pub fn spawn_threads(self: &Arc<Self>, queue: Receiver<Envelope>, config: &Config) -> std::io::Result<()> {
         for id in 0..self.threads {
             let (pool, queue, store) = (self.clone(), queue.clone(), config.store.clone());
+            let sched = config.db_thread_sched;
             let settings = Settings {
                 lifetime: config.db_conn_max_lifetime,
                 bench_routes: config.bench_routes,
@@ -187,6 +189,14 @@ impl Pool {
             let runtime = runtime.build()?;
             std::thread::Builder::new().name(format!("percore-db{id}")).spawn(move || {
                 let _registered = crate::obs::threads::register(crate::obs::threads::Role::Db(id));
+                if let Err(e) = super::sched::apply(sched) {
+                    // Refused (a seccomp filter, say): the thread runs as any other.
+                    if id == 0 {
+                        log::warn!(
+                            "SCHED_BATCH refused ({e}): the database threads keep the normal policy (DB_THREAD_SCHED)"
+                        );
+                    }
+                }
                 run(&pool, &queue, &store, &settings, runtime)
             })?;
         }
@@ -357,49 +367,53 @@ impl PoolThread<'_> {
         self.after(lost);
     }
 
-    /// `first` and the jobs waiting behind it (up to DB_PIPELINE_JOBS), run at once on the
-    /// Postgres connection. With DB_BATCH_READS, their user point reads become one query.
-    /// Without a Postgres connection (SQLite, or none yet), `first` runs alone.
+    /// `first` and the jobs behind it, on the Postgres connection: up to DB_PIPELINE_JOBS
+    /// run at once, and whenever one finishes the thread takes what has queued meanwhile,
+    /// so the connection's pipeline stays full under load instead of draining between
+    /// batches (each drain costs this thread and its backend a sleep and a wake). It ends
+    /// when nothing runs and nothing waits, when the connection is lost, or when the
+    /// connection has outlived DB_CONN_MAX_LIFETIME (it is replaced between pipelines).
+    /// With DB_BATCH_READS, the user point reads taken together become one query. Without
+    /// a Postgres connection (SQLite, or none yet), `first` runs alone.
     fn run_pipelined(&mut self, first: Envelope) {
         if !matches!(self.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_))) {
             return self.run_one(first);
         }
         let PoolThread { pool, queue, settings, runtime, conn, taken, .. } = self;
-        let pool: &Pool = pool;
-        let Some(ConnKind::Postgres(link)) = conn.as_mut().map(|c| &mut c.kind) else { return };
+        let (pool, queue, settings): (&Pool, &Receiver<Envelope>, &Settings) = (pool, queue, settings);
+        let Some(Conn { kind: ConnKind::Postgres(link), opened }) = conn.as_mut() else { return };
+        let retire_at = *opened + settings.lifetime;
         let PgLink { pg, io } = &mut **link;
         let pg: &Pg = pg;
-        taken.push(first);
-        while taken.len() < settings.pipeline_jobs {
-            match queue.try_recv() {
-                Ok(e) => taken.push(e),
-                Err(_) => break,
-            }
-        }
-        // Only the jobs whose requests still wait for them.
-        taken.retain(|e| pool.mailboxes[e.worker as usize].is_current(e.slot, e.generation));
-        let started = Instant::now();
         let lost = Cell::new(None);
-        let batch_reads = settings.batch_reads;
+        taken.push(first);
         drive(runtime, io, async {
-            let running = FuturesUnordered::new();
-            let mut reads = Vec::new();
-            for e in taken.drain(..) {
-                let (reply, job) = Reply::take(e);
-                match jobs::batchable_user_read(&job) {
-                    Some(id) if batch_reads => reads.push((reply, id)),
-                    _ => running.push(perform(pool, pg, Unit::One(reply, job), started, &lost)),
+            let mut running = FuturesUnordered::new();
+            let mut batch = Vec::new();
+            std::future::poll_fn(|cx| loop {
+                let room = settings.pipeline_jobs.saturating_sub(running.len());
+                if room > 0 && !is_lost(&lost) && Instant::now() < retire_at {
+                    while taken.len() < room {
+                        match queue.try_recv() {
+                            Ok(e) => taken.push(e),
+                            Err(_) => break,
+                        }
+                    }
                 }
-            }
-            match reads.len() {
-                0 => {}
-                1 => {
-                    let (reply, id) = reads.remove(0);
-                    running.push(perform(pool, pg, Unit::One(reply, Job::GetUser { id }), started, &lost));
+                if !taken.is_empty() {
+                    let started = Instant::now();
+                    units(pool, taken, settings.batch_reads, &mut batch);
+                    for unit in batch.drain(..) {
+                        running.push(perform(pool, pg, unit, started, &lost));
+                    }
                 }
-                _ => running.push(perform(pool, pg, Unit::Reads(reads), started, &lost)),
-            }
-            running.collect::<()>().await;
+                match running.poll_next_unpin(cx) {
+                    Poll::Ready(Some(())) => continue,
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            })
+            .await
         });
         let retries = pg.deadlock_retries.take();
         if retries > 0 {
@@ -416,6 +430,38 @@ impl PoolThread<'_> {
             self.next_attempt = Instant::now();
             log::warn!("{}: {} connection lost: {why}", thread_name(), self.pool.store);
         }
+    }
+}
+
+/// Whether a job of this pipeline found the connection broken.
+fn is_lost(lost: &Cell<Option<String>>) -> bool {
+    let why = lost.take();
+    let is = why.is_some();
+    lost.set(why);
+    is
+}
+
+/// What the jobs just `taken` (those whose requests still wait) run as: each its own unit,
+/// except that with `batch_reads` their user point reads become one query.
+fn units(pool: &Pool, taken: &mut Vec<Envelope>, batch_reads: bool, units: &mut Vec<Unit>) {
+    let mut reads = Vec::new();
+    for e in taken.drain(..) {
+        if !pool.mailboxes[e.worker as usize].is_current(e.slot, e.generation) {
+            continue; // its request timed out or its client left: do not run it
+        }
+        let (reply, job) = Reply::take(e);
+        match jobs::batchable_user_read(&job) {
+            Some(id) if batch_reads => reads.push((reply, id)),
+            _ => units.push(Unit::One(reply, job)),
+        }
+    }
+    match reads.len() {
+        0 => {}
+        1 => {
+            let (reply, id) = reads.remove(0);
+            units.push(Unit::One(reply, Job::GetUser { id }));
+        }
+        _ => units.push(Unit::Reads(reads)),
     }
 }
 

@@ -125,7 +125,11 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
         }
     }
     db.spawn_threads(db_queue, &shared.config).map_err(|e| format!("cannot start the database pool: {e}"))?;
-    log::info!("store: {:?}, {} database threads", shared.config.store, db.threads);
+    let sched = match shared.config.db_thread_sched {
+        crate::config::DbThreadSched::Batch => " (SCHED_BATCH)",
+        crate::config::DbThreadSched::Normal => "",
+    };
+    log::info!("store: {:?}, {} database threads{sched}", shared.config.store, db.threads);
     log::info!("request bodies may hold {} MiB at once ({body_memory_from})", body_memory >> 20);
     log::info!(
         "percore {} started in {:.1} ms: {}, {}, {} connection balance",
