@@ -391,8 +391,9 @@ impl PoolThread<'_> {
             let mut running = FuturesUnordered::new();
             let mut batch = Vec::new();
             std::future::poll_fn(|cx| loop {
+                let now = Instant::now();
                 let room = settings.pipeline_jobs.saturating_sub(running.len());
-                if room > 0 && !is_lost(&lost) && Instant::now() < retire_at {
+                if room > 0 && !is_lost(&lost) && now < retire_at {
                     while taken.len() < room {
                         match queue.try_recv() {
                             Ok(e) => taken.push(e),
@@ -401,10 +402,9 @@ impl PoolThread<'_> {
                     }
                 }
                 if !taken.is_empty() {
-                    let started = Instant::now();
                     units(pool, taken, settings.batch_reads, &mut batch);
                     for unit in batch.drain(..) {
-                        running.push(perform(pool, pg, unit, started, &lost));
+                        running.push(perform(pool, pg, unit, now, &lost));
                     }
                 }
                 match running.poll_next_unpin(cx) {

@@ -43,26 +43,24 @@ mod tests {
         unsafe { libc::sched_getscheduler(0) }
     }
 
-    #[test]
-    fn batch_is_applied_to_the_calling_thread_only() {
-        let seen = std::thread::spawn(|| {
-            apply(DbThreadSched::Batch).unwrap();
+    /// The policy a new thread reports after `apply(policy)`.
+    fn in_a_thread(policy: DbThreadSched) -> i32 {
+        std::thread::spawn(move || {
+            apply(policy).unwrap();
             current()
         })
         .join()
-        .unwrap();
-        assert_eq!(seen, libc::SCHED_BATCH);
+        .unwrap()
+    }
+
+    #[test]
+    fn batch_is_applied_to_the_calling_thread_only() {
+        assert_eq!(in_a_thread(DbThreadSched::Batch), libc::SCHED_BATCH);
         assert_eq!(current(), libc::SCHED_OTHER);
     }
 
     #[test]
     fn normal_leaves_the_thread_alone() {
-        let seen = std::thread::spawn(|| {
-            apply(DbThreadSched::Normal).unwrap();
-            current()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(seen, libc::SCHED_OTHER);
+        assert_eq!(in_a_thread(DbThreadSched::Normal), libc::SCHED_OTHER);
     }
 }

@@ -114,24 +114,31 @@ impl Pg {
         params.iter().copied().zip(sql.types.iter().cloned()).collect()
     }
 
+    /// Runs `run` on the prepared statement for `sql`, forgetting the statement if the
+    /// server no longer has it.
+    async fn prepared<T>(
+        &self,
+        sql: &PgSql,
+        run: impl AsyncFnOnce(&Statement) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        let result = run(&statement).await;
+        self.forget_if_missing(sql, &result);
+        result
+    }
+
     pub async fn query(&self, sql: &PgSql, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
         if !self.cache {
             return self.client.query_typed(sql.text, &Self::typed(sql, params)).await;
         }
-        let statement = self.statement(sql).await?;
-        let result = self.client.query(&statement, params).await;
-        self.forget_if_missing(sql, &result);
-        result
+        self.prepared(sql, async |s| self.client.query(s, params).await).await
     }
 
     pub async fn query_opt(&self, sql: &PgSql, params: Params<'_>) -> Result<Option<Row>, tokio_postgres::Error> {
         if !self.cache {
             return self.client.query_typed_opt(sql.text, &Self::typed(sql, params)).await;
         }
-        let statement = self.statement(sql).await?;
-        let result = self.client.query_opt(&statement, params).await;
-        self.forget_if_missing(sql, &result);
-        result
+        self.prepared(sql, async |s| self.client.query_opt(s, params).await).await
     }
 
     /// Rows changed. Unnamed (DB_STATEMENT_CACHE=off), the count is the rows returned: a
@@ -140,10 +147,7 @@ impl Pg {
         if !self.cache {
             return self.client.query_typed(sql.text, &Self::typed(sql, params)).await.map(|rows| rows.len() as u64);
         }
-        let statement = self.statement(sql).await?;
-        let result = self.client.execute(&statement, params).await;
-        self.forget_if_missing(sql, &result);
-        result
+        self.prepared(sql, async |s| self.client.execute(s, params).await).await
     }
 }
 
