@@ -94,7 +94,18 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "DB_SSLMODE",
         default: "disable",
-        help: "disable, allow or prefer; modes that need TLS (require, verify-*) are refused: this build has no TLS",
+        help: "libpq's sslmode: disable, allow, prefer, require, verify-ca or verify-full (with DATABASE_URL: its sslmode=, else this if set, else prefer)",
+    },
+    Setting {
+        name: "DB_SSLROOTCERT",
+        default: "",
+        help: "roots a Postgres certificate must lead to: a PEM file, or system (Mozilla's roots, built in; implies verify-full). Given, require checks the chain as verify-ca does",
+    },
+    Setting { name: "DB_SSLCERT", default: "", help: "client certificate chain (PEM) for Postgres, with DB_SSLKEY" },
+    Setting {
+        name: "DB_SSLKEY",
+        default: "",
+        help: "the client certificate's private key (PEM: PKCS#8, RSA or EC), with DB_SSLCERT",
     },
     Setting {
         name: "SQLITE_PATH",
@@ -131,6 +142,22 @@ pub const SETTINGS: &[Setting] = &[
         name: "DB_BATCH_READS",
         default: "on",
         help: "Postgres: answer user reads that wait together with one = ANY($1) query (on/off)",
+    },
+    Setting {
+        name: "TLS_CERT_FILE",
+        default: "",
+        help: "certificate chain (PEM); with TLS_KEY_FILE, SERVER_PORT speaks TLS 1.2/1.3 (ALPN http/1.1), reloading both files when they change",
+    },
+    Setting { name: "TLS_KEY_FILE", default: "", help: "the certificate's private key (PEM: PKCS#8, RSA or EC)" },
+    Setting {
+        name: "TLS_CLIENT_CA_FILE",
+        default: "",
+        help: "CA certificates (PEM): when set, clients must present a certificate that leads to them (mTLS)",
+    },
+    Setting {
+        name: "TLS_RESUMPTION",
+        default: "on",
+        help: "on: clients may resume TLS sessions (tickets, and a session cache for TLS 1.2); off: every handshake is a full one",
     },
     Setting {
         name: "DEBUG_ADDR",
@@ -175,6 +202,8 @@ pub struct Config {
     pub db_pipeline_jobs: usize,
     pub db_thread_sched: DbThreadSched,
     pub db_statement_cache: bool,
+    /// TLS_CERT_FILE and TLS_KEY_FILE (and TLS_CLIENT_CA_FILE): the listener speaks TLS.
+    pub tls: Option<TlsFiles>,
     pub debug_addr: Option<SocketAddr>,
     pub bench_routes: bool,
     pub log_filter: String,
@@ -244,13 +273,67 @@ pub struct PgConfig {
     pub password: String,
     pub dbname: String,
     pub sslmode: SslMode,
+    /// The roots the server's certificate must lead to (`sslrootcert`).
+    pub sslrootcert: Option<SslRoots>,
+    /// A client certificate chain and its key (`sslcert`, `sslkey`), for `hostssl … cert`.
+    pub sslcert: Option<(FileSetting, FileSetting)>,
 }
 
+/// libpq's `sslmode`, with libpq's meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
+    /// Plain text only.
     Disable,
-    /// `allow` or `prefer`: TLS if available, which in this build it is not.
+    /// Plain text first; TLS if the server refuses a plain connection.
+    Allow,
+    /// TLS first; plain text if the server offers no TLS or the TLS attempt fails.
     Prefer,
+    /// TLS only; the certificate is checked against `sslrootcert` when one is given.
+    Require,
+    /// TLS only; the chain must lead to `sslrootcert`.
+    VerifyCa,
+    /// TLS only; the chain must lead to `sslrootcert` and name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The word libpq uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Where the roots for a Postgres certificate come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SslRoots {
+    /// `system`: Mozilla's root set, built into the binary.
+    System,
+    File(FileSetting),
+}
+
+/// A file named by a setting, with the setting, so a file that cannot be read at start is
+/// reported under the name the operator used (`DB_SSLKEY`, or `DATABASE_URL`'s `sslkey`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSetting {
+    pub path: PathBuf,
+    pub var: &'static str,
+}
+
+/// The listener's certificate, key and, for mTLS, the client CAs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    /// TLS_RESUMPTION: session tickets and the TLS 1.2 session cache.
+    pub resumption: bool,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -354,6 +437,7 @@ impl Config {
                 _ => None,
             })?,
             db_statement_cache: env.parse("DB_STATEMENT_CACHE", "on or off", parse_bool)?,
+            tls: tls_files(&env)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
                     Some(None)
@@ -441,46 +525,163 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
 fn store_from(env: &Env<'_>) -> Result<StoreConfig, ConfigError> {
     if env.is_set("DATABASE_URL") {
         let url = env.get("DATABASE_URL");
-        return parse_database_url(&url).map_err(|expected| ConfigError {
+        let parsed = parse_database_url(&url).map_err(|expected| ConfigError {
             var: "DATABASE_URL",
             value: redact_url(&url),
             expected,
-        });
+        })?;
+        return match parsed {
+            (StoreConfig::Postgres(pg), tls) => ssl_settings(env, pg, tls).map(StoreConfig::Postgres),
+            (sqlite, _) => Ok(sqlite),
+        };
     }
     if env.is_set("DB_HOST") {
         let host = env.parse("DB_HOST", "a host name or address", |v| (!v.is_empty()).then(|| v.to_owned()))?;
-        return Ok(StoreConfig::Postgres(PgConfig {
+        let pg = PgConfig {
             host,
             port: env.parse("DB_PORT", "a port number 1-65535", |v| v.parse().ok().filter(|p| *p != 0))?,
             user: env.parse("DB_USER", "a user name", |v| (!v.is_empty()).then(|| v.to_owned()))?,
             password: (env.lookup)("DB_PASSWORD").unwrap_or_default(),
             dbname: env.parse("DB_NAME", "a database name", |v| (!v.is_empty()).then(|| v.to_owned()))?,
-            sslmode: env.parse("DB_SSLMODE", SSLMODES, parse_sslmode)?,
-        }));
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
+            sslcert: None,
+        };
+        return ssl_settings(env, pg, None).map(StoreConfig::Postgres);
     }
     let path = env.parse("SQLITE_PATH", "a file path", |v| (!v.is_empty()).then(|| PathBuf::from(v)))?;
     Ok(StoreConfig::Sqlite { path })
 }
 
-const SSLMODES: &str = "disable, allow or prefer (require, verify-ca and verify-full need TLS, which this build lacks)";
+const SSLMODES: &str = "disable, allow, prefer, require, verify-ca or verify-full";
 
-/// Only the modes that may run without TLS: a mode that demands TLS is refused rather than
-/// silently downgraded to plain text.
 fn parse_sslmode(v: &str) -> Option<SslMode> {
     match v {
         "disable" => Some(SslMode::Disable),
-        "allow" | "prefer" => Some(SslMode::Prefer),
+        "allow" => Some(SslMode::Allow),
+        "prefer" => Some(SslMode::Prefer),
+        "require" => Some(SslMode::Require),
+        "verify-ca" => Some(SslMode::VerifyCa),
+        "verify-full" => Some(SslMode::VerifyFull),
         _ => None,
     }
 }
 
+/// TLS parameters a DATABASE_URL named (its query string), each beside the variables that
+/// apply when it does not, as libpq's PGSSLMODE and friends do.
+#[derive(Default)]
+struct Tls {
+    sslmode: Option<SslMode>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+}
+
+/// Completes `pg` with its TLS settings: a DATABASE_URL's parameters (`url`), else the
+/// DB_SSL* variables, else the default (libpq's `prefer` for a URL; the article's `disable`
+/// for DB_HOST). libpq's rules hold: verify-ca and verify-full need roots,
+/// `sslrootcert=system` means verify-full and refuses a weaker mode, and a client
+/// certificate needs its key.
+fn ssl_settings(env: &Env<'_>, mut pg: PgConfig, url: Option<Tls>) -> Result<PgConfig, ConfigError> {
+    let via_url = url.is_some();
+    let url = url.unwrap_or_default();
+    let param_or_var = |param: Option<String>, var: &'static str| match param {
+        Some(v) => Some((v, "DATABASE_URL")),
+        None => (env.lookup)(var).filter(|v| !v.trim().is_empty()).map(|v| (v.trim().to_owned(), var)),
+    };
+    let explicit = match url.sslmode {
+        Some(mode) => Some((mode, "DATABASE_URL")),
+        None if env.is_set("DB_SSLMODE") => Some((env.parse("DB_SSLMODE", SSLMODES, parse_sslmode)?, "DB_SSLMODE")),
+        None => None,
+    };
+    pg.sslrootcert = match param_or_var(url.sslrootcert, "DB_SSLROOTCERT") {
+        Some((v, _)) if v == "system" => Some(SslRoots::System),
+        Some((v, var)) => Some(SslRoots::File(FileSetting { path: PathBuf::from(v), var })),
+        None => None,
+    };
+    let refuse = |var: &'static str, mode: SslMode, expected: &str| ConfigError {
+        var,
+        value: if var == "DATABASE_URL" { format!("…sslmode={}", mode.as_str()) } else { mode.as_str().to_owned() },
+        expected: expected.to_owned(),
+    };
+    pg.sslmode = match (explicit, &pg.sslrootcert) {
+        (Some((mode, var)), Some(SslRoots::System)) if mode != SslMode::VerifyFull => {
+            return Err(refuse(
+                var,
+                mode,
+                "verify-full with sslrootcert=system: a weaker mode would not check the host name the system roots vouch for (libpq refuses it too)",
+            ))
+        }
+        (Some((mode, _)), _) => mode,
+        (None, Some(SslRoots::System)) => SslMode::VerifyFull,
+        (None, _) if via_url => SslMode::Prefer,
+        (None, _) => SslMode::Disable,
+    };
+    if matches!(pg.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && pg.sslrootcert.is_none() {
+        let var = explicit.map_or("DB_SSLMODE", |(_, var)| var);
+        return Err(refuse(
+            var,
+            pg.sslmode,
+            "roots to verify against: DB_SSLROOTCERT (or sslrootcert=) naming a PEM file, or system",
+        ));
+    }
+    pg.sslcert = match (param_or_var(url.sslcert, "DB_SSLCERT"), param_or_var(url.sslkey, "DB_SSLKEY")) {
+        (Some((cert, cert_var)), Some((key, key_var))) => Some((
+            FileSetting { path: PathBuf::from(cert), var: cert_var },
+            FileSetting { path: PathBuf::from(key), var: key_var },
+        )),
+        (None, None) => None,
+        (Some((value, var)), None) => {
+            return Err(ConfigError { var, value, expected: "a client key beside it: DB_SSLKEY (or sslkey=)".into() })
+        }
+        (None, Some((value, var))) => {
+            return Err(ConfigError {
+                var,
+                value,
+                expected: "a client certificate beside it: DB_SSLCERT (or sslcert=)".into(),
+            })
+        }
+    };
+    Ok(pg)
+}
+
+/// TLS_CERT_FILE and TLS_KEY_FILE, both or neither; TLS_CLIENT_CA_FILE only with them.
+fn tls_files(env: &Env<'_>) -> Result<Option<TlsFiles>, ConfigError> {
+    let file = |var: &'static str| (env.lookup)(var).filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
+    let (cert, key, client_ca) = (file("TLS_CERT_FILE"), file("TLS_KEY_FILE"), file("TLS_CLIENT_CA_FILE"));
+    let missing = |var: &'static str, value: &Option<PathBuf>, expected: &str| ConfigError {
+        var,
+        value: value.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        expected: expected.to_owned(),
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let resumption = env.parse("TLS_RESUMPTION", "on or off", parse_bool)?;
+            Ok(Some(TlsFiles { cert, key, client_ca, resumption }))
+        }
+        (Some(cert), None) => {
+            Err(missing("TLS_KEY_FILE", &None, &format!("the key for TLS_CERT_FILE={}", cert.display())))
+        }
+        (None, Some(key)) => {
+            Err(missing("TLS_CERT_FILE", &None, &format!("the certificate for TLS_KEY_FILE={}", key.display())))
+        }
+        (None, None) if client_ca.is_some() => Err(missing(
+            "TLS_CLIENT_CA_FILE",
+            &client_ca,
+            "TLS_CERT_FILE and TLS_KEY_FILE as well: client certificates need a TLS listener",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// `postgres://user:pass@host:port/db?sslmode=…` or `sqlite://PATH`.
-fn parse_database_url(url: &str) -> Result<StoreConfig, String> {
+/// A Postgres URL's TLS parameters come back apart, for [`ssl_settings`] to complete.
+fn parse_database_url(url: &str) -> Result<(StoreConfig, Option<Tls>), String> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err("sqlite://PATH with a file path".into());
         }
-        return Ok(StoreConfig::Sqlite { path: PathBuf::from(path) });
+        return Ok((StoreConfig::Sqlite { path: PathBuf::from(path) }, None));
     }
     let rest = url
         .strip_prefix("postgres://")
@@ -499,24 +700,39 @@ fn parse_database_url(url: &str) -> Result<StoreConfig, String> {
     if host.is_empty() || dbname.is_empty() || port == 0 {
         return Err(bad());
     }
-    let mut sslmode = SslMode::Prefer;
+    let mut tls = Tls::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("sslmode", mode)) => {
-                sslmode = parse_sslmode(mode).ok_or_else(|| format!("sslmode to be one of {SSLMODES}"))?
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let file = || match percent_decode(value) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(format!("{name} to name a file (found {pair:?})")),
+        };
+        match name {
+            "sslmode" => {
+                tls.sslmode = Some(parse_sslmode(value).ok_or_else(|| format!("sslmode to be one of {SSLMODES}"))?)
             }
-            Some(("connect_timeout" | "application_name", _)) => {}
-            _ => return Err(format!("no query parameter other than sslmode (found {pair:?})")),
+            "sslrootcert" => tls.sslrootcert = Some(file()?),
+            "sslcert" => tls.sslcert = Some(file()?),
+            "sslkey" => tls.sslkey = Some(file()?),
+            "connect_timeout" | "application_name" => {}
+            _ => {
+                return Err(format!(
+                    "no query parameter other than sslmode, sslrootcert, sslcert and sslkey (found {pair:?})"
+                ))
+            }
         }
     }
-    Ok(StoreConfig::Postgres(PgConfig {
+    let pg = PgConfig {
         host: percent_decode(host).ok_or_else(bad)?,
         port,
         user: percent_decode(if user.is_empty() { "postgres" } else { user }).ok_or_else(bad)?,
         password: percent_decode(password).ok_or_else(bad)?,
         dbname: percent_decode(dbname).ok_or_else(bad)?,
-        sslmode,
-    }))
+        sslmode: SslMode::Prefer,
+        sslrootcert: None,
+        sslcert: None,
+    };
+    Ok((StoreConfig::Postgres(pg), Some(tls)))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -683,10 +899,97 @@ mod tests {
             (pg.host.as_str(), pg.port, pg.user.as_str(), pg.dbname.as_str()),
             ("pg", 5432, "postgres", "users")
         );
-        assert_eq!(pg.sslmode, SslMode::Disable);
-        let err = config(&[("DB_HOST", "pg"), ("DB_SSLMODE", "verify-full")]).unwrap_err();
+        assert_eq!(pg.sslmode, SslMode::Disable, "the article's default");
+        let err = config(&[("DB_HOST", "pg"), ("DB_SSLMODE", "verify_full")]).unwrap_err();
         assert_eq!(err.var, "DB_SSLMODE");
-        assert!(err.to_string().contains("TLS"));
+        assert!(err.to_string().contains("verify-full"), "{err}");
+    }
+
+    fn pg_of(pairs: &[(&str, &str)]) -> PgConfig {
+        match config(pairs).unwrap_or_else(|e| panic!("{pairs:?}: {e}")).store {
+            StoreConfig::Postgres(pg) => pg,
+            other => panic!("postgres expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sslmodes_have_libpqs_names_and_defaults() {
+        for mode in ["disable", "allow", "prefer", "require"] {
+            let pg = pg_of(&[("DATABASE_URL", &format!("postgres://u@h/db?sslmode={mode}"))]);
+            assert_eq!(pg.sslmode.as_str(), mode);
+            assert_eq!(pg_of(&[("DB_HOST", "h"), ("DB_SSLMODE", mode)]).sslmode.as_str(), mode);
+        }
+        assert_eq!(pg_of(&[("DATABASE_URL", "postgres://u@h/db")]).sslmode, SslMode::Prefer, "libpq's default");
+        assert_eq!(pg_of(&[("DB_HOST", "h")]).sslmode, SslMode::Disable, "the article's default");
+        let pg = pg_of(&[("DATABASE_URL", "postgres://u@h/db"), ("DB_SSLMODE", "require")]);
+        assert_eq!(pg.sslmode, SslMode::Require, "the variable applies where the URL says nothing");
+        let pg = pg_of(&[("DATABASE_URL", "postgres://u@h/db?sslmode=disable"), ("DB_SSLMODE", "require")]);
+        assert_eq!(pg.sslmode, SslMode::Disable, "the URL wins");
+        let err = config(&[("DATABASE_URL", "postgres://u@h/db?sslmode=on")]).unwrap_err();
+        assert!(err.to_string().contains("verify-full"), "{err}");
+    }
+
+    #[test]
+    fn roots_and_client_certificates_follow_libpqs_rules() {
+        let pg = pg_of(&[("DATABASE_URL", "postgres://u@h/db?sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem")]);
+        assert_eq!(pg.sslmode, SslMode::VerifyCa);
+        assert_eq!(
+            pg.sslrootcert,
+            Some(SslRoots::File(FileSetting { path: "/etc/ca.pem".into(), var: "DATABASE_URL" }))
+        );
+        let pg = pg_of(&[("DB_HOST", "h"), ("DB_SSLMODE", "verify-full"), ("DB_SSLROOTCERT", "/ca.pem")]);
+        assert_eq!(pg.sslrootcert, Some(SslRoots::File(FileSetting { path: "/ca.pem".into(), var: "DB_SSLROOTCERT" })));
+        // sslrootcert=system means verify-full, and refuses anything weaker.
+        assert_eq!(pg_of(&[("DATABASE_URL", "postgres://u@h/db?sslrootcert=system")]).sslmode, SslMode::VerifyFull);
+        assert_eq!(pg_of(&[("DB_HOST", "h"), ("DB_SSLROOTCERT", "system")]).sslmode, SslMode::VerifyFull);
+        let err = config(&[("DATABASE_URL", "postgres://u@h/db?sslmode=require&sslrootcert=system")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(err.to_string().contains("verify-full"), "{err}");
+        let err = config(&[("DB_HOST", "h"), ("DB_SSLMODE", "verify-ca"), ("DB_SSLROOTCERT", "system")]).unwrap_err();
+        assert_eq!(err.var, "DB_SSLMODE");
+        // Verification needs roots.
+        let err = config(&[("DB_HOST", "h"), ("DB_SSLMODE", "verify-full")]).unwrap_err();
+        assert_eq!(err.var, "DB_SSLMODE");
+        assert!(err.to_string().contains("DB_SSLROOTCERT"), "{err}");
+        // A client certificate and its key come together.
+        let pg =
+            pg_of(&[("DB_HOST", "h"), ("DB_SSLMODE", "require"), ("DB_SSLCERT", "/c.pem"), ("DB_SSLKEY", "/k.pem")]);
+        let (cert, key) = pg.sslcert.unwrap();
+        assert_eq!(
+            (cert.path.to_str(), cert.var, key.path.to_str(), key.var),
+            (Some("/c.pem"), "DB_SSLCERT", Some("/k.pem"), "DB_SSLKEY")
+        );
+        let pg = pg_of(&[("DATABASE_URL", "postgres://u@h/db?sslcert=/c.pem&sslkey=/k.pem")]);
+        assert_eq!(pg.sslcert.unwrap().1.var, "DATABASE_URL");
+        assert_eq!(config(&[("DB_HOST", "h"), ("DB_SSLCERT", "/c.pem")]).unwrap_err().var, "DB_SSLCERT");
+        assert_eq!(config(&[("DB_HOST", "h"), ("DB_SSLKEY", "/k.pem")]).unwrap_err().var, "DB_SSLKEY");
+        let err = config(&[("DATABASE_URL", "postgres://u@h/db?sslkey=")]).unwrap_err();
+        assert!(err.to_string().contains("sslkey"), "{err}");
+        let err = config(&[("DATABASE_URL", "postgres://u@h/db?sslpassword=x")]).unwrap_err();
+        assert!(err.to_string().contains("sslrootcert"), "{err}");
+    }
+
+    #[test]
+    fn the_tls_listener_needs_both_files() {
+        assert_eq!(config(&[]).unwrap().tls, None);
+        let c = config(&[("TLS_CERT_FILE", "/c.pem"), ("TLS_KEY_FILE", "/k.pem")]).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles { cert: "/c.pem".into(), key: "/k.pem".into(), client_ca: None, resumption: true })
+        );
+        let c = config(&[("TLS_CERT_FILE", "/c.pem"), ("TLS_KEY_FILE", "/k.pem"), ("TLS_RESUMPTION", "off")]);
+        assert!(!c.unwrap().tls.unwrap().resumption);
+        let err = config(&[("TLS_CERT_FILE", "/c.pem"), ("TLS_KEY_FILE", "/k.pem"), ("TLS_RESUMPTION", "maybe")]);
+        assert_eq!(err.unwrap_err().var, "TLS_RESUMPTION");
+        let c = config(&[("TLS_CERT_FILE", "/c.pem"), ("TLS_KEY_FILE", "/k.pem"), ("TLS_CLIENT_CA_FILE", "/ca.pem")]);
+        assert_eq!(c.unwrap().tls.unwrap().client_ca, Some("/ca.pem".into()));
+        for (var, missing) in [("TLS_CERT_FILE", "TLS_KEY_FILE"), ("TLS_KEY_FILE", "TLS_CERT_FILE")] {
+            let err = config(&[(var, "/x.pem")]).unwrap_err();
+            assert_eq!(err.var, missing, "{err}");
+            assert!(err.to_string().contains(var) && err.to_string().contains("/x.pem"), "{err}");
+        }
+        let err = config(&[("TLS_CLIENT_CA_FILE", "/ca.pem")]).unwrap_err();
+        assert_eq!(err.var, "TLS_CLIENT_CA_FILE");
     }
 
     #[test]
@@ -718,7 +1021,18 @@ mod tests {
         });
         let seen = seen.into_inner();
         for s in SETTINGS {
-            let conditional = matches!(s.name, "DB_PORT" | "DB_USER" | "DB_PASSWORD" | "DB_NAME" | "DB_SSLMODE");
+            let conditional = matches!(
+                s.name,
+                "DB_PORT"
+                    | "DB_USER"
+                    | "DB_PASSWORD"
+                    | "DB_NAME"
+                    | "DB_SSLMODE"
+                    | "DB_SSLROOTCERT"
+                    | "DB_SSLCERT"
+                    | "DB_SSLKEY"
+                    | "TLS_RESUMPTION"
+            );
             assert!(conditional || seen.iter().any(|k| k == s.name), "{} is declared but never read", s.name);
         }
     }

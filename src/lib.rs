@@ -7,8 +7,10 @@
 //!
 //! 1. [`net::listener`] — the worker's own socket accepts; the kernel shards connections.
 //! 2. [`net::conn`] — reads into the connection's reused buffer, answers every whole request
-//!    it holds, writes once; owns deadlines ([`net::timeouts`]) and keep-alive. It calls the
-//!    application through one seam, [`net::service::Service`], and names no route.
+//!    it holds, writes once; owns deadlines ([`net::timeouts`]) and keep-alive. On a TLS
+//!    listener the handshake and the records run here too, on the same loop ([`net::tls`]).
+//!    It calls the application through one seam, [`net::service::Service`], and names no
+//!    route.
 //! 3. [`http::request`] — bytes → request: a pure function (httparse + body framing +
 //!    limits), no I/O.
 //! 4. [`http::route`] matches (method, path) against the application's table,
@@ -25,8 +27,9 @@
 //!
 //! Around the path: [`runtime`] (how many workers on which CPUs, which I/O driver, start,
 //! signals, drain, exit), [`obs`] (metrics, logs, access log, request ids, the profiler),
-//! [`config`] (environment → validated settings, read once) and [`clock`] (time and the
-//! calendar, for every layer).
+//! [`tls`] (certificates and the rustls configurations of the listener and of the Postgres
+//! connections, read at start and reloaded when they change), [`config`] (environment →
+//! validated settings, read once) and [`clock`] (time and the calendar, for every layer).
 
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 // The map above is for the people who work on percore (`cargo doc --document-private-items`):
@@ -42,3 +45,4 @@ pub mod http;
 pub(crate) mod net;
 pub mod obs;
 pub mod runtime;
+pub mod tls;

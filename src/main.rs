@@ -53,5 +53,13 @@ fn main() -> ExitCode {
         }
     };
     percore::obs::logging::init(&config);
-    percore::runtime::server::run(config)
+    // Certificates and keys are configuration too: read now, refused like a bad value.
+    let tls = match percore::tls::load(&config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("percore: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    percore::runtime::server::run(config, tls)
 }

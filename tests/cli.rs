@@ -52,10 +52,16 @@ fn invalid_configuration_exits_2_naming_the_variable_the_value_and_the_expectati
         ("WORKERS", "0", "number of workers"),
         ("IO_DRIVER", "kqueue", "io_uring or epoll"),
         ("MAX_BODY_BYTES", "lots", "whole number"),
-        ("DB_SSLMODE", "verify-full", "TLS"),
+        ("DB_SSLMODE", "verify_full", "verify-full"),
+        ("DB_SSLROOTCERT", "/nonexistent/root.crt", "No such file"),
+        ("TLS_CERT_FILE", "/nonexistent/cert.pem", "No such file"),
     ] {
-        let env: Vec<(&str, &str)> =
-            if var == "DB_SSLMODE" { vec![(var, value), ("DB_HOST", "db")] } else { vec![(var, value)] };
+        let env: Vec<(&str, &str)> = match var {
+            "DB_SSLMODE" => vec![(var, value), ("DB_HOST", "db")],
+            "DB_SSLROOTCERT" => vec![(var, value), ("DB_HOST", "db"), ("DB_SSLMODE", "verify-ca")],
+            "TLS_CERT_FILE" => vec![(var, value), ("TLS_KEY_FILE", "/nonexistent/key.pem")],
+            _ => vec![(var, value)],
+        };
         let out = percore(&[], &env);
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let err = String::from_utf8(out.stderr).unwrap();

@@ -237,3 +237,37 @@ fn the_io_uring_profile_runs_percore_on_io_uring_and_its_absence_falls_back_to_e
     assert!(s.get("/metrics").text().contains("io_driver=\"epoll\""));
     assert_eq!(s.call("POST", "/api/v1/users", Some(r#"{"name":"Sec","email":"sec2@example.com"}"#)).status, 201);
 }
+
+#[test]
+fn the_tls_overlay_mounts_a_tls_secret_as_a_directory_and_probes_over_https() {
+    let patch = load("k8s/overlays/tls/deployment-patch.yaml");
+    let c = container(&patch);
+    let env: Vec<(String, String)> = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+        .collect();
+    let mount = &c["volumeMounts"][0];
+    let dir = mount["mountPath"].as_str().unwrap();
+    assert_eq!(mount["readOnly"].as_bool(), Some(true));
+    assert!(mount["subPath"].is_badvalue(), "a subPath mount never sees the Secret's updates: no reload");
+    for (var, file) in [("TLS_CERT_FILE", "tls.crt"), ("TLS_KEY_FILE", "tls.key")] {
+        let value = &env.iter().find(|(k, _)| k == var).unwrap_or_else(|| panic!("{var} set")).1;
+        assert_eq!(value, &format!("{dir}/{file}"), "{var}: the kubernetes.io/tls key inside the mount");
+        assert!(SETTINGS.iter().any(|s| s.name == var));
+    }
+    let volume = &pod(&patch)["volumes"][0];
+    assert_eq!(volume["name"], mount["name"]);
+    assert_eq!(volume["secret"]["secretName"].as_str(), Some("percore-tls"));
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["scheme"].as_str(), Some("HTTPS"), "{probe}");
+    }
+    // The port is renamed https for every probe and for the Service, together.
+    let ops = load("k8s/overlays/tls/https-port.yaml");
+    let renamed: Vec<&str> = ops.as_vec().unwrap().iter().map(|op| op["value"].as_str().unwrap()).collect();
+    assert_eq!(renamed, ["https"; 4]);
+    let service = load("k8s/overlays/tls/service-https.yaml");
+    assert_eq!(service[0]["value"]["targetPort"].as_str(), Some("https"));
+    assert_eq!(service[0]["value"]["port"].as_i64(), Some(443));
+}

@@ -3,18 +3,21 @@
 //! (`crate::…` and `super::…` paths outside comments), so it needs nothing but the tree.
 //!
 //! The layers, each allowed to use only those after it:
-//! runtime → app → net → obs / db → http → config / clock / doorbell.
+//! runtime → app → net → obs / db → tls / http → config / clock / doorbell.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What each top-level module may use (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("runtime", &["app", "net", "obs", "db", "http", "config", "clock", "doorbell"]),
-    ("app", &["net", "obs", "db", "http", "config", "clock", "doorbell"]),
-    ("net", &["obs", "http", "config", "clock", "doorbell"]),
-    ("obs", &["http", "config", "clock", "doorbell"]),
-    ("db", &["obs", "config", "clock", "doorbell"]),
+    ("runtime", &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell"]),
+    ("app", &["net", "obs", "db", "tls", "http", "config", "clock", "doorbell"]),
+    ("net", &["obs", "tls", "http", "config", "clock", "doorbell"]),
+    ("obs", &["tls", "http", "config", "clock", "doorbell"]),
+    ("db", &["obs", "tls", "config", "clock", "doorbell"]),
+    // Certificates, keys and the rustls configurations of both sides; no I/O of its own
+    // beyond reading the files (the record layer is net's, the Postgres stream db's).
+    ("tls", &["config", "clock"]),
     ("http", &["clock"]),
     // The database URL is percent-decoded as a request path is: one pure function.
     ("config", &["http"]),

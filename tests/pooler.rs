@@ -10,6 +10,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::certs::{Pair, Pki, Usage};
 use common::pg::{free_port, TestDatabase};
 use common::Server;
 use simd_json::prelude::*;
@@ -25,6 +26,12 @@ struct Pgbouncer {
 impl Pgbouncer {
     /// `None` when pgbouncer is not installed, outside CI (`.ci/run` installs it).
     fn start(pool_mode: &str, server_connections: usize) -> Option<Pgbouncer> {
+        Pgbouncer::start_with(pool_mode, server_connections, None)
+    }
+
+    /// With `tls`, clients must speak TLS to it (`client_tls_sslmode = require`), and it
+    /// shows them that certificate.
+    fn start_with(pool_mode: &str, server_connections: usize, tls: Option<&Pair>) -> Option<Pgbouncer> {
         if Command::new("pgbouncer").arg("--version").output().is_err() {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "pgbouncer is required under CI");
             eprintln!("\n*** pgbouncer not installed: pooler tests SKIPPED ***\n");
@@ -43,14 +50,28 @@ impl Pgbouncer {
                 "[databases]\n* = host={host} port={upstream_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
                  listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
                  pool_mode = {pool_mode}\ndefault_pool_size = {server_connections}\nmin_pool_size = 0\n\
-                 max_client_conn = 500\nignore_startup_parameters = extra_float_digits\n",
-                users = dir.join("users.txt").display()
+                 max_client_conn = 500\nignore_startup_parameters = extra_float_digits\n{tls}",
+                users = dir.join("users.txt").display(),
+                tls = match tls {
+                    Some(pair) => {
+                        std::fs::copy(&pair.cert, dir.join("tls.crt")).unwrap();
+                        std::fs::copy(&pair.key, dir.join("tls.key")).unwrap();
+                        format!(
+                            "client_tls_sslmode = require\nclient_tls_cert_file = {}\nclient_tls_key_file = {}\n",
+                            dir.join("tls.crt").display(),
+                            dir.join("tls.key").display()
+                        )
+                    }
+                    None => String::new(),
+                }
             ),
         )
         .unwrap();
         Command::new("chown").args(["-R", "postgres"]).arg(&dir).output().unwrap();
-        let child = Command::new("runuser")
-            .args(["-u", "postgres", "--", "pgbouncer"])
+        // pgbouncer drops to the user itself (-u), so the child killed on drop is pgbouncer,
+        // not a wrapper that would leave it running.
+        let child = Command::new("pgbouncer")
+            .args(["-u", "postgres"])
             .arg(dir.join("pgbouncer.ini"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("log")).unwrap())
@@ -251,4 +272,36 @@ fn readiness_follows_failing_statements_and_recovers_by_itself() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(s.get("/api/v1/users/1").status, 404);
+}
+
+#[test]
+fn poolers_that_demand_tls_work_in_both_modes_with_verify_full() {
+    let Some(db) = TestDatabase::create() else { return };
+    let pki = Pki::new("pgbouncer");
+    let ca = pki.ca("ca", "pooler CA");
+    let cert = pki.leaf(&ca, "bouncer", "localhost", &["DNS:localhost"], 5, Usage::Server);
+    for (mode, cache) in [("transaction", "off"), ("session", "on")] {
+        let Some(bouncer) = Pgbouncer::start_with(mode, 4, Some(&cert)) else { return };
+        // A plain client is turned away: what percore does below is over TLS.
+        let plain = postgres::Client::connect(&bouncer.url(&db), postgres::NoTls);
+        assert!(plain.is_err(), "{mode}: the pooler must refuse plain clients");
+        let url = format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            bouncer.url(&db).replace("127.0.0.1", "localhost"),
+            ca.cert.display()
+        );
+        let env = [("DATABASE_URL", url.as_str()), ("DB_STATEMENT_CACHE", cache), ("DB_POOL_SIZE", "4")];
+        let s = Server::start(common::drivers()[0], &env);
+        s.wait_ready();
+        assert!(s.logs().contains("connected to postgres over TLS (sslmode=verify-full)"), "{}", s.logs());
+        let (failures, kept) = users_api(&s, 8, 4, &format!("tls-{mode}"));
+        assert!(
+            failures.is_empty(),
+            "{mode}: {} failures, first: {:?}\n{}",
+            failures.len(),
+            failures.first(),
+            s.logs()
+        );
+        kept_rows_present(&db, &kept);
+    }
 }

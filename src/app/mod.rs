@@ -36,6 +36,8 @@ pub struct Env {
     pub pool: Arc<Pool>,
     /// `io_uring` or `epoll`, for `percore_info`.
     pub io_driver: &'static str,
+    /// The listener's TLS, whose counters /metrics shows.
+    pub tls: Option<Arc<crate::tls::server::ServerTls>>,
     /// One per worker: post a request, get that worker's metrics snapshot back.
     pub scrapes: Box<[Doorbell<SnapshotRequest>]>,
 }

@@ -40,6 +40,9 @@ pub enum ErrorClass {
     SqlState([u8; 2]),
     /// No SQLSTATE: the connection failed or closed underneath (I/O, timeout, protocol).
     Io,
+    /// The TLS handshake with the store failed or was refused (a certificate that does not
+    /// verify, a server without TLS where the sslmode requires it).
+    Tls,
     /// An SQLite error other than a constraint.
     Sqlite,
     /// Something percore itself found wrong (a row that should exist did not).
@@ -54,6 +57,7 @@ impl ErrorClass {
         match self {
             ErrorClass::SqlState(class) => std::str::from_utf8(class).unwrap_or("??"),
             ErrorClass::Io => "io",
+            ErrorClass::Tls => "tls",
             ErrorClass::Sqlite => "sqlite",
             ErrorClass::Internal => "internal",
         }
@@ -155,13 +159,29 @@ pub fn describe_pg(e: &tokio_postgres::Error) -> String {
     let mut out = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        let said = c.to_string();
+        let said = tls_refusal(c).unwrap_or_else(|| c.to_string());
         if !out.contains(&said) {
             let _ = write!(out, ": {said}");
         }
         cause = c.source();
     }
     out
+}
+
+/// A certificate refused by [`crate::tls::client`]'s verifier, in its own words (rustls
+/// would show it wrapped in its debug form).
+fn tls_refusal(c: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let io = c.downcast_ref::<std::io::Error>()?;
+    match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => Some(other.0.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether connecting failed in the TLS handshake, or because the server offers no TLS where
+/// the sslmode demands it (tokio-postgres files both under its TLS kind).
+pub fn is_tls_failure(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none() && e.to_string().starts_with("error performing TLS handshake")
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -186,6 +206,7 @@ impl From<tokio_postgres::Error> for StoreError {
                     StoreError::Other(fault)
                 }
             }
+            None if is_tls_failure(&e) => StoreError::Connection(Fault { class: ErrorClass::Tls, message }),
             // No SQLSTATE: the connection closed, or an I/O error on it.
             None if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) => {
                 StoreError::Connection(Fault { class: ErrorClass::Io, message })

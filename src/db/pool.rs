@@ -52,6 +52,9 @@ pub struct StoreHealth {
     statement_trouble: Mutex<Option<(Instant, String)>>,
     /// The advice about statement trouble is logged once per process.
     statement_advice_logged: AtomicBool,
+    /// A failure to connect has been logged since the pool was last connected: an outage
+    /// is said once, not once per thread or per attempt.
+    outage_logged: AtomicBool,
 }
 
 impl StoreHealth {
@@ -62,6 +65,7 @@ impl StoreHealth {
             outcomes: AtomicU64::new(0),
             statement_trouble: Mutex::new(None),
             statement_advice_logged: AtomicBool::new(false),
+            outage_logged: AtomicBool::new(false),
         }
     }
 
@@ -168,7 +172,14 @@ impl Pool {
 
     /// Starts the pool threads. Connecting happens on them, so a store that is down does
     /// not stop the server from starting; /readyz says so instead.
-    pub fn spawn_threads(self: &Arc<Self>, queue: Receiver<Envelope>, config: &Config) -> std::io::Result<()> {
+    /// `pg_tls` is the Postgres TLS configuration, `None` under `sslmode=disable` (and for
+    /// SQLite).
+    pub fn spawn_threads(
+        self: &Arc<Self>,
+        queue: Receiver<Envelope>,
+        config: &Config,
+        pg_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> std::io::Result<()> {
         for id in 0..self.threads {
             let (pool, queue, store) = (self.clone(), queue.clone(), config.store.clone());
             let sched = config.db_thread_sched;
@@ -178,6 +189,7 @@ impl Pool {
                 batch_reads: config.db_batch_reads,
                 statement_cache: config.db_statement_cache,
                 pipeline_jobs: config.db_pipeline_jobs,
+                pg_tls: pg_tls.clone(),
             };
             // The runtime that drives this thread's Postgres connection: current-thread, so
             // it runs only while this thread waits on it, and never on a worker's core.
@@ -231,6 +243,7 @@ struct Settings {
     batch_reads: bool,
     statement_cache: bool,
     pipeline_jobs: usize,
+    pg_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One pool thread, until the job channel closes.
@@ -297,27 +310,36 @@ impl PoolThread<'_> {
         if self.conn.is_some() || Instant::now() < self.next_attempt {
             return;
         }
-        let Settings { bench_routes, statement_cache, .. } = *self.settings;
-        let opened = Conn::open(store, &self.runtime, bench_routes, statement_cache).and_then(|mut c| {
-            // Every statement prepared in one round trip, rather than each on its first use
-            // by as many jobs of the first pipeline as happen to need it. A name the server
-            // already holds (a pooler's) is statement trouble, not a failed connection: the
-            // statements are prepared again on use, and readiness says what to set.
-            if let (ConnKind::Postgres(link), true) = (&mut c.kind, statement_cache) {
-                let PgLink { pg, io } = &mut **link;
-                match drive(&self.runtime, io, pg.prepare_all(jobs::pg_statements(bench_routes))) {
-                    Err(e @ StoreError::Statements(_)) => drop(judge(pool, e, &Cell::new(None))),
-                    other => other?,
+        let Settings { bench_routes, statement_cache, ref pg_tls, .. } = *self.settings;
+        let opened =
+            Conn::open(store, pg_tls.as_ref(), &self.runtime, bench_routes, statement_cache).and_then(|mut c| {
+                // Every statement prepared in one round trip, rather than each on its first use
+                // by as many jobs of the first pipeline as happen to need it. A name the server
+                // already holds (a pooler's) is statement trouble, not a failed connection: the
+                // statements are prepared again on use, and readiness says what to set.
+                if let (ConnKind::Postgres(link), true) = (&mut c.kind, statement_cache) {
+                    let PgLink { pg, io } = &mut **link;
+                    match drive(&self.runtime, io, pg.prepare_all(jobs::pg_statements(bench_routes))) {
+                        Err(e @ StoreError::Statements(_)) => drop(judge(pool, e, &Cell::new(None))),
+                        other => other?,
+                    }
                 }
-            }
-            Ok(c)
-        });
+                Ok(c)
+            });
         match opened {
             Ok(c) => {
                 if !pool.health.is_up() {
-                    log::info!("{}: connected to {}", thread_name(), pool.store);
+                    let how = match (&store, c.tls) {
+                        (StoreConfig::Postgres(pg), true) => format!(" over TLS (sslmode={})", pg.sslmode.as_str()),
+                        (StoreConfig::Postgres(pg), false) => {
+                            format!(" in plain text (sslmode={})", pg.sslmode.as_str())
+                        }
+                        (StoreConfig::Sqlite { .. }, _) => String::new(),
+                    };
+                    log::info!("{}: connected to {}{how}", thread_name(), pool.store);
                 }
                 pool.health.connected.fetch_add(1, Ordering::Relaxed);
+                pool.health.outage_logged.store(false, Ordering::Relaxed);
                 self.conn = Some(c);
                 self.backoff = FIRST_BACKOFF;
             }
@@ -326,8 +348,8 @@ impl PoolThread<'_> {
                 // and /metrics already saying the same.
                 pool.errors.count(&e);
                 pool.health.failed(&e.to_string());
-                // Once per outage, not once per attempt.
-                if self.backoff == FIRST_BACKOFF {
+                // Once per outage, not once per attempt or per thread.
+                if !pool.health.outage_logged.swap(true, Ordering::Relaxed) {
                     log::warn!("{}: cannot connect to {}: {e}", thread_name(), pool.store);
                 }
                 self.next_attempt = Instant::now() + self.backoff;
@@ -381,7 +403,7 @@ impl PoolThread<'_> {
         }
         let PoolThread { pool, queue, settings, runtime, conn, taken, .. } = self;
         let (pool, queue, settings): (&Pool, &Receiver<Envelope>, &Settings) = (pool, queue, settings);
-        let Some(Conn { kind: ConnKind::Postgres(link), opened }) = conn.as_mut() else { return };
+        let Some(Conn { kind: ConnKind::Postgres(link), opened, .. }) = conn.as_mut() else { return };
         let retire_at = *opened + settings.lifetime;
         let PgLink { pg, io } = &mut **link;
         let pg: &Pg = pg;

@@ -1,16 +1,25 @@
 //! The production store: PostgreSQL through `tokio-postgres`, one connection per pool
 //! thread, driven by that thread's own current-thread runtime (never a worker's).
 //!
-//! TLS: this build has no TLS connector, so the configuration refuses sslmodes that demand
-//! it; `prefer`/`allow` connect in plain text, as libpq does without TLS support.
+//! TLS with libpq's meaning of `sslmode`: `disable` plain only; `allow` plain, then TLS if
+//! the server refuses the plain connection; `prefer` TLS, then plain if the server offers
+//! no TLS or refuses the TLS connection (said in a warning, once: never silently);
+//! `require`, `verify-ca` and `verify-full` TLS only, a refusal being the answer. What a
+//! handshake checks of the certificate is [`crate::tls::client`]'s.
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::error::{ErrorClass, Fault, StoreError};
 use super::migrations;
@@ -22,14 +31,97 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Key of the advisory lock that serializes migrations across replicas ("percore").
 const MIGRATION_LOCK: i64 = 0x0070_6572_636f_7265;
 
-/// Connects and migrates, on the pool thread's `runtime`. The connection's I/O half is
-/// returned beside the client: the pool thread drives it whenever it waits for statements
-/// ([`drive`]), and it rests otherwise.
+/// How an open connection travels: said in the log line when the pool connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    Tls,
+}
+
+/// Connects and migrates, on the pool thread's `runtime`. `tls` is the TLS configuration
+/// ([`crate::tls::client::postgres`]; `None` under `sslmode=disable`). The connection's I/O
+/// half is returned beside the client: the pool thread drives it whenever it waits for
+/// statements ([`drive`]), and it rests otherwise.
 pub fn open(
     pg: &PgConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     runtime: &tokio::runtime::Runtime,
     bench_routes: bool,
-) -> Result<(Client, PgConnection), StoreError> {
+) -> Result<(Client, PgConnection, Transport), StoreError> {
+    let (mut client, connection, transport) = connect(pg, tls, runtime)?;
+    let mut io = Some(connection);
+    drive(runtime, &mut io, migrate(&mut client, bench_routes))?;
+    let io = io.ok_or_else(|| StoreError::Connection(closed()))?;
+    Ok((client, io, transport))
+}
+
+/// One connection, by the sslmode's rules.
+fn connect(
+    pg: &PgConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Client, PgConnection, Transport), StoreError> {
+    use tokio_postgres::config::SslMode as Wire;
+    let attempt = |wire: Wire| attempt(pg, tls, runtime, wire);
+    let result = match pg.sslmode {
+        SslMode::Disable => attempt(Wire::Disable),
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => attempt(Wire::Require),
+        // TLS when the server offers it; plain text when it does not (it answers the TLS
+        // request with 'N'), or when the TLS attempt fails or is refused, as libpq does.
+        SslMode::Prefer => match attempt(Wire::Prefer) {
+            Err(e) if e.tls_failed || e.refused_by_server => {
+                let plain = attempt(Wire::Disable);
+                if plain.is_ok() && !PREFER_DOWNGRADE_SAID.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "postgres: TLS to {}:{} failed under sslmode=prefer ({}); connected in plain text, as prefer allows. Set sslmode=require (or stronger) to refuse instead",
+                        pg.host,
+                        pg.port,
+                        super::error::describe_pg(&e.error)
+                    );
+                }
+                plain
+            }
+            other => other,
+        },
+        // Plain text first; TLS only if the server refuses that.
+        SslMode::Allow => match attempt(Wire::Disable) {
+            Err(e) if e.refused_by_server => attempt(Wire::Require),
+            other => other,
+        },
+    };
+    result.map_err(|failed| {
+        let e = failed.error;
+        let hint = e.as_db_error().is_some_and(|db| db.message().contains("no encryption"));
+        let e = match StoreError::from(e) {
+            StoreError::Other(fault) => StoreError::Connection(fault),
+            e => e,
+        };
+        if hint && pg.sslmode == SslMode::Disable {
+            e.context("the server accepts only TLS connections here (sslmode=disable; set sslmode=require or stronger)")
+        } else {
+            e
+        }
+    })
+}
+
+/// A warning about `prefer` falling back to plain text is given once per process.
+static PREFER_DOWNGRADE_SAID: AtomicBool = AtomicBool::new(false);
+
+/// A failed attempt, and what the sslmode's fallbacks need to know of it.
+struct Failed {
+    error: tokio_postgres::Error,
+    /// The TLS handshake failed, or the server offered no TLS where it was required.
+    tls_failed: bool,
+    /// The server answered the start-up with an error (pg_hba.conf, typically).
+    refused_by_server: bool,
+}
+
+fn attempt(
+    pg: &PgConfig,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    runtime: &tokio::runtime::Runtime,
+    wire: tokio_postgres::config::SslMode,
+) -> Result<(Client, PgConnection, Transport), Failed> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&pg.host)
@@ -40,23 +132,76 @@ pub fn open(
         .connect_timeout(CONNECT_TIMEOUT)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
-        .ssl_mode(match pg.sslmode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-        });
+        .ssl_mode(wire);
     if !pg.password.is_empty() {
         config.password(&pg.password);
     }
-    // Whatever refused us (an unreachable host, a password, a missing database), this
-    // attempt has no connection: sorted as such, counted under the server's SQLSTATE.
-    let (mut client, connection) = runtime.block_on(config.connect(NoTls)).map_err(|e| match StoreError::from(e) {
-        StoreError::Other(fault) => StoreError::Connection(fault),
-        e => e,
-    })?;
-    let mut io = Some(connection);
-    drive(runtime, &mut io, migrate(&mut client, bench_routes))?;
-    let io = io.ok_or_else(|| StoreError::Connection(closed()))?;
-    Ok((client, io))
+    let used = Rc::new(Cell::new(false));
+    let tls = Recording { inner: tls.map(|c| MakeRustlsConnect::new((**c).clone())), used: used.clone() };
+    match runtime.block_on(config.connect(tls)) {
+        Ok((client, connection)) => {
+            let transport = if used.get() { Transport::Tls } else { Transport::Plain };
+            Ok((client, connection, transport))
+        }
+        Err(error) => Failed::new(error),
+    }
+}
+
+impl Failed {
+    fn new<T>(error: tokio_postgres::Error) -> Result<T, Failed> {
+        let tls_failed = super::error::is_tls_failure(&error);
+        let refused_by_server = error.as_db_error().is_some();
+        Err(Failed { error, tls_failed, refused_by_server })
+    }
+}
+
+/// tokio-postgres's TLS hook: rustls, noting whether a handshake took place (under
+/// `prefer` and `allow` a connection may end up plain). Without a TLS configuration
+/// (`sslmode=disable`) no handshake is ever asked for.
+struct Recording {
+    inner: Option<MakeRustlsConnect>,
+    used: Rc<Cell<bool>>,
+}
+
+/// The TLS stream tokio-postgres-rustls makes.
+type RustlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+
+impl MakeTlsConnect<Socket> for Recording {
+    type Stream = RustlsStream;
+    type TlsConnect = RecordingConnect;
+    type Error = std::io::Error;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<RecordingConnect, std::io::Error> {
+        let connect = |make: &mut MakeRustlsConnect| {
+            MakeTlsConnect::<Socket>::make_tls_connect(make, host).unwrap_or_else(|never| match never {})
+        };
+        let inner = self.inner.as_mut().map(connect);
+        Ok(RecordingConnect { inner, used: self.used.clone() })
+    }
+}
+
+struct RecordingConnect {
+    inner: Option<RustlsConnect>,
+    used: Rc<Cell<bool>>,
+}
+
+impl TlsConnect<Socket> for RecordingConnect {
+    type Stream = RustlsStream;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<RustlsStream, std::io::Error>>>>;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        let Some(inner) = self.inner else {
+            return Box::pin(std::future::ready(Err(std::io::Error::other("sslmode=disable: no TLS"))));
+        };
+        let used = self.used;
+        Box::pin(async move {
+            let stream = inner.connect(stream).await?;
+            used.set(true);
+            Ok(stream)
+        })
+    }
 }
 
 /// Applies the missing migrations under a transaction-scoped advisory lock, so replicas
@@ -85,7 +230,7 @@ fn closed() -> Fault {
 }
 
 /// The connection's I/O half: it writes what the client queued and reads the replies.
-pub type PgConnection = tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+pub type PgConnection = tokio_postgres::Connection<Socket, RustlsStream>;
 
 /// Runs `work` (statements on a connection's client) to completion on the pool thread's
 /// runtime, driving the connection's I/O in the same task, as the `postgres` crate does:

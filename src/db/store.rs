@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_postgres::error::SqlState;
@@ -22,6 +23,8 @@ use crate::config::StoreConfig;
 pub struct Conn {
     pub kind: ConnKind,
     pub opened: Instant,
+    /// Postgres over TLS (said when the pool connects).
+    pub tls: bool,
 }
 
 pub enum ConnKind {
@@ -155,20 +158,23 @@ impl Conn {
     /// Opens a connection to the configured store and brings its schema up to date.
     /// With `bench_routes`, the TechEmpower tables are created too. A Postgres connection
     /// is driven by `runtime`, the pool thread's own.
+    /// `pg_tls` is the Postgres TLS configuration (`None` under `sslmode=disable`).
     pub fn open(
         config: &StoreConfig,
+        pg_tls: Option<&Arc<rustls::ClientConfig>>,
         runtime: &tokio::runtime::Runtime,
         bench_routes: bool,
         statement_cache: bool,
     ) -> Result<Conn, StoreError> {
-        let kind = match config {
-            StoreConfig::Sqlite { path } => ConnKind::Sqlite(super::sqlite::open(path, bench_routes)?),
+        let (kind, tls) = match config {
+            StoreConfig::Sqlite { path } => (ConnKind::Sqlite(super::sqlite::open(path, bench_routes)?), false),
             StoreConfig::Postgres(pg) => {
-                let (client, io) = super::postgres::open(pg, runtime, bench_routes)?;
-                ConnKind::Postgres(Box::new(PgLink { pg: Pg::new(client, statement_cache), io: Some(io) }))
+                let (client, io, transport) = super::postgres::open(pg, pg_tls, runtime, bench_routes)?;
+                let link = PgLink { pg: Pg::new(client, statement_cache), io: Some(io) };
+                (ConnKind::Postgres(Box::new(link)), transport == super::postgres::Transport::Tls)
             }
         };
-        Ok(Conn { kind, opened: Instant::now() })
+        Ok(Conn { kind, opened: Instant::now(), tls })
     }
 
     /// A cheap round trip that proves the connection still works, the way requests use it

@@ -33,11 +33,14 @@ use crate::http::route::{Refusal, RequestView, Resolved};
 use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
+use crate::net::send::send_now;
 use crate::net::timeouts::{ConnCtl, Cut, Phase};
+use crate::net::tls::Session;
 use crate::obs::access_log::Entry;
 use crate::obs::logging::{self, RequestFields};
 use crate::obs::metrics::{Refused, UNMATCHED};
 use crate::obs::request_id;
+use crate::tls::stats::Failure;
 
 /// How long a closing connection waits for the client to finish sending and close.
 const LINGER: Duration = Duration::from_secs(2);
@@ -53,6 +56,7 @@ pub async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer: Socket
         ctx: &ctx,
         ctl: &ctl,
         stream,
+        tls: None,
         peer,
         rbuf: ctx.read_buffers.take(),
         wbuf: Vec::new(),
@@ -65,30 +69,16 @@ pub async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer: Socket
     if let Err(panic) = catch_unwind_future(conn.run()).await {
         log::error!("worker {}: connection from {peer} panicked and was closed: {panic}", ctx.id);
     }
+    if let Some(tls) = conn.tls.as_mut() {
+        // However the connection ended (a timeout, the drain, the client's close), the
+        // session ends with close_notify when the socket takes it; sent once at most.
+        let mut alert = Vec::new();
+        tls.close(&mut alert);
+        let _ = send_now(&conn.stream, &alert);
+    }
     ctx.read_buffers.give(std::mem::take(&mut conn.rbuf));
     ctx.write_buffers.give(std::mem::take(&mut conn.wbuf));
     drop(registration);
-}
-
-/// A non-blocking `send` of as much of `buf` as the socket takes now (0 when it is full).
-fn send_now(stream: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: sends from a live buffer on a descriptor the stream owns; MSG_DONTWAIT
-        // keeps the call from blocking, MSG_NOSIGNAL from raising SIGPIPE.
-        let n = unsafe {
-            libc::send(stream.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return Ok(0),
-            _ => return Err(e),
-        }
-    }
 }
 
 /// Keeps the connection in its worker's registry and counted, until it ends however it ends.
@@ -109,6 +99,9 @@ struct Conn<'a, S> {
     ctx: &'a Core<S>,
     ctl: &'a ConnCtl,
     stream: TcpStream,
+    /// On a TLS listener, the connection's TLS session: reads yield its plaintext, writes
+    /// are sealed into its records.
+    tls: Option<Box<Session>>,
     peer: SocketAddr,
     /// Bytes received and not yet consumed; the current request starts at 0. Without
     /// capacity while the connection is parked.
@@ -169,6 +162,9 @@ enum Next {
 
 impl<S: Service> Conn<'_, S> {
     async fn run(&mut self) {
+        if self.ctx.tls.is_some() && !self.handshake().await {
+            return;
+        }
         loop {
             if !self.read().await {
                 return;
@@ -185,6 +181,35 @@ impl<S: Service> Conn<'_, S> {
             if let Next::Close = next {
                 self.linger().await;
                 return;
+            }
+        }
+    }
+
+    /// The TLS handshake, under SERVER_READ_TIMEOUT as a request head is. False: it failed
+    /// (counted by reason), and the connection is over.
+    async fn handshake(&mut self) -> bool {
+        let (ctx, ctl) = (self.ctx, self.ctl);
+        let Some(acceptor) = ctx.tls.as_ref() else { return true };
+        ctl.enter(Phase::Reading, clock::now_ms(), ctx.timeouts.read);
+        match acceptor.handshake(&mut self.stream, ctl, &ctx.tls_buffers).await {
+            Ok(session) => {
+                let (tls13, resumed) = session.kind();
+                acceptor.stats().handshake(tls13, resumed);
+                self.tls = Some(session);
+                true
+            }
+            Err(Failure::PlainHttp) => {
+                acceptor.stats().failed(Failure::PlainHttp);
+                // Told in its own language: a plain 400, then the connection closes.
+                self.request_began = Some(clock::now_ms());
+                self.refuse_and_close(400, "client sent a plain HTTP request to the TLS port: use https://").await;
+                self.linger().await;
+                false
+            }
+            Err(why) => {
+                acceptor.stats().failed(why);
+                log::debug!("worker {}: TLS handshake with {} failed: {why:?}", ctx.id, self.peer);
+                false
             }
         }
     }
@@ -211,10 +236,16 @@ impl<S: Service> Conn<'_, S> {
                 self.refuse_and_close(503, "request bodies in flight exceed MAX_BODY_MEMORY; retry shortly").await;
                 return false;
             }
-            let buf = std::mem::take(&mut self.rbuf);
-            let filled = buf.len();
-            let (result, slice) = self.stream.cancelable_read(buf.slice_mut(filled..), self.ctl.handle()).await;
-            self.rbuf = slice.into_inner();
+            let result = match self.tls.as_mut() {
+                None => {
+                    let buf = std::mem::take(&mut self.rbuf);
+                    let filled = buf.len();
+                    let (result, slice) = self.stream.cancelable_read(buf.slice_mut(filled..), self.ctl.handle()).await;
+                    self.rbuf = slice.into_inner();
+                    result
+                }
+                Some(tls) => tls.read(&mut self.stream, &mut self.rbuf, self.ctl, &self.ctx.tls_buffers).await,
+            };
             return match result {
                 Ok(0) => false,
                 Ok(_) => {
@@ -228,6 +259,9 @@ impl<S: Service> Conn<'_, S> {
                 Err(_) => match self.ctl.cut_reason() {
                     Some(Cut::Release) if self.rbuf.is_empty() => {
                         self.ctx.read_buffers.give(std::mem::take(&mut self.rbuf));
+                        if let Some(tls) = self.tls.as_mut() {
+                            tls.release(&self.ctx.tls_buffers);
+                        }
                         self.body_share.settle(0);
                         self.ctl.uncut();
                         self.ctl.park();
@@ -247,6 +281,9 @@ impl<S: Service> Conn<'_, S> {
     /// A parked connection's wait: true once the socket is readable (a request, or EOF that
     /// the next read will see), false if the sweeper cut it (idle timeout, drain) meanwhile.
     async fn wait_readable(&mut self) -> bool {
+        if self.tls.as_mut().is_some_and(|tls| tls.has_buffered()) {
+            return true;
+        }
         match race(self.stream.readable(false), self.ctl.interrupted()).await {
             Either::Left(ready) => ready.is_ok(),
             Either::Right(()) => false,
@@ -542,6 +579,14 @@ impl<S: Service> Conn<'_, S> {
     /// Writes the batch under the write deadline. False: the connection is lost.
     async fn write_out(&mut self) -> bool {
         self.ctx.metrics.write();
+        if let Some(tls) = self.tls.as_mut() {
+            // The batch's records, sealed at once, replace its plaintext.
+            let mut sealed = self.ctx.write_buffers.take();
+            if tls.seal(&self.wbuf, &mut sealed).is_err() {
+                return false;
+            }
+            self.ctx.write_buffers.give(std::mem::replace(&mut self.wbuf, sealed));
+        }
         // Almost every batch fits the socket's send buffer: one non-blocking send, and the
         // task goes straight back to reading — no trip through the ring, no suspension.
         // Only what the kernel did not take waits for the (cancelable) driver write.
@@ -569,6 +614,12 @@ impl<S: Service> Conn<'_, S> {
     async fn linger(&mut self) {
         if self.ctl.cut_reason().is_some() {
             return;
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            // close_notify first, so the client knows the response was not truncated.
+            let mut alert = Vec::new();
+            tls.close(&mut alert);
+            let _ = send_now(&self.stream, &alert);
         }
         let _ = self.stream.shutdown().await;
         self.ctl.enter(Phase::Lingering, clock::now_ms(), LINGER);

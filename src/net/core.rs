@@ -18,6 +18,7 @@ use super::buffers::{BufferPool, READ_BUFFER, WRITE_BUFFER};
 use super::service::Service;
 use super::shared::Shared;
 use super::timeouts::{ConnCtl, Cut};
+use super::tls::{Acceptor, TLS_READ_BUFFER};
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::obs::access_log::AccessLog;
@@ -44,6 +45,9 @@ pub struct Core<S> {
     pub date: DateCache,
     pub read_buffers: BufferPool,
     pub write_buffers: BufferPool,
+    /// On a TLS listener: the handshakes' configuration, and ciphertext read buffers.
+    pub tls: Option<Acceptor>,
+    pub tls_buffers: BufferPool,
     /// For serializing bodies; borrowed only within one synchronous call.
     pub scratch: RefCell<Vec<u8>>,
     /// Open connections, for the sweeper.
@@ -72,6 +76,8 @@ impl<S: Service> Core<S> {
             date: DateCache::default(),
             read_buffers: BufferPool::new(READ_BUFFER),
             write_buffers: BufferPool::new(WRITE_BUFFER),
+            tls: shared.tls.clone().map(Acceptor::new),
+            tls_buffers: BufferPool::new(TLS_READ_BUFFER),
             scratch: RefCell::new(Vec::with_capacity(1024)),
             conns: RefCell::new(Slab::new()),
             draining: Cell::new(false),

@@ -1,5 +1,5 @@
-//! Sockets: the per-worker listener (①), the connection loop (②), its buffers and its
-//! deadlines.
+//! Sockets: the per-worker listener (①), the connection loop (②), its buffers, its
+//! deadlines and, on a TLS listener, its handshake and records.
 
 pub mod balance;
 pub mod body_memory;
@@ -10,6 +10,8 @@ pub mod conn;
 pub mod core;
 pub mod gone;
 pub mod listener;
+pub mod send;
 pub mod service;
 pub mod shared;
 pub mod timeouts;
+pub mod tls;

@@ -7,6 +7,7 @@
 //! change once per connection, not per request.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
@@ -14,6 +15,7 @@ use crate::config::Balance as BalanceChoice;
 use crate::config::Config;
 use crate::net::balance::Balance;
 use crate::net::body_memory::BodyMemory;
+use crate::tls::server::ServerTls;
 
 pub struct Shared {
     pub config: Config,
@@ -25,6 +27,8 @@ pub struct Shared {
     pub body_memory: BodyMemory,
     /// Which worker serves a new connection, and each worker's live count.
     pub balance: Balance,
+    /// The listener's TLS, when TLS_CERT_FILE and TLS_KEY_FILE are set.
+    pub tls: Option<Arc<ServerTls>>,
     /// [`SERVING`], [`CLOSING`] or [`DRAINING`].
     phase: AtomicU8,
     open_connections: AtomicUsize,
@@ -40,8 +44,15 @@ const CLOSING: u8 = 1;
 const DRAINING: u8 = 2;
 
 impl Shared {
-    pub fn new(config: Config, access_log: Option<Sender<Vec<u8>>>, body_memory: usize, workers: usize) -> Shared {
+    pub fn new(
+        config: Config,
+        access_log: Option<Sender<Vec<u8>>>,
+        body_memory: usize,
+        workers: usize,
+        tls: Option<Arc<ServerTls>>,
+    ) -> Shared {
         Shared {
+            tls,
             balance: Balance::new(workers, config.conn_balance == BalanceChoice::Exact),
             config,
             access_log,

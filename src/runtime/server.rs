@@ -36,9 +36,11 @@ enum Report {
     Finished(usize),
 }
 
-pub fn run(config: Config) -> ExitCode {
+/// Serves until a signal ends the drain. `tls` is what [`crate::tls::load`] read from the
+/// files the configuration names.
+pub fn run(config: Config, tls: crate::tls::Loaded) -> ExitCode {
     let started = Instant::now();
-    match serve(config, started) {
+    match serve(config, tls, started) {
         Ok(code) => code,
         Err(message) => {
             log::error!("{message}");
@@ -47,7 +49,7 @@ pub fn run(config: Config) -> ExitCode {
     }
 }
 
-fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
+fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<ExitCode, String> {
     let _registered = threads::register(Role::Main);
     let machine = Machine::probe().map_err(|e| format!("cannot read this process's CPU affinity: {e}"))?;
     let plan = cpus::plan(config.workers, config.pin_workers, &machine);
@@ -78,11 +80,13 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
             (bytes, crate::runtime::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
         },
     };
-    let shared = Arc::new(Shared::new(config, access_log, body_memory, plan.workers()));
+    let listener_tls = tls.listener.clone();
+    let shared = Arc::new(Shared::new(config, access_log, body_memory, plan.workers(), tls.listener));
     let env = Arc::new(Env {
         net: shared.clone(),
         pool: db.clone(),
         io_driver: choice.driver.name(),
+        tls: listener_tls.clone(),
         scrapes: (0..plan.workers()).map(|_| Doorbell::default()).collect(),
     });
     let debug = match shared.config.debug_addr {
@@ -124,7 +128,8 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
             Err(_) => return Err("the workers stopped during start-up".to_owned()),
         }
     }
-    db.spawn_threads(db_queue, &shared.config).map_err(|e| format!("cannot start the database pool: {e}"))?;
+    db.spawn_threads(db_queue, &shared.config, tls.postgres)
+        .map_err(|e| format!("cannot start the database pool: {e}"))?;
     let sched = match shared.config.db_thread_sched {
         crate::config::DbThreadSched::Batch => " (SCHED_BATCH)",
         crate::config::DbThreadSched::Normal => "",
@@ -145,7 +150,13 @@ fn serve(config: Config, started: Instant) -> Result<ExitCode, String> {
     if let Some(addr) = debug {
         log::info!("profiling on http://{addr}/debug/pprof/");
     }
-    log::info!("listening on http://{local}");
+    match &listener_tls {
+        Some(tls) => {
+            log::info!("listener speaks {}", tls.describe());
+            log::info!("listening on https://{local}");
+        }
+        None => log::info!("listening on http://{local}"),
+    }
 
     let mut startup_pages_held = true;
     let signal = loop {

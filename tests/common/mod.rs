@@ -5,8 +5,10 @@
 //! allows it — otherwise the skip is printed loudly, and under CI=true it fails) and epoll.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod pg;
 pub mod proxy;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -131,7 +133,9 @@ impl Server {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
+                if let Some(addr) =
+                    line.split("listening on http://").nth(1).or(line.split("listening on https://").nth(1))
+                {
                     let _ = port_tx
                         .send(addr.trim().trim_end_matches('"').trim_end_matches('}').trim_end_matches('"').to_owned());
                 }
@@ -250,9 +254,10 @@ impl Drop for Server {
     }
 }
 
-/// A raw client connection that parses responses as they come.
-pub struct Client {
-    pub stream: TcpStream,
+/// A raw client connection that parses responses as they come: over TCP, or over any
+/// other byte stream (a TLS session, [`tls::TlsClient`]).
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -284,6 +289,24 @@ impl Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// True if the server closes the connection (EOF or reset) within `within`, with no
+    /// bytes sent before the close.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let mut chunk = [0u8; 4096];
+        let result = matches!(read_retrying(&mut self.stream, &mut chunk), Ok(0) | Err(_))
+            && !matches!(read_retrying(&mut self.stream, &mut chunk), Ok(n) if n > 0);
+        self.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        result
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client over an established stream.
+    pub fn over(stream: S) -> Client<S> {
         Client { stream, buf: Vec::new() }
     }
 
@@ -369,17 +392,6 @@ impl Client {
         }
     }
 
-    /// True if the server closes the connection (EOF or reset) within `within`, with no
-    /// bytes sent before the close.
-    pub fn closed_within(&mut self, within: Duration) -> bool {
-        self.stream.set_read_timeout(Some(within)).unwrap();
-        let mut chunk = [0u8; 4096];
-        let result = matches!(read_retrying(&mut self.stream, &mut chunk), Ok(0) | Err(_))
-            && !matches!(read_retrying(&mut self.stream, &mut chunk), Ok(n) if n > 0);
-        self.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        result
-    }
-
     /// Everything until the server closes (or 10 s).
     pub fn read_to_close(&mut self) -> Vec<u8> {
         while self.fill() {}
@@ -410,7 +422,7 @@ pub fn assert_refused(c: &mut Client, raw: &[u8], status: u16) {
 
 /// `read`, retried on EINTR: this test process creates and drops an io_uring (the driver
 /// probe), whose task work interrupts a blocking socket read that has a timeout set.
-pub fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_retrying(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match stream.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

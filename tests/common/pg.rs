@@ -80,6 +80,12 @@ impl PrivateCluster {
     /// A private cluster started with extra settings, e.g.
     /// `shared_preload_libraries=pg_stat_statements`, which only a restart can change.
     pub fn create_with(settings: &[&str]) -> Option<PrivateCluster> {
+        PrivateCluster::create_prepared(settings, |_| {})
+    }
+
+    /// A private cluster whose data directory `prepare` fills in (certificates, pg_hba.conf)
+    /// between initdb and the first start.
+    pub fn create_prepared(settings: &[&str], prepare: impl FnOnce(&std::path::Path)) -> Option<PrivateCluster> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .flatten()
@@ -99,6 +105,8 @@ impl PrivateCluster {
         let settings = settings.iter().map(|s| s.to_string()).collect();
         let cluster = PrivateCluster { dir, bin, port, settings };
         cluster.pg(&["initdb", "-A", "trust", "-U", "postgres", "--no-sync", "-D"]);
+        prepare(&cluster.dir);
+        std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&cluster.dir).output().unwrap();
         cluster.start();
         Some(cluster)
     }
@@ -142,6 +150,31 @@ impl PrivateCluster {
 
     pub fn url(&self) -> String {
         self.url_of("postgres")
+    }
+
+    /// Its data directory, where it also listens on a Unix socket.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// An admin client over the Unix socket (which `local … trust` admits whatever the
+    /// host lines of pg_hba.conf demand).
+    pub fn admin(&self, database: &str) -> postgres::Client {
+        postgres::Config::new()
+            .host_path(&self.dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(database)
+            .connect(postgres::NoTls)
+            .expect("connect over the private cluster's socket")
+    }
+
+    /// Re-reads its configuration files (pg_hba.conf, the TLS certificate), as SIGHUP does.
+    pub fn reload(&self) {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl")).arg("-D").arg(&self.dir).arg("reload");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "pg_ctl reload: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// The URL of database `name` on this cluster.

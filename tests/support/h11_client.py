@@ -6,6 +6,7 @@ HEAD, a Content-Length on a 204, a 1xx to an HTTP/1.0 client, bytes after a resp
 closed the connection, ...) fails the run.
 
     python3 tests/support/h11_client.py 127.0.0.1:PORT
+    python3 tests/support/h11_client.py 127.0.0.1:PORT --tls CA.pem   # through Python's ssl
 
 Run by tests/strict_clients.rs against a server started with BENCH_ROUTES=1,
 SERVER_READ_TIMEOUT=1s and MAX_BODY_BYTES=1000. Prints one line per failure and a count.
@@ -13,14 +14,31 @@ SERVER_READ_TIMEOUT=1s and MAX_BODY_BYTES=1000. Prints one line per failure and 
 
 import json
 import socket
+import ssl
 import sys
 
 import h11
 
 HOST, PORT = sys.argv[1].rsplit(":", 1)
 PORT = int(PORT)
+# With --tls CA.pem every connection goes through Python's ssl, verifying the server's
+# certificate against CA.pem and offering ALPN http/1.1.
+TLS = None
+if "--tls" in sys.argv:
+    TLS = ssl.create_default_context(cafile=sys.argv[sys.argv.index("--tls") + 1])
+    TLS.set_alpn_protocols(["http/1.1"])
 failures = []
 read = 0
+
+
+def connect():
+    sock = socket.create_connection((HOST, PORT), timeout=10)
+    if TLS is None:
+        return sock
+    tls = TLS.wrap_socket(sock, server_hostname=HOST)
+    if tls.selected_alpn_protocol() != "http/1.1":
+        failures.append(f"ALPN: {tls.selected_alpn_protocol()!r}, wanted 'http/1.1'")
+    return tls
 
 
 class Exchange:
@@ -120,7 +138,7 @@ def run(batch, pipelined):
     """Sends `batch` on one connection (all at once when pipelined) and reads every response
     with h11, in order, until one closes the connection."""
     global read
-    sock = socket.create_connection((HOST, PORT), timeout=10)
+    sock = connect()
     conn = h11.Connection(h11.CLIENT)
     if pipelined:
         sock.sendall(b"".join(wire(ex) for ex in batch))
@@ -163,7 +181,7 @@ def api_json(method, target, value, expect):
 
 def main():
     # A user to read, with an order and preferences.
-    sock = socket.create_connection((HOST, PORT), timeout=10)
+    sock = connect()
     conn = h11.Connection(h11.CLIENT)
     ex = api_json("POST", "/api/v1/users", {"name": "Ada", "email": "ada-h11@example.com"}, 201)
     sock.sendall(wire(ex))
@@ -244,7 +262,8 @@ def main():
 
     for f in failures:
         print("FAIL", f)
-    print(f"{read} responses read by h11 {h11.__version__}, {len(failures)} failed")
+    over = f" over {ssl.OPENSSL_VERSION}" if TLS is not None else ""
+    print(f"{read} responses read by h11 {h11.__version__}{over}, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
 

@@ -49,6 +49,7 @@ pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
         db_deadlock_retries: env.pool.errors.deadlock_retries(),
         workers: per_worker(&parts, workers),
         db_threads_cpu: threads::db_threads_cpu(),
+        tls: env.tls.as_ref().map(|tls| tls.stats.read()),
     };
     let mut body = String::with_capacity(16 * 1024);
     metrics::render(&mut body, &info, &Snapshot::merge(ctx.metrics.labels(), &parts), &gauges, &Process::read());

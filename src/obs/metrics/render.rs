@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS, UNMATCHED};
 use crate::http::request::Method;
+use crate::tls::stats::{TlsCounts, FAILURE_REASONS, HANDSHAKE_KINDS};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -28,6 +29,8 @@ pub struct Gauges {
     pub workers: Vec<WorkerLine>,
     /// CPU seconds each database pool thread has used, by pool thread number.
     pub db_threads_cpu: Vec<(usize, f64)>,
+    /// The listener's TLS counters, when it speaks TLS.
+    pub tls: Option<TlsCounts>,
 }
 
 /// One worker's line in the per-worker families.
@@ -191,6 +194,9 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
         "Connections a worker accepted and handed to a worker with fewer (CONN_BALANCE=exact).",
         s.rebalanced,
     );
+    if let Some(tls) = &gauges.tls {
+        render_tls(out, tls);
+    }
     family(out, "percore_info", "gauge", "Build and runtime facts; always 1.");
     let _ = writeln!(
         out,
@@ -218,6 +224,33 @@ pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, 
     );
 }
 
+/// The TLS listener's families.
+fn render_tls(out: &mut String, tls: &TlsCounts) {
+    single(
+        out,
+        "percore_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the certificate the listener serves expires (its not-after), in seconds since the epoch.",
+        tls.expiry,
+    );
+    family(
+        out,
+        "percore_tls_certificate_reloads_total",
+        "counter",
+        "Changes of TLS_CERT_FILE/TLS_KEY_FILE/TLS_CLIENT_CA_FILE: loaded (ok) or refused, the previous pair kept (failed).",
+    );
+    let _ = writeln!(out, "percore_tls_certificate_reloads_total{{result=\"ok\"}} {}", tls.reloads);
+    let _ = writeln!(out, "percore_tls_certificate_reloads_total{{result=\"failed\"}} {}", tls.reload_failures);
+    family(out, "percore_tls_handshakes_total", "counter", "TLS handshakes completed, by version and resumption.");
+    for ((version, resumed), n) in HANDSHAKE_KINDS.iter().zip(tls.handshakes) {
+        let _ = writeln!(out, "percore_tls_handshakes_total{{version=\"{version}\",resumed=\"{resumed}\"}} {n}");
+    }
+    family(out, "percore_tls_handshake_failures_total", "counter", "TLS handshakes that did not complete, by reason.");
+    for (reason, n) in FAILURE_REASONS.iter().zip(tls.failures) {
+        let _ = writeln!(out, "percore_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}");
+    }
+}
+
 #[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
@@ -241,6 +274,12 @@ mod tests {
             db_deadlock_retries: 1,
             workers: vec![WorkerLine { connections: 3, requests: 5, cpu_seconds: 1.25 }, WorkerLine::default()],
             db_threads_cpu: vec![(0, 0.5)],
+            tls: Some(TlsCounts {
+                expiry: 2_111_874_436,
+                reloads: 1,
+                failures: [0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
+                ..TlsCounts::default()
+            }),
         };
         render(&mut out, &info, &Snapshot::merge(LABELS, &[m.snapshot(1)]), &gauges, &Process::default());
         assert!(out.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/{id}\",status=\"200\"} 1\n"));
@@ -262,6 +301,10 @@ mod tests {
         assert!(out.contains("percore_worker_cpu_seconds_total{worker=\"0\"} 1.25\n"));
         assert!(out.contains("percore_db_thread_cpu_seconds_total{thread=\"0\"} 0.5\n"));
         assert!(out.contains("percore_info{version=\"0.1.0\",io_driver=\"io_uring\",store=\"sqlite\"} 1\n"));
+        assert!(out.contains("percore_tls_certificate_expiry_timestamp_seconds 2111874436\n"));
+        assert!(out.contains("percore_tls_certificate_reloads_total{result=\"ok\"} 1\n"));
+        assert!(out.contains("percore_tls_handshakes_total{version=\"TLSv1.3\",resumed=\"true\"} 0\n"));
+        assert!(out.contains("percore_tls_handshake_failures_total{reason=\"no_certificate\"} 3\n"));
         let families: Vec<&str> =
             out.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
         for name in families {
