@@ -70,11 +70,14 @@ USERS = 10_000
 
 
 class Test:
-    def __init__(self, path, conns=256, depth=1, script=None, store=None, close=False, script_args=()):
+    def __init__(self, path, conns=256, depth=1, script=None, store=None, close=False, script_args=(), tls=False, resume=True):
         self.path, self.conns, self.depth, self.script, self.store = path, conns, depth, script, store
         self.script_args = list(script_args)
         # `Connection: close` on every request: one connection per request (accept-heavy).
         self.close = close
+        # Over HTTPS, with the same ECDSA P-256 certificate for every server (tls_files());
+        # `resume`: the servers offer session resumption (wrk resumes where it can).
+        self.tls, self.resume = tls, resume
 
 
 TESTS = {
@@ -99,7 +102,14 @@ TESTS = {
     "tfb-fortunes": Test("/fortunes", store="tfb"),
     "tfb-updates": Test("/updates?queries=20", store="tfb"),
     "tfb-db-512": Test("/db", conns=512, store="tfb"),
+    # TLS (issue 25): keep-alive records, then handshakes (one request per connection) with
+    # session resumption refused by every server, then offered. percore, nginx (TLS 1.3
+    # only, OpenSSL) and Go's crypto/tls, one certificate.
+    "json-tls": Test("/json", tls=True),
+    "handshakes-tls": Test("/json", tls=True, close=True, resume=False),
+    "handshakes-tls-resumed": Test("/json", tls=True, close=True, resume=True),
 }
+TLS_TESTS = {name for name, t in TESTS.items() if t.tls}
 TFB_TESTS = {name for name, t in TESTS.items() if t.store == "tfb"}
 # The tests the issue's targets are stated for, in the order they are reported.
 DEFAULT_TESTS = "plaintext,json,pipelined,json-5000,db,users-pg"
@@ -201,10 +211,19 @@ def build_nginx():
     return shutil.which("nginx")
 
 
-def nginx_command(binary, port):
+def nginx_command(binary, port, test):
     prefix = SCRATCH / f"nginx-{port}"
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
+    listen, tls = f"127.0.0.1:{port} reuseport backlog=4096", ""
+    if test.tls:
+        cert, key = tls_files()
+        listen += " ssl"
+        resume = "ssl_session_tickets on;\n        ssl_session_cache shared:SSL:10m;" if test.resume else "ssl_session_tickets off;\n        ssl_session_cache off;"
+        tls = f"""ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        {resume}"""
     conf.write_text(f"""worker_processes auto;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log;
@@ -213,12 +232,30 @@ http {{
     access_log off;
     server_tokens off;
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen {listen};
+        {tls}
         location /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
+        location /json {{ default_type application/json; return 200 '{{"message":"Hello, World!"}}'; }}
     }}
 }}
 """)
     return [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+
+
+def tls_files():
+    """One ECDSA P-256 certificate for 127.0.0.1 from a CA of the run's own (openssl CLI),
+    shared by every server of a TLS test; made once per scratch directory."""
+    cert, key = SCRATCH / "tls" / "server.pem", SCRATCH / "tls" / "server.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    d = cert.parent
+    d.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run(["openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-subj", "/CN=bench CA", "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE"])
+    run(["openssl", "req", *ec, "-keyout", str(key), "-out", str(d / "server.csr"), "-subj", "/CN=localhost"])
+    (d / "ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n")
+    run(["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"), "-set_serial", "1", "-days", "30", "-extfile", str(d / "ext"), "-out", str(cert)])
+    return cert, key
 
 
 def build_go():
@@ -238,6 +275,12 @@ def percore_env(port, test, extra=None):
         env["DATABASE_URL"] = tfb.URL
     else:
         env["SQLITE_PATH"] = str(SQLITE_BENCH)
+    # Plain to Postgres, as every anchor connects; `percore[DB_SSLMODE=require]` measures TLS.
+    # (The URL's default, libpq's prefer, would take TLS wherever the server offers it.)
+    env["DB_SSLMODE"] = "disable"
+    if test.tls:
+        cert, key = tls_files()
+        env.update(TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key), TLS_RESUMPTION="on" if test.resume else "off")
     env.update(extra or {})
     return env
 
@@ -246,31 +289,34 @@ def go_env(port, test):
     env = {"ADDR": f"127.0.0.1:{port}"}
     if test.store == "pg":
         env["DATABASE_URL"] = PG_BENCH + "?sslmode=disable"
+    if test.tls:
+        cert, key = tls_files()
+        env.update(TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key), TLS_TICKETS="on" if test.resume else "off")
     return env
 
 
 def servers():
     return {
-        "percore": Server("percore", build_percore, lambda binary, port: [binary], percore_env),
+        "percore": Server("percore", build_percore, lambda binary, port, test: [binary], percore_env),
         # The same binary on the epoll driver, to show what io_uring buys.
-        "percore-epoll": Server("percore-epoll", build_percore, lambda binary, port: [binary], lambda port, test: percore_env(port, test, {"IO_DRIVER": "epoll"})),
+        "percore-epoll": Server("percore-epoll", build_percore, lambda binary, port, test: [binary], lambda port, test: percore_env(port, test, {"IO_DRIVER": "epoll"})),
         # Metrics compiled out: what the instrumentation costs.
-        "percore-nometrics": Server("percore-nometrics", build_percore_without_metrics, lambda binary, port: [binary], percore_env),
+        "percore-nometrics": Server("percore-nometrics", build_percore_without_metrics, lambda binary, port, test: [binary], percore_env),
         # The committed percore (PERCORE_BASELINE, default HEAD): A/B a working-tree change.
-        "percore-baseline": Server("percore-baseline", build_percore_baseline, lambda binary, port: [binary], percore_env),
-        "go": Server("go", build_go, lambda binary, port: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg", "few-users-2", "few-users-4", "few-users-8", "few-pipelined-2", "close-256"}),
-        "nginx": Server("nginx", build_nginx, nginx_command, lambda port, test: {}, routes={"plaintext", "pipelined"}),
-        "may-minihttp": Server("may-minihttp", build_may, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "percore-baseline": Server("percore-baseline", build_percore_baseline, lambda binary, port, test: [binary], percore_env),
+        "go": Server("go", build_go, lambda binary, port, test: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg", "few-users-2", "few-users-4", "few-users-8", "few-pipelined-2", "close-256"} | TLS_TESTS),
+        "nginx": Server("nginx", build_nginx, nginx_command, lambda port, test: {}, routes={"plaintext", "pipelined"} | TLS_TESTS),
+        "may-minihttp": Server("may-minihttp", build_may, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
         # Not in the default set: the floor a monoio server reaches with no contract at all.
-        "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
-        "actix-web": Server("actix-web", build_actix, lambda binary, port: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "actix-web": Server("actix-web", build_actix, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
         # TechEmpower's Rust leaders on its database tests, built from its repository.
         **{name: tfb_server(name) for name in tfb.ENTRIES},
     }
 
 
 def tfb_server(name):
-    return Server(name, lambda: tfb.build(name, SCRATCH, log), lambda binary, port: [binary], lambda port, test: {}, routes=TFB_TESTS, port=tfb.ENTRY_PORT, paths=tfb.PATHS)
+    return Server(name, lambda: tfb.build(name, SCRATCH, log), lambda binary, port, test: [binary], lambda port, test: {}, routes=TFB_TESTS, port=tfb.ENTRY_PORT, paths=tfb.PATHS)
 
 
 def server_named(known, spec):
@@ -433,7 +479,7 @@ def measure(server, name, args):
     test = TESTS[name]
     port = server.port or free_port()
     database = DATABASES.get(test.store)
-    cmd = server.command(server.binary, port)
+    cmd = server.command(server.binary, port, test)
     if args.layout == "pinned":
         cmd = ["taskset", "-c", "0"] + cmd
     env = dict(os.environ)
@@ -442,10 +488,11 @@ def measure(server, name, args):
     try:
         if not wait_for_port(port):
             raise RuntimeError(f"{server.name} did not start")
-        url = f"http://127.0.0.1:{port}{server.paths.get(test.path, test.path)}"
+        scheme = "https" if test.tls else "http"
+        url = f"{scheme}://127.0.0.1:{port}{server.paths.get(test.path, test.path)}"
         if args.warmup > 0:
             subprocess.run(wrk_command(url, test, args.warmup, args.layout), capture_output=True, preexec_fn=raise_fd_limit)
-        served_before = worker_requests(port) if server.name.startswith("percore") else []
+        served_before = worker_requests(port, test.tls) if server.name.startswith("percore") else []
         statements_before = statements_so_far(database[0]) if database else None
         db_before = cpu_seconds(database[1]) if database else 0.0
         before, client_before = cpu_seconds(proc.pid), children_cpu_seconds()
@@ -453,7 +500,7 @@ def measure(server, name, args):
         used, client_used = cpu_seconds(proc.pid) - before, children_cpu_seconds() - client_before
         db_used = cpu_seconds(database[1]) - db_before if database else None
         statements_after = statements_so_far(database[0]) if statements_before is not None else None
-        served = [a - b for a, b in zip(worker_requests(port), served_before)] if served_before else []
+        served = [a - b for a, b in zip(worker_requests(port, test.tls), served_before)] if served_before else []
         result = parse_wrk(out)
         per_100k = 100_000 / result["requests"] if result["requests"] else float("nan")
         result["cpu_per_100k"] = used * per_100k
@@ -470,10 +517,18 @@ def measure(server, name, args):
         proc.wait()
 
 
-def worker_requests(port):
+def worker_requests(port, tls=False):
     """percore_worker_requests_total by worker, from the server's /metrics."""
+    import contextlib
+    import ssl
+
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with contextlib.ExitStack() as stack:
+            s = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+            if tls:
+                context = ssl.create_default_context()
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                s = stack.enter_context(context.wrap_socket(s))
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             text = b""
             while chunk := s.recv(65536):

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"log"
@@ -96,5 +97,14 @@ func main() {
 		})
 	}
 	log.Printf("listening on %s", addr)
+	if cert := os.Getenv("TLS_CERT_FILE"); cert != "" {
+		// crypto/tls, as a Go service terminating TLS itself would; TLS_TICKETS=off refuses
+		// resumption (Go's server resumes by tickets only).
+		srv := &http.Server{Addr: addr, Handler: mux, TLSConfig: &tls.Config{
+			MinVersion:             tls.VersionTLS12,
+			SessionTicketsDisabled: os.Getenv("TLS_TICKETS") == "off",
+		}}
+		log.Fatal(srv.ListenAndServeTLS(cert, os.Getenv("TLS_KEY_FILE")))
+	}
 	log.Fatal(http.ListenAndServe(addr, mux))
 }
