@@ -6,7 +6,7 @@
 //! deadlines counted in seconds, and cheap enough to stamp every read and write.
 
 /// Milliseconds on a monotonic clock with an arbitrary origin.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid timespec; the coarse monotonic clock cannot fail for it.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
@@ -14,7 +14,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Nanoseconds on CLOCK_MONOTONIC (a vDSO read, ~20 ns): for measuring durations.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid timespec; the monotonic clock cannot fail for it.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
@@ -23,7 +23,7 @@ pub fn now_ns() -> u64 {
 
 /// The wall clock (CLOCK_REALTIME_COARSE, a vDSO read of the last tick): seconds since
 /// the Unix epoch and the nanoseconds past them.
-pub fn wall() -> (i64, u32) {
+pub(crate) fn wall() -> (i64, u32) {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid timespec; the coarse realtime clock cannot fail for it.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
@@ -35,7 +35,7 @@ pub fn wall() -> (i64, u32) {
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    pub fn rfc3339(self) -> [u8; 20] {
+    pub(crate) fn rfc3339(self) -> [u8; 20] {
         let (days, secs) = (self.0.div_euclid(86_400), self.0.rem_euclid(86_400));
         let (y, m, d) = civil_from_days(days);
         let mut out = *b"0000-00-00T00:00:00Z";
@@ -57,7 +57,7 @@ impl Timestamp {
 }
 
 /// Days since 1970-01-01 → (year, month 1-12, day 1-31). Howard Hinnant's algorithm.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub struct Setting {
     pub name: &'static str,
     pub default: &'static str,
-    pub help: &'static str,
+    pub(crate) help: &'static str,
 }
 
 /// Every variable percore reads, in the order `--help` lists them.
@@ -177,49 +177,49 @@ pub const SETTINGS: &[Setting] = &[
 /// The validated configuration. Built once by [`Config::from_env`] and shared read-only.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub host: IpAddr,
-    pub port: u16,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub handler_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub shutdown_delay: Duration,
-    pub workers: Workers,
-    pub pin_workers: Toggle,
-    pub io_driver: DriverChoice,
-    pub max_connections: usize,
-    pub conn_balance: Balance,
-    pub max_header_bytes: usize,
-    pub max_body_bytes: usize,
+    pub(crate) host: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) handler_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) shutdown_delay: Duration,
+    pub(crate) workers: Workers,
+    pub(crate) pin_workers: Toggle,
+    pub(crate) io_driver: DriverChoice,
+    pub(crate) max_connections: usize,
+    pub(crate) conn_balance: Balance,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// `None` = auto (decided at start from the cgroup or the machine).
-    pub max_body_memory: Option<usize>,
-    pub store: StoreConfig,
-    pub db_pool_size: Option<usize>,
-    pub db_queue_depth: usize,
-    pub db_conn_max_lifetime: Duration,
-    pub db_batch_reads: bool,
-    pub db_pipeline_jobs: usize,
-    pub db_thread_sched: DbThreadSched,
-    pub db_statement_cache: bool,
+    pub(crate) max_body_memory: Option<usize>,
+    pub(crate) store: StoreConfig,
+    pub(crate) db_pool_size: Option<usize>,
+    pub(crate) db_queue_depth: usize,
+    pub(crate) db_conn_max_lifetime: Duration,
+    pub(crate) db_batch_reads: bool,
+    pub(crate) db_pipeline_jobs: usize,
+    pub(crate) db_thread_sched: DbThreadSched,
+    pub(crate) db_statement_cache: bool,
     /// TLS_CERT_FILE and TLS_KEY_FILE (and TLS_CLIENT_CA_FILE): the listener speaks TLS.
-    pub tls: Option<TlsFiles>,
-    pub debug_addr: Option<SocketAddr>,
-    pub bench_routes: bool,
-    pub log_filter: String,
-    pub log_format: LogFormat,
-    pub access_log: bool,
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) debug_addr: Option<SocketAddr>,
+    pub(crate) bench_routes: bool,
+    pub(crate) log_filter: String,
+    pub(crate) log_format: LogFormat,
+    pub(crate) access_log: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workers {
+pub(crate) enum Workers {
     Auto,
     Count(usize),
 }
 
 /// A setting that is on, off, or decided from the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Toggle {
+pub(crate) enum Toggle {
     Auto,
     On,
     Off,
@@ -227,7 +227,7 @@ pub enum Toggle {
 
 /// The scheduling policy of the database threads (DB_THREAD_SCHED).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbThreadSched {
+pub(crate) enum DbThreadSched {
     /// SCHED_BATCH: woken threads wait for the running one to block or use up its slice.
     Batch,
     /// SCHED_OTHER, the default of every thread.
@@ -236,7 +236,7 @@ pub enum DbThreadSched {
 
 /// How new connections are spread over the workers (CONN_BALANCE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Balance {
+pub(crate) enum Balance {
     /// Live connection counts differ by at most one: a worker that accepts while it holds
     /// more than the least-loaded one hands the connection over.
     Exact,
@@ -245,43 +245,43 @@ pub enum Balance {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DriverChoice {
+pub(crate) enum DriverChoice {
     Auto,
     IoUring,
     Epoll,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// Which store serves the API.
 #[derive(Clone, PartialEq, Eq)]
-pub enum StoreConfig {
+pub(crate) enum StoreConfig {
     Sqlite { path: PathBuf },
     Postgres(PgConfig),
 }
 
 /// Postgres connection parameters, from DATABASE_URL or the DB_* variables.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PgConfig {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-    pub dbname: String,
-    pub sslmode: SslMode,
+pub(crate) struct PgConfig {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: String,
+    pub(crate) dbname: String,
+    pub(crate) sslmode: SslMode,
     /// The roots the server's certificate must lead to (`sslrootcert`).
-    pub sslrootcert: Option<SslRoots>,
+    pub(crate) sslrootcert: Option<SslRoots>,
     /// A client certificate chain and its key (`sslcert`, `sslkey`), for `hostssl … cert`.
-    pub sslcert: Option<(FileSetting, FileSetting)>,
+    pub(crate) sslcert: Option<(FileSetting, FileSetting)>,
 }
 
 /// libpq's `sslmode`, with libpq's meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     /// Plain text only.
     Disable,
     /// Plain text first; TLS if the server refuses a plain connection.
@@ -298,7 +298,7 @@ pub enum SslMode {
 
 impl SslMode {
     /// The word libpq uses.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Allow => "allow",
@@ -312,7 +312,7 @@ impl SslMode {
 
 /// Where the roots for a Postgres certificate come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SslRoots {
+pub(crate) enum SslRoots {
     /// `system`: Mozilla's root set, built into the binary.
     System,
     File(FileSetting),
@@ -321,19 +321,19 @@ pub enum SslRoots {
 /// A file named by a setting, with the setting, so a file that cannot be read at start is
 /// reported under the name the operator used (`DB_SSLKEY`, or `DATABASE_URL`'s `sslkey`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileSetting {
-    pub path: PathBuf,
-    pub var: &'static str,
+pub(crate) struct FileSetting {
+    pub(crate) path: PathBuf,
+    pub(crate) var: &'static str,
 }
 
 /// The listener's certificate, key and, for mTLS, the client CAs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: Option<PathBuf>,
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) client_ca: Option<PathBuf>,
     /// TLS_RESUMPTION: session tickets and the TLS 1.2 session cache.
-    pub resumption: bool,
+    pub(crate) resumption: bool,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -356,9 +356,9 @@ impl fmt::Debug for PgConfig {
 /// expected.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    pub var: &'static str,
-    pub value: String,
-    pub expected: String,
+    pub(crate) var: &'static str,
+    pub(crate) value: String,
+    pub(crate) expected: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -496,7 +496,7 @@ fn default_of(var: &str) -> &'static str {
 }
 
 /// `on/off`, `true/false`, `1/0`, `yes/no`.
-pub fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "on" | "true" | "yes" => Some(true),
         "0" | "off" | "false" | "no" => Some(false),
@@ -741,7 +741,7 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// A database URL with its password replaced, fit for error messages and logs.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

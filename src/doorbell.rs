@@ -14,7 +14,7 @@ use std::task::Waker;
 
 use crossbeam_channel::{Receiver, Sender};
 
-pub struct Doorbell<T> {
+pub(crate) struct Doorbell<T> {
     tx: Sender<T>,
     rx: Receiver<T>,
     flagged: AtomicBool,
@@ -30,7 +30,7 @@ impl<T> Default for Doorbell<T> {
 
 impl<T> Doorbell<T> {
     /// Posts an item and wakes the owner if nobody has since it last drained.
-    pub fn post(&self, item: T) {
+    pub(crate) fn post(&self, item: T) {
         let _ = self.tx.send(item);
         if !self.flagged.swap(true, Ordering::SeqCst) {
             if let Some(waker) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
@@ -40,12 +40,12 @@ impl<T> Doorbell<T> {
     }
 
     /// Whether items wait to be drained.
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         !self.rx.is_empty()
     }
 
     /// Owner side: registers `waker`, lowers the flag, then hands every posted item to `each`.
-    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(T)) {
+    pub(crate) fn drain(&self, waker: &Waker, mut each: impl FnMut(T)) {
         {
             let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
             if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {

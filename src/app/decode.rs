@@ -49,6 +49,24 @@ pub struct NewOrder {
     pub price_cents: i64,
 }
 
+/// POST /api/v1/products: the guide's example resource (docs/adding-a-resource.md).
+#[cfg(feature = "example-resource")]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NewProduct {
+    pub(crate) name: String,
+    pub(crate) price_cents: i64,
+}
+
+#[cfg(feature = "example-resource")]
+const PRODUCT_FIELDS: &[&str] = &["name", "price_cents"];
+
+#[cfg(feature = "example-resource")]
+pub(crate) fn new_product(body: &mut [u8], buffers: &mut Buffers) -> Result<NewProduct, Rejected> {
+    let body = json::object(body, buffers, PRODUCT_FIELDS)?;
+    let name = model::valid_name(body.required_str("name")?)?.to_owned();
+    Ok(NewProduct { name, price_cents: model::valid_price_cents(body.int("price_cents")?)? })
+}
+
 const USER_FIELDS: &[&str] = &["name", "email"];
 const ORDER_FIELDS: &[&str] = &["item", "quantity", "price_cents"];
 

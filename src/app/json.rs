@@ -8,12 +8,12 @@ use simd_json::prelude::*;
 use simd_json::{BorrowedValue, Buffers, ErrorType};
 
 /// A parsed JSON object body.
-pub struct Body<'a> {
+pub(crate) struct Body<'a> {
     value: BorrowedValue<'a>,
 }
 
 /// Parses `body` as a JSON object whose keys are all in `allowed`.
-pub fn object<'a>(body: &'a mut [u8], buffers: &mut Buffers, allowed: &[&str]) -> Result<Body<'a>, String> {
+pub(crate) fn object<'a>(body: &'a mut [u8], buffers: &mut Buffers, allowed: &[&str]) -> Result<Body<'a>, String> {
     let value = parse(body, buffers)?;
     let Some(object) = value.as_object() else {
         return Err(format!("body: must be a JSON object, not {}", kind(&value)));
@@ -25,7 +25,7 @@ pub fn object<'a>(body: &'a mut [u8], buffers: &mut Buffers, allowed: &[&str]) -
 }
 
 /// Parses any JSON value (for preferences, which are free-form).
-pub fn parse<'a>(body: &'a mut [u8], buffers: &mut Buffers) -> Result<BorrowedValue<'a>, String> {
+pub(crate) fn parse<'a>(body: &'a mut [u8], buffers: &mut Buffers) -> Result<BorrowedValue<'a>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("body: expected JSON, got an empty body".to_owned());
     }
@@ -40,7 +40,7 @@ impl<'a> Body<'a> {
 
     /// A string field; `Ok(None)` when absent. `null` is not a string: the field is either
     /// sent with its type or left out.
-    pub fn str(&self, key: &'static str) -> Result<Option<&str>, String> {
+    pub(crate) fn str(&self, key: &'static str) -> Result<Option<&str>, String> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_str().map(Some).ok_or_else(|| format!("{key}: must be a string, not {}", kind(v))),
@@ -48,12 +48,12 @@ impl<'a> Body<'a> {
     }
 
     /// A required string field.
-    pub fn required_str(&self, key: &'static str) -> Result<&str, String> {
+    pub(crate) fn required_str(&self, key: &'static str) -> Result<&str, String> {
         self.str(key)?.ok_or_else(|| format!("{key}: is required"))
     }
 
     /// An integer field (no fraction, no exponent, within i64); `Ok(None)` when absent.
-    pub fn int(&self, key: &'static str) -> Result<Option<i64>, String> {
+    pub(crate) fn int(&self, key: &'static str) -> Result<Option<i64>, String> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_i64().map(Some).ok_or_else(|| format!("{key}: must be a whole number, not {}", kind(v))),

@@ -7,7 +7,7 @@
 //! reusable JSON buffers, its worker's metrics, and the process facts the probes and the
 //! scrape report ([`Env`]). Not the connection registry, not the buffer pools: those belong
 //! to the connection loop, which reaches the application only through
-//! [`crate::net::service::Service`].
+//! [`crate::http::service::Service`], and the application reaches nothing of the loop's.
 
 pub mod decode;
 pub mod handlers;
@@ -24,44 +24,47 @@ use crate::doorbell::Doorbell;
 use crate::http::request::{Head, Method};
 use crate::http::response::Reply;
 use crate::http::route::{RequestView, Resolved};
-use crate::net::service::Service;
-use crate::net::shared::Shared;
+use crate::http::service::Service;
+use crate::lifecycle::Lifecycle;
 use crate::obs::metrics::{SnapshotRequest, WorkerMetrics};
 use routes::{Route, Router};
 
 /// The process facts the application reads, shared by every worker's [`App`].
-pub struct Env {
-    /// The connections' shared state: the drain flag that /readyz reports.
-    pub net: Arc<Shared>,
-    pub pool: Arc<Pool>,
+pub(crate) struct Env {
+    /// Serving, closing or draining: what /readyz reports.
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    /// This process's random part of generated ids (the benchmark routes seed from it).
+    pub(crate) id_seed: u64,
+    pub(crate) bench_routes: bool,
+    pub(crate) pool: Arc<Pool>,
     /// `io_uring` or `epoll`, for `percore_info`.
-    pub io_driver: &'static str,
+    pub(crate) io_driver: &'static str,
     /// The listener's TLS, whose counters /metrics shows.
-    pub tls: Option<Arc<crate::tls::server::ServerTls>>,
+    pub(crate) tls: Option<Arc<crate::tls::server::ServerTls>>,
     /// One per worker: post a request, get that worker's metrics snapshot back.
-    pub scrapes: Box<[Doorbell<SnapshotRequest>]>,
+    pub(crate) scrapes: Box<[Doorbell<SnapshotRequest>]>,
 }
 
 /// One worker's application.
-pub struct App {
-    pub id: usize,
-    pub env: Arc<Env>,
+pub(crate) struct App {
+    pub(crate) id: usize,
+    pub(crate) env: Arc<Env>,
     router: Router,
     /// This worker's side of the database pool.
-    pub db: Rc<DbClient>,
+    pub(crate) db: Rc<DbClient>,
     /// simd-json's parse buffers, reused for every request body.
-    pub json_buffers: RefCell<simd_json::Buffers>,
-    pub metrics: Rc<WorkerMetrics>,
+    pub(crate) json_buffers: RefCell<simd_json::Buffers>,
+    pub(crate) metrics: Rc<WorkerMetrics>,
     /// xorshift state for the benchmark routes' random ids.
     rng: Cell<u64>,
 }
 
 impl App {
-    pub fn new(id: usize, env: Arc<Env>, metrics: Rc<WorkerMetrics>) -> App {
-        let seed = env.net.id_seed;
+    pub(crate) fn new(id: usize, env: Arc<Env>, metrics: Rc<WorkerMetrics>) -> App {
+        let seed = env.id_seed;
         App {
             id,
-            router: routes::router(env.net.config.bench_routes),
+            router: routes::router(env.bench_routes),
             db: DbClient::new(env.pool.clone(), id, metrics.clone()),
             json_buffers: RefCell::new(simd_json::Buffers::default()),
             rng: Cell::new((seed ^ ((id as u64) << 32)) | 1),
@@ -71,7 +74,7 @@ impl App {
     }
 
     /// A random TechEmpower world id, 1–10,000 (xorshift64*: cheap, per worker).
-    pub fn random_world(&self) -> i32 {
+    pub(crate) fn random_world(&self) -> i32 {
         let mut x = self.rng.get();
         x ^= x >> 12;
         x ^= x << 25;
@@ -81,8 +84,8 @@ impl App {
     }
 
     /// The server is shutting down (SHUTDOWN_DELAY or the drain): /readyz says so.
-    pub fn is_closing(&self) -> bool {
-        self.env.net.is_closing()
+    pub(crate) fn is_closing(&self) -> bool {
+        self.env.lifecycle.is_closing()
     }
 }
 
@@ -110,16 +113,16 @@ impl Service for App {
     }
 
     #[inline(always)]
-    fn call_now(&self, route: Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
-        routes::call_now(self, route, request, reply)
+    fn handle_now(&self, route: Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
+        routes::handle_now(self, route, request, reply)
     }
 
-    fn call<'a>(
+    fn handle<'a>(
         &'a self,
         route: Route,
         request: RequestView<'a>,
         reply: &'a mut Reply<'_>,
     ) -> impl Future<Output = ()> + 'a {
-        routes::call(self, route, request, reply)
+        routes::handle(self, route, request, reply)
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! `routes!` turns the table into the [`Route`] enum, the router's rows, the `Allow` lists,
 //! the metrics labels ([`Route::pattern`]), and the two dispatch functions — so none of them
-//! can disagree with another. `tests/openapi.rs` checks the table against `openapi.json`.
+//! can disagree with another. `tests/it/openapi.rs` checks the table against `openapi.json`.
 //!
 //! A handler is `fn(&App, RequestView, &mut Reply)` when it answers in the worker, or an
 //! `async fn` of the same arguments when it waits. `HEAD` runs the `GET` handler (the reply
 //! drops the body).
 
+#[cfg(feature = "example-resource")]
+use super::handlers::products;
 #[cfg(feature = "test-routes")]
 use super::handlers::testing;
 use super::handlers::{bench, health, metrics, orders, preferences, users};
@@ -19,14 +21,11 @@ use crate::http::route::{Matcher, Methods, Pattern, RequestView};
 
 /// When a route is mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mount {
+pub(crate) enum Mount {
     Always,
     /// With BENCH_ROUTES=1: the TechEmpower test types.
     Bench,
 }
-
-/// Label for requests that matched no route.
-pub const UNMATCHED: &str = "unmatched";
 
 /// The TechEmpower routes keep exactly the headers the benchmark specifies; every other
 /// answer says `Cache-Control: no-store`. A constant per route: no test at run time.
@@ -67,19 +66,19 @@ macro_rules! method {
     };
 }
 
-/// A `now` handler's call in [`call_now`]; a `wait` handler never gets there.
-macro_rules! call_now {
+/// A `now` handler's call in [`handle_now`]; a `wait` handler never gets there.
+macro_rules! handle_now {
     (now, $handler:path, $app:ident, $req:ident, $reply:ident) => {
         $handler($app, $req, $reply)
     };
     (wait, $handler:path, $app:ident, $req:ident, $reply:ident) => {{
         let _ = ($app, $reply);
-        unreachable!("a waiting route is called through routes::call")
+        unreachable!("a waiting route is handled through routes::handle")
     }};
 }
 
-/// Any handler's call in [`call`].
-macro_rules! call {
+/// Any handler, in [`handle`].
+macro_rules! handle_any {
     (now, $handler:path, $app:ident, $req:ident, $reply:ident) => {
         $handler($app, $req, $reply)
     };
@@ -116,10 +115,10 @@ macro_rules! routes {
             pub const ALL: &'static [Route] = &[ $( $(#[cfg($cfg)])? Route::$name, )* ];
 
             /// The route's patterns in [`Route::index`] order: the metrics' `route` labels.
-            pub const PATTERNS: &'static [&'static str] = &[ $( $(#[cfg($cfg)])? $pattern, )* ];
+            pub(crate) const PATTERNS: &'static [&'static str] = &[ $( $(#[cfg($cfg)])? $pattern, )* ];
 
             /// This route's position in [`Route::ALL`].
-            pub fn index(self) -> usize {
+            pub(crate) fn index(self) -> usize {
                 self as usize
             }
 
@@ -128,12 +127,12 @@ macro_rules! routes {
                 match self { $( $(#[cfg($cfg)])? Route::$name => $pattern, )* }
             }
 
-            pub fn mount(self) -> Mount {
+            pub(crate) fn mount(self) -> Mount {
                 match self { $( $(#[cfg($cfg)])? Route::$name => Mount::$mount, )* }
             }
 
             /// The methods this route serves and its `Allow` list.
-            pub fn methods(self) -> Methods {
+            pub(crate) fn methods(self) -> Methods {
                 match self {
                     $( $(#[cfg($cfg)])? Route::$name => Methods {
                         allowed: &[ $( $( method!($method), )+ )+ ],
@@ -145,7 +144,7 @@ macro_rules! routes {
             /// Whether the handler for `method` awaits: only those get a deadline timer and
             /// a watch for the client leaving, so in-core routes pay for neither.
             #[inline]
-            pub fn waits(self, method: Method) -> bool {
+            pub(crate) fn waits(self, method: Method) -> bool {
                 match self { $( $(#[cfg($cfg)])? Route::$name => $name::waits(method), )* }
             }
         }
@@ -167,20 +166,20 @@ macro_rules! routes {
                 }
 
                 #[inline]
-                pub(super) fn call_now(app: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+                pub(super) fn handle_now(app: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
                     cache_policy(Mount::$mount, reply);
                     #[allow(unreachable_patterns)]
                     match req.method() {
-                        $( $(method!($method))|+ => call_now!($kind, $handler, app, req, reply), )+
+                        $( $(method!($method))|+ => handle_now!($kind, $handler, app, req, reply), )+
                         _ => unreachable!("the router resolved a method the route does not serve"),
                     }
                 }
 
-                pub(super) async fn call(app: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+                pub(super) async fn handle(app: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
                     cache_policy(Mount::$mount, reply);
                     #[allow(unreachable_patterns)]
                     match req.method() {
-                        $( $(method!($method))|+ => call!($kind, $handler, app, req, reply), )+
+                        $( $(method!($method))|+ => handle_any!($kind, $handler, app, req, reply), )+
                         _ => unreachable!("the router resolved a method the route does not serve"),
                     }
                 }
@@ -189,13 +188,13 @@ macro_rules! routes {
 
         /// Runs an in-core handler.
         #[inline]
-        pub fn call_now(app: &App, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
-            match route { $( $(#[cfg($cfg)])? Route::$name => $name::call_now(app, req, reply), )* }
+        pub(crate) fn handle_now(app: &App, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
+            match route { $( $(#[cfg($cfg)])? Route::$name => $name::handle_now(app, req, reply), )* }
         }
 
         /// Runs any handler, awaiting the ones that wait.
-        pub async fn call(app: &App, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
-            match route { $( $(#[cfg($cfg)])? Route::$name => $name::call(app, req, reply).await, )* }
+        pub(crate) async fn handle(app: &App, route: Route, req: RequestView<'_>, reply: &mut Reply<'_>) {
+            match route { $( $(#[cfg($cfg)])? Route::$name => $name::handle(app, req, reply).await, )* }
         }
     };
 }
@@ -219,6 +218,11 @@ routes! {
         PUT => wait preferences::put,
     }
     UserSummary "/api/v1/users/{id}/summary" Always { GET HEAD => wait users::summary }
+    /// The guide's example resource (docs/adding-a-resource.md).
+    #[cfg(feature = "example-resource")]
+    Products "/api/v1/products" Always { GET HEAD => wait products::list, POST => wait products::create }
+    #[cfg(feature = "example-resource")]
+    Product "/api/v1/products/{id}" Always { GET HEAD => wait products::get }
     Plaintext "/plaintext" Bench { GET HEAD => now bench::plaintext }
     Json "/json" Bench { GET HEAD => now bench::json }
     Db "/db" Bench { GET HEAD => wait bench::db }
@@ -236,7 +240,7 @@ routes! {
 }
 
 /// The routes mounted in this process, indexed for matching.
-pub type Router = Matcher<Route>;
+pub(crate) type Router = Matcher<Route>;
 
 /// The router for this process: every route, the TechEmpower ones only with
 /// `bench_routes`.

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// What went wrong in the store, sorted by consequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The connection is unusable (refused, closed, reset): drop it and reconnect.
     Connection(Fault),
     /// A unique constraint: the caller gets 409.
@@ -27,14 +27,14 @@ pub enum StoreError {
 /// the severity, SQLSTATE, message, detail and hint — the client library's own Display
 /// says only "db error"), and its class.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fault {
-    pub class: ErrorClass,
-    pub message: String,
+pub(crate) struct Fault {
+    pub(crate) class: ErrorClass,
+    pub(crate) message: String,
 }
 
 /// The `class` label of `db_store_errors_total`: bounded by construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ErrorClass {
+pub(crate) enum ErrorClass {
     /// The first two characters of a Postgres SQLSTATE (`08` connection, `26` invalid
     /// statement name, `40` transaction rollback, …).
     SqlState([u8; 2]),
@@ -51,9 +51,9 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Integrity constraint violations, SQLSTATE class 23, whichever store raised them.
-    pub const CONSTRAINT: ErrorClass = ErrorClass::SqlState(*b"23");
+    pub(crate) const CONSTRAINT: ErrorClass = ErrorClass::SqlState(*b"23");
 
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         match self {
             ErrorClass::SqlState(class) => std::str::from_utf8(class).unwrap_or("??"),
             ErrorClass::Io => "io",
@@ -66,17 +66,17 @@ impl ErrorClass {
 
 impl StoreError {
     /// Something percore found wrong with what the store returned (a 500).
-    pub fn internal(message: impl Into<String>) -> StoreError {
+    pub(crate) fn internal(message: impl Into<String>) -> StoreError {
         StoreError::Other(Fault { class: ErrorClass::Internal, message: message.into() })
     }
 
-    pub fn is_connection(&self) -> bool {
+    pub(crate) fn is_connection(&self) -> bool {
         matches!(self, StoreError::Connection(_))
     }
 
     /// Whether the store, not the request, is at fault: what readiness counts. A
     /// constraint, or data the store refused (SQLSTATE classes 22 and 23), is the request's.
-    pub fn is_store_side(&self) -> bool {
+    pub(crate) fn is_store_side(&self) -> bool {
         match self {
             StoreError::Connection(_) | StoreError::Statements(_) => true,
             StoreError::Unique | StoreError::ForeignKey => false,
@@ -85,7 +85,7 @@ impl StoreError {
     }
 
     /// The class this failure is counted under.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         match self {
             StoreError::Connection(f) | StoreError::Other(f) | StoreError::Statements(f) => f.class,
             StoreError::Unique | StoreError::ForeignKey => ErrorClass::CONSTRAINT,
@@ -93,7 +93,7 @@ impl StoreError {
     }
 
     /// The same failure, its message prefixed with where it happened.
-    pub fn context(self, what: &str) -> StoreError {
+    pub(crate) fn context(self, what: &str) -> StoreError {
         match self {
             StoreError::Connection(f) => {
                 StoreError::Connection(Fault { message: format!("{what}: {}", f.message), ..f })
@@ -144,7 +144,7 @@ impl From<rusqlite::Error> for StoreError {
 /// A Postgres error as a person needs to read it. For an error the server sent:
 /// `ERROR 26000: prepared statement "s3" does not exist` plus its detail and hint; for
 /// one without (I/O, a closed connection), the library's words and their cause.
-pub fn describe_pg(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe_pg(e: &tokio_postgres::Error) -> String {
     use std::fmt::Write;
     if let Some(db) = e.as_db_error() {
         let mut out = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
@@ -180,7 +180,7 @@ fn tls_refusal(c: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 /// Whether connecting failed in the TLS handshake, or because the server offers no TLS where
 /// the sslmode demands it (tokio-postgres files both under its TLS kind).
-pub fn is_tls_failure(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_tls_failure(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_none() && e.to_string().starts_with("error performing TLS handshake")
 }
 

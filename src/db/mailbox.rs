@@ -12,30 +12,30 @@ use super::jobs::{Job, Output};
 use super::DbError;
 
 /// A job on its way to the pool, with where its reply must go.
-pub struct Envelope {
-    pub worker: u16,
-    pub slot: u32,
-    pub generation: u32,
-    pub job: Job,
-    pub queued: Instant,
+pub(crate) struct Envelope {
+    pub(crate) worker: u16,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) job: Job,
+    pub(crate) queued: Instant,
 }
 
 /// A reply on its way back, with what the pool measured.
-pub struct Completion {
-    pub slot: u32,
-    pub generation: u32,
-    pub result: Result<Output, DbError>,
+pub(crate) struct Completion {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) result: Result<Output, DbError>,
     /// Which job ([`Job::index`]).
-    pub job: usize,
+    pub(crate) job: usize,
     /// Time in the queue before a pool thread took the job.
-    pub waited_ns: u64,
+    pub(crate) waited_ns: u64,
     /// Time the job ran on its connection.
-    pub ran_ns: u64,
+    pub(crate) ran_ns: u64,
     /// Whether it was answered by one query together with other waiting reads.
-    pub batched: bool,
+    pub(crate) batched: bool,
 }
 
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     replies: Doorbell<Completion>,
     /// Per request slot: bumped whenever the slot is released, so a job or reply that
     /// carries an older number belongs to a request that is gone.
@@ -43,35 +43,35 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    pub fn new(slots: usize) -> Mailbox {
+    pub(crate) fn new(slots: usize) -> Mailbox {
         Mailbox { replies: Doorbell::default(), generations: (0..slots).map(|_| AtomicU32::new(0)).collect() }
     }
 
-    pub fn slots(&self) -> usize {
+    pub(crate) fn slots(&self) -> usize {
         self.generations.len()
     }
 
-    pub fn generation(&self, slot: u32) -> u32 {
+    pub(crate) fn generation(&self, slot: u32) -> u32 {
         self.generations[slot as usize].load(Ordering::Acquire)
     }
 
     /// Whether the request a job belongs to is still waiting for it.
-    pub fn is_current(&self, slot: u32, generation: u32) -> bool {
+    pub(crate) fn is_current(&self, slot: u32, generation: u32) -> bool {
         self.generation(slot) == generation
     }
 
     /// The worker releases a slot: anything still in flight for it becomes stale.
-    pub fn retire(&self, slot: u32) {
+    pub(crate) fn retire(&self, slot: u32) {
         self.generations[slot as usize].fetch_add(1, Ordering::AcqRel);
     }
 
     /// Pool side: leaves a reply and wakes the worker if nobody has yet.
-    pub fn deliver(&self, completion: Completion) {
+    pub(crate) fn deliver(&self, completion: Completion) {
         self.replies.post(completion);
     }
 
     /// Worker side: hands every reply that has arrived to `each`.
-    pub fn drain(&self, waker: &Waker, each: impl FnMut(Completion)) {
+    pub(crate) fn drain(&self, waker: &Waker, each: impl FnMut(Completion)) {
         self.replies.drain(waker, each);
     }
 }

@@ -10,10 +10,10 @@
 //! versions start at 1001 to stay out of the API's sequence.
 
 pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sqlite: &'static str,
-    pub postgres: &'static str,
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sqlite: &'static str,
+    pub(crate) postgres: &'static str,
 }
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -92,7 +92,7 @@ macro_rules! insert_fortunes {
 /// The TechEmpower tables: 10,000 worlds with random numbers 1–10,000, and the 12
 /// fortunes of the benchmark's specification. A database TechEmpower's own script created
 /// (perf/bench.py's private one) already has them: they are kept as they are.
-pub const BENCH_MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const BENCH_MIGRATIONS: &[Migration] = &[Migration {
     version: 1001,
     name: "techempower world and fortune",
     sqlite: concat!(
@@ -113,9 +113,24 @@ pub const BENCH_MIGRATIONS: &[Migration] = &[Migration {
     ),
 }];
 
+/// The guide's example resource (docs/adding-a-resource.md), only with its feature, so no
+/// production database gets its table; its versions start at 2001, out of the API's way.
+/// (A real resource's migration is the next version of [`MIGRATIONS`].)
+#[cfg(feature = "example-resource")]
+pub(crate) const EXAMPLE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 2001,
+    name: "products",
+    sqlite: "CREATE TABLE products (id INTEGER PRIMARY KEY AUTOINCREMENT,
+             name TEXT NOT NULL, price_cents INTEGER NOT NULL CHECK (price_cents >= 0));",
+    postgres: "CREATE TABLE products (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+               name TEXT NOT NULL, price_cents BIGINT NOT NULL CHECK (price_cents >= 0));",
+}];
+#[cfg(not(feature = "example-resource"))]
+pub(crate) const EXAMPLE_MIGRATIONS: &[Migration] = &[];
+
 /// The migrations a store needs: the API's, and the benchmark's when its routes are on.
-pub fn wanted(bench_routes: bool) -> impl Iterator<Item = &'static Migration> {
-    MIGRATIONS.iter().chain(BENCH_MIGRATIONS.iter().filter(move |_| bench_routes))
+pub(crate) fn wanted(bench_routes: bool) -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS.iter().chain(BENCH_MIGRATIONS.iter().filter(move |_| bench_routes)).chain(EXAMPLE_MIGRATIONS)
 }
 
 #[cfg(test)]
@@ -130,7 +145,10 @@ mod tests {
         for (i, m) in BENCH_MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, 1001 + i as i64, "{}", m.name);
         }
-        assert_eq!(wanted(false).count(), MIGRATIONS.len());
-        assert_eq!(wanted(true).count(), MIGRATIONS.len() + BENCH_MIGRATIONS.len());
+        for (i, m) in EXAMPLE_MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, 2001 + i as i64, "{}", m.name);
+        }
+        assert_eq!(wanted(false).count(), MIGRATIONS.len() + EXAMPLE_MIGRATIONS.len());
+        assert_eq!(wanted(true).count(), MIGRATIONS.len() + BENCH_MIGRATIONS.len() + EXAMPLE_MIGRATIONS.len());
     }
 }

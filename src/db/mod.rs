@@ -30,10 +30,12 @@
 //! Failures: a connection older than DB_CONN_MAX_LIFETIME is replaced between jobs; a
 //! broken one is dropped, the job that met the failure is answered 503 (never retried — a
 //! write must not run twice), and the thread reconnects with backoff, answering 503 at once
-//! meanwhile. Readiness follows what the pool threads last saw ([`pool::StoreHealth`]).
+//! meanwhile. Readiness follows what the pool threads last saw ([`health::StoreHealth`]).
 
+pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod error;
+pub(crate) mod health;
 pub(crate) mod jobs;
 pub(crate) mod mailbox;
 pub mod migrations;
@@ -46,13 +48,13 @@ pub(crate) mod store;
 
 use std::fmt;
 
-pub use client::DbClient;
-pub use jobs::{Job, Output, Page};
-pub use pool::Pool;
+pub(crate) use client::DbClient;
+pub(crate) use jobs::{Job, Page};
+pub(crate) use pool::Pool;
 
 /// Why a database call did not produce an output, as the HTTP layer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbError {
+pub(crate) enum DbError {
     /// DB_QUEUE_DEPTH jobs are already waiting (503).
     QueueFull,
     /// The store cannot be reached, or the connection broke during this job (503).

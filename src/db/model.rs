@@ -24,36 +24,45 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
+/// The guide's example resource (docs/adding-a-resource.md).
+#[cfg(feature = "example-resource")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Order {
-    pub id: i64,
-    pub user_id: i64,
-    pub item: String,
-    pub quantity: i32,
-    pub price_cents: i64,
-    pub created_at: Timestamp,
+pub(crate) struct Product {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Order {
+    pub(crate) id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) item: String,
+    pub(crate) quantity: i32,
+    pub(crate) price_cents: i64,
+    pub(crate) created_at: Timestamp,
 }
 
 /// A TechEmpower world row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct World {
-    pub id: i32,
+pub(crate) struct World {
+    pub(crate) id: i32,
     #[serde(rename = "randomNumber")]
-    pub random_number: i32,
+    pub(crate) random_number: i32,
 }
 
 /// A TechEmpower fortune.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fortune {
-    pub id: i32,
-    pub message: String,
+pub(crate) struct Fortune {
+    pub(crate) id: i32,
+    pub(crate) message: String,
 }
 
 /// A field that broke a rule: `{field}: {message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: &'static str,
+pub(crate) struct FieldError {
+    pub(crate) field: &'static str,
+    pub(crate) message: &'static str,
 }
 
 impl fmt::Display for FieldError {
@@ -67,12 +76,12 @@ fn invalid(field: &'static str, message: &'static str) -> FieldError {
 }
 
 /// 1–100 characters after trimming, no control characters. Returns the trimmed name.
-pub fn valid_name(raw: &str) -> Result<&str, FieldError> {
+pub(crate) fn valid_name(raw: &str) -> Result<&str, FieldError> {
     text("name", raw, 100, "must be 1 to 100 characters")
 }
 
 /// An order's item: 1–200 characters after trimming, no control characters.
-pub fn valid_item(raw: &str) -> Result<&str, FieldError> {
+pub(crate) fn valid_item(raw: &str) -> Result<&str, FieldError> {
     text("item", raw, 200, "must be 1 to 200 characters")
 }
 
@@ -90,7 +99,7 @@ fn text<'a>(field: &'static str, raw: &'a str, max: usize, length: &'static str)
 
 /// At most 254 characters, exactly one `@`, a non-empty local part and a dotted domain,
 /// no whitespace or control characters. Returns the trimmed address.
-pub fn valid_email(raw: &str) -> Result<&str, FieldError> {
+pub(crate) fn valid_email(raw: &str) -> Result<&str, FieldError> {
     let s = raw.trim();
     if s.is_empty() {
         return Err(invalid("email", "must not be empty"));
@@ -117,19 +126,19 @@ pub fn valid_email(raw: &str) -> Result<&str, FieldError> {
 }
 
 /// An order's quantity: a whole number from 1 to 2³¹−1.
-pub fn valid_quantity(n: Option<i64>) -> Result<i32, FieldError> {
+pub(crate) fn valid_quantity(n: Option<i64>) -> Result<i32, FieldError> {
     n.filter(|&q| q >= 1)
         .and_then(|q| i32::try_from(q).ok())
         .ok_or(invalid("quantity", "must be a whole number from 1 to 2147483647"))
 }
 
 /// An order's price in cents: a whole number ≥ 0.
-pub fn valid_price_cents(n: Option<i64>) -> Result<i64, FieldError> {
+pub(crate) fn valid_price_cents(n: Option<i64>) -> Result<i64, FieldError> {
     n.filter(|&p| p >= 0).ok_or(invalid("price_cents", "must be a whole number of cents, 0 or more"))
 }
 
 /// Largest preferences object, in bytes of JSON as sent.
-pub const MAX_PREFERENCES_BYTES: usize = 4096;
+pub(crate) const MAX_PREFERENCES_BYTES: usize = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -8,21 +8,21 @@
 //! as each job finishes. SQLite runs one job at a time.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::error::{ErrorClass, StoreError};
+use super::error::StoreError;
+use super::health::{judge, settle, thread_name, Judge, StoreErrors, StoreHealth};
 use super::jobs;
 use super::jobs::Job;
 use super::mailbox::{Completion, Envelope, Mailbox};
 use super::postgres::drive;
-use super::store::{Conn, ConnKind, Pg, PgLink, Store};
+use super::store::{Pg, PgLink, Store, StoreConn, StoreKind};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
 
@@ -33,126 +33,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// went away while nobody was asking.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
-/// Statements whose outcomes readiness weighs (the newest of the pool's).
-const OUTCOMES: u32 = 32;
-/// Not ready while more than this many of them failed for a store-side reason.
-const MOST: u32 = OUTCOMES / 2;
-/// Not ready for this long after a prepared statement went missing on the server side.
-const STATEMENT_TROUBLE_HOLD: Duration = Duration::from_secs(10);
-
-/// What the pool threads last saw of the store, for /readyz: connections, and what the
-/// statements run for requests (and the idle checks) came to.
-pub struct StoreHealth {
-    /// Pool threads holding a working connection right now.
-    connected: AtomicUsize,
-    last_error: Mutex<String>,
-    /// The newest outcomes, newest in bit 0: a 1 failed for a store-side reason.
-    outcomes: AtomicU64,
-    /// When a prepared statement was last missing (SQLSTATE 26000/42P05), and what was said.
-    statement_trouble: Mutex<Option<(Instant, String)>>,
-    /// The advice about statement trouble is logged once per process.
-    statement_advice_logged: AtomicBool,
-    /// A failure to connect has been logged since the pool was last connected: an outage
-    /// is said once, not once per thread or per attempt.
-    outage_logged: AtomicBool,
-}
-
-impl StoreHealth {
-    fn new() -> StoreHealth {
-        StoreHealth {
-            connected: AtomicUsize::new(0),
-            last_error: Mutex::new("not connected yet".into()),
-            outcomes: AtomicU64::new(0),
-            statement_trouble: Mutex::new(None),
-            statement_advice_logged: AtomicBool::new(false),
-            outage_logged: AtomicBool::new(false),
-        }
-    }
-
-    /// One statement's outcome: `failed` when the store was at fault.
-    fn record(&self, failed: bool) {
-        let _ =
-            self.outcomes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some((h << 1) | u64::from(failed)));
-    }
-
-    fn statements_missing(&self, e: &StoreError) {
-        *self.statement_trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), e.to_string()));
-    }
-
-    /// Why the store cannot serve requests although connections are up, if it cannot:
-    /// prepared statements going missing, or most recent statements failing.
-    pub fn trouble(&self) -> Option<String> {
-        if let Some((at, why)) = &*self.statement_trouble.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < STATEMENT_TROUBLE_HOLD {
-                return Some(format!(
-                    "prepared statements go missing on the server ({why}): a transaction-mode pooler? set DB_STATEMENT_CACHE=off"
-                ));
-            }
-        }
-        let failed = (self.outcomes.load(Ordering::Relaxed) & ((1 << OUTCOMES) - 1)).count_ones();
-        (failed > MOST).then(|| format!("{failed} of the last {OUTCOMES} statements failed: {}", self.last_error()))
-    }
-
-    /// Pool threads holding a working connection now.
-    pub fn connected(&self) -> usize {
-        self.connected.load(Ordering::Relaxed)
-    }
-
-    /// Up while at least one pool thread holds a working connection.
-    pub fn is_up(&self) -> bool {
-        self.connected.load(Ordering::Relaxed) > 0
-    }
-
-    pub fn last_error(&self) -> String {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn failed(&self, why: &str) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why.to_owned();
-    }
-}
-
-/// What went wrong in the store, counted for `/metrics`. Touched only by failures, so a
-/// mutex costs the request path nothing; the classes are bounded (SQLSTATE classes are two
-/// characters).
-#[derive(Default)]
-pub struct StoreErrors {
-    by_class: Mutex<BTreeMap<ErrorClass, u64>>,
-    deadlock_retries: AtomicU64,
-}
-
-impl StoreErrors {
-    fn count(&self, e: &StoreError) {
-        *self.by_class.lock().unwrap_or_else(|p| p.into_inner()).entry(e.class()).or_default() += 1;
-    }
-
-    /// Failures so far, by class label.
-    pub fn by_class(&self) -> Vec<(String, u64)> {
-        let counts = self.by_class.lock().unwrap_or_else(|p| p.into_inner());
-        counts.iter().map(|(class, n)| (class.label().to_owned(), *n)).collect()
-    }
-
-    /// Statements sent again after a deadlock chose them as its victim.
-    pub fn deadlock_retries(&self) -> u64 {
-        self.deadlock_retries.load(Ordering::Relaxed)
-    }
-}
-
 /// The pool as the rest of the server sees it.
-pub struct Pool {
-    pub jobs: Sender<Envelope>,
-    pub mailboxes: Box<[Mailbox]>,
-    pub health: StoreHealth,
-    pub errors: StoreErrors,
+pub(crate) struct Pool {
+    pub(crate) jobs: Sender<Envelope>,
+    pub(crate) mailboxes: Box<[Mailbox]>,
+    pub(crate) health: StoreHealth,
+    pub(crate) errors: StoreErrors,
     /// `sqlite` or `postgres`.
-    pub store: &'static str,
-    pub threads: usize,
+    pub(crate) store: &'static str,
+    pub(crate) threads: usize,
 }
 
 impl Pool {
     /// The pool's channel and mailboxes, without its threads yet: the workers can be built
     /// (and start serving) first, then [`Pool::spawn_threads`] starts the database side.
-    pub fn new(config: &Config, workers: usize) -> (Arc<Pool>, Receiver<Envelope>) {
+    pub(crate) fn new(config: &Config, workers: usize) -> (Arc<Pool>, Receiver<Envelope>) {
         let threads = config.db_pool_size.unwrap_or(default_pool_size(workers));
         let (jobs, queue) = crossbeam_channel::bounded(config.db_queue_depth);
         let slots = config.db_queue_depth + threads;
@@ -174,7 +69,7 @@ impl Pool {
     /// not stop the server from starting; /readyz says so instead.
     /// `pg_tls` is the Postgres TLS configuration, `None` under `sslmode=disable` (and for
     /// SQLite).
-    pub fn spawn_threads(
+    pub(crate) fn spawn_threads(
         self: &Arc<Self>,
         queue: Receiver<Envelope>,
         config: &Config,
@@ -215,9 +110,14 @@ impl Pool {
         Ok(())
     }
 
+    /// Where failures are recorded.
+    fn judge(&self) -> Judge<'_> {
+        Judge { health: &self.health, errors: &self.errors }
+    }
+
     /// `Err` with what /readyz says while the store cannot serve requests: no connection,
     /// or connections whose statements fail.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub(crate) fn readiness(&self) -> Result<(), String> {
         if !self.health.is_up() {
             return Err(format!("store {} unavailable: {}", self.store, self.health.last_error()));
         }
@@ -232,7 +132,7 @@ impl Pool {
 /// summary's three reads run at once. Measured on 2 cores against Postgres (README): 2–3
 /// threads served 38k req/s, 4 served 33k, 8 and 16 about 35k while each extra connection
 /// cost ~2.5 MB of memory — the server's cores, not the connections, are the limit.
-pub fn default_pool_size(workers: usize) -> usize {
+pub(crate) fn default_pool_size(workers: usize) -> usize {
     (workers + 1).max(3)
 }
 
@@ -292,7 +192,7 @@ struct PoolThread<'a> {
     queue: &'a Receiver<Envelope>,
     settings: &'a Settings,
     runtime: tokio::runtime::Runtime,
-    conn: Option<Conn>,
+    conn: Option<StoreConn>,
     next_attempt: Instant,
     backoff: Duration,
     taken: Vec<Envelope>,
@@ -312,15 +212,15 @@ impl PoolThread<'_> {
         }
         let Settings { bench_routes, statement_cache, ref pg_tls, .. } = *self.settings;
         let opened =
-            Conn::open(store, pg_tls.as_ref(), &self.runtime, bench_routes, statement_cache).and_then(|mut c| {
+            StoreConn::open(store, pg_tls.as_ref(), &self.runtime, bench_routes, statement_cache).and_then(|mut c| {
                 // Every statement prepared in one round trip, rather than each on its first use
                 // by as many jobs of the first pipeline as happen to need it. A name the server
                 // already holds (a pooler's) is statement trouble, not a failed connection: the
                 // statements are prepared again on use, and readiness says what to set.
-                if let (ConnKind::Postgres(link), true) = (&mut c.kind, statement_cache) {
+                if let (StoreKind::Postgres(link), true) = (&mut c.kind, statement_cache) {
                     let PgLink { pg, io } = &mut **link;
                     match drive(&self.runtime, io, pg.prepare_all(jobs::pg_statements(bench_routes))) {
-                        Err(e @ StoreError::Statements(_)) => drop(judge(pool, e, &Cell::new(None))),
+                        Err(e @ StoreError::Statements(_)) => drop(judge(&pool.judge(), e, &Cell::new(None))),
                         other => other?,
                     }
                 }
@@ -364,7 +264,7 @@ impl PoolThread<'_> {
     fn ping(&mut self) {
         let Some(c) = self.conn.as_mut() else { return };
         let lost = Cell::new(None);
-        let _ = settle(self.pool, c.ping(&self.runtime), &lost);
+        let _ = settle(&self.pool.judge(), c.ping(&self.runtime), &lost);
         self.after(lost);
     }
 
@@ -375,14 +275,16 @@ impl PoolThread<'_> {
             return; // its request timed out or its client left: do not run it
         }
         let started = Instant::now();
-        let (reply, job) = Reply::take(envelope);
+        let (reply, job) = ReturnAddress::take(envelope);
         let lost = Cell::new(None);
         let result = match self.conn.as_mut().map(|c| &mut c.kind) {
             None => Err(DbError::Unavailable(pool.health.last_error())),
-            Some(ConnKind::Sqlite(c)) => settle(pool, self.runtime.block_on(jobs::run(Store::Sqlite(c), job)), &lost),
-            Some(ConnKind::Postgres(link)) => {
+            Some(StoreKind::Sqlite(c)) => {
+                settle(&pool.judge(), self.runtime.block_on(jobs::run(Store::Sqlite(c), job)), &lost)
+            }
+            Some(StoreKind::Postgres(link)) => {
                 let PgLink { pg, io } = &mut **link;
-                settle(pool, drive(&self.runtime, io, jobs::run(Store::Postgres(pg), job)), &lost)
+                settle(&pool.judge(), drive(&self.runtime, io, jobs::run(Store::Postgres(pg), job)), &lost)
             }
         };
         reply.send(pool, result, started, false);
@@ -398,12 +300,12 @@ impl PoolThread<'_> {
     /// With DB_BATCH_READS, the user point reads taken together become one query. Without
     /// a Postgres connection (SQLite, or none yet), `first` runs alone.
     fn run_pipelined(&mut self, first: Envelope) {
-        if !matches!(self.conn.as_ref().map(|c| &c.kind), Some(ConnKind::Postgres(_))) {
+        if !matches!(self.conn.as_ref().map(|c| &c.kind), Some(StoreKind::Postgres(_))) {
             return self.run_one(first);
         }
         let PoolThread { pool, queue, settings, runtime, conn, taken, .. } = self;
         let (pool, queue, settings): (&Pool, &Receiver<Envelope>, &Settings) = (pool, queue, settings);
-        let Some(Conn { kind: ConnKind::Postgres(link), opened, .. }) = conn.as_mut() else { return };
+        let Some(StoreConn { kind: StoreKind::Postgres(link), opened, .. }) = conn.as_mut() else { return };
         let retire_at = *opened + settings.lifetime;
         let PgLink { pg, io } = &mut **link;
         let pg: &Pg = pg;
@@ -471,7 +373,7 @@ fn units(pool: &Pool, taken: &mut Vec<Envelope>, batch_reads: bool, units: &mut 
         if !pool.mailboxes[e.worker as usize].is_current(e.slot, e.generation) {
             continue; // its request timed out or its client left: do not run it
         }
-        let (reply, job) = Reply::take(e);
+        let (reply, job) = ReturnAddress::take(e);
         match jobs::batchable_user_read(&job) {
             Some(id) if batch_reads => reads.push((reply, id)),
             _ => units.push(Unit::One(reply, job)),
@@ -489,20 +391,20 @@ fn units(pool: &Pool, taken: &mut Vec<Envelope>, batch_reads: bool, units: &mut 
 
 /// What one future of a pipeline runs: a job, or several user reads as one query.
 enum Unit {
-    One(Reply, Job),
-    Reads(Vec<(Reply, i64)>),
+    One(ReturnAddress, Job),
+    Reads(Vec<(ReturnAddress, i64)>),
 }
 
 /// Runs `unit` on the shared connection and sends its replies home as soon as it is done.
 async fn perform(pool: &Pool, pg: &Pg, unit: Unit, started: Instant, lost: &Cell<Option<String>>) {
     match unit {
         Unit::One(reply, job) => {
-            let result = settle(pool, jobs::run(Store::Postgres(pg), job).await, lost);
+            let result = settle(&pool.judge(), jobs::run(Store::Postgres(pg), job).await, lost);
             reply.send(pool, result, started, false);
         }
         Unit::Reads(reads) => {
             let ids: Vec<i64> = reads.iter().map(|&(_, id)| id).collect();
-            match settle(pool, jobs::run_user_reads(Store::Postgres(pg), &ids).await, lost) {
+            match settle(&pool.judge(), jobs::run_user_reads(Store::Postgres(pg), &ids).await, lost) {
                 Ok(outputs) => {
                     for ((reply, _), output) in reads.into_iter().zip(outputs) {
                         reply.send(pool, Ok(output), started, true);
@@ -519,7 +421,7 @@ async fn perform(pool: &Pool, pg: &Pg, unit: Unit, started: Instant, lost: &Cell
 }
 
 /// Where a job's reply goes, kept while the job runs.
-struct Reply {
+struct ReturnAddress {
     worker: u16,
     slot: u32,
     generation: u32,
@@ -528,10 +430,15 @@ struct Reply {
     job: usize,
 }
 
-impl Reply {
-    fn take(e: Envelope) -> (Reply, Job) {
-        let reply =
-            Reply { worker: e.worker, slot: e.slot, generation: e.generation, queued: e.queued, job: e.job.index() };
+impl ReturnAddress {
+    fn take(e: Envelope) -> (ReturnAddress, Job) {
+        let reply = ReturnAddress {
+            worker: e.worker,
+            slot: e.slot,
+            generation: e.generation,
+            queued: e.queued,
+            job: e.job.index(),
+        };
         (reply, e.job)
     }
 
@@ -548,58 +455,8 @@ impl Reply {
     }
 }
 
-/// A job's outcome, weighed for readiness; a failure becomes what the request answers.
-fn settle<T>(pool: &Pool, result: Result<T, StoreError>, lost: &Cell<Option<String>>) -> Result<T, DbError> {
-    match result {
-        Ok(v) => {
-            pool.health.record(false);
-            Ok(v)
-        }
-        Err(e) => Err(judge(pool, e, lost)),
-    }
-}
-
-/// What a failed job answers. A broken connection is noted in `lost`, to be dropped once
-/// the jobs running on it are done; no job is retried.
-fn judge(pool: &Pool, e: StoreError, lost: &Cell<Option<String>>) -> DbError {
-    let health = &pool.health;
-    pool.errors.count(&e);
-    health.record(e.is_store_side());
-    if e.is_store_side() {
-        health.failed(&e.to_string());
-    }
-    match e {
-        e if e.is_connection() => {
-            let why = e.to_string();
-            let first = lost.take();
-            lost.set(Some(first.unwrap_or_else(|| why.clone())));
-            DbError::Unavailable(why)
-        }
-        StoreError::Statements(_) => {
-            // Not a lost connection: the connection works, the pooler behind it does
-            // not keep what it prepared. Said once, with the cure.
-            health.statements_missing(&e);
-            if !health.statement_advice_logged.swap(true, Ordering::Relaxed) {
-                log::error!(
-                    "{}: {e}. Prepared statements do not survive between transactions here: a \
-                     transaction-mode pooler (PgBouncer before 1.21, or without max_prepared_statements) \
-                     sits in front of Postgres. Set DB_STATEMENT_CACHE=off. /readyz answers 503 meanwhile.",
-                    thread_name()
-                );
-            }
-            DbError::Unavailable(e.to_string())
-        }
-        StoreError::Unique => DbError::Conflict,
-        e => DbError::Internal(e.to_string()),
-    }
-}
-
-fn drop_conn(pool: &Pool, conn: &mut Option<Conn>) {
+fn drop_conn(pool: &Pool, conn: &mut Option<StoreConn>) {
     if conn.take().is_some() {
         pool.health.connected.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn thread_name() -> String {
-    std::thread::current().name().unwrap_or("percore-db").to_owned()
 }

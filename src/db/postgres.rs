@@ -27,13 +27,13 @@ use crate::config::{PgConfig, SslMode};
 
 /// A store that does not answer within this is down for this attempt: requests get 503
 /// quickly instead of hanging on a dead host.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Key of the advisory lock that serializes migrations across replicas ("percore").
 const MIGRATION_LOCK: i64 = 0x0070_6572_636f_7265;
 
 /// How an open connection travels: said in the log line when the pool connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Plain,
     Tls,
 }
@@ -42,7 +42,7 @@ pub enum Transport {
 /// ([`crate::tls::client::postgres`]; `None` under `sslmode=disable`). The connection's I/O
 /// half is returned beside the client: the pool thread drives it whenever it waits for
 /// statements ([`drive`]), and it rests otherwise.
-pub fn open(
+pub(crate) fn open(
     pg: &PgConfig,
     tls: Option<&Arc<rustls::ClientConfig>>,
     runtime: &tokio::runtime::Runtime,
@@ -230,13 +230,17 @@ fn closed() -> Fault {
 }
 
 /// The connection's I/O half: it writes what the client queued and reads the replies.
-pub type PgConnection = tokio_postgres::Connection<Socket, RustlsStream>;
+pub(crate) type PgConnection = tokio_postgres::Connection<Socket, RustlsStream>;
 
 /// Runs `work` (statements on a connection's client) to completion on the pool thread's
 /// runtime, driving the connection's I/O in the same task, as the `postgres` crate does:
 /// no task of its own to schedule and wake for every message. A connection that ends is
 /// dropped, so each statement still waiting fails as closed and `work` finishes.
-pub fn drive<T>(runtime: &tokio::runtime::Runtime, io: &mut Option<PgConnection>, work: impl Future<Output = T>) -> T {
+pub(crate) fn drive<T>(
+    runtime: &tokio::runtime::Runtime,
+    io: &mut Option<PgConnection>,
+    work: impl Future<Output = T>,
+) -> T {
     let mut work = pin!(work);
     runtime.block_on(poll_fn(|cx| loop {
         if let Poll::Ready(out) = work.as_mut().poll(cx) {

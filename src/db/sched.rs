@@ -19,7 +19,7 @@ use std::io;
 use crate::config::DbThreadSched;
 
 /// Puts the calling thread under `policy`.
-pub fn apply(policy: DbThreadSched) -> io::Result<()> {
+pub(crate) fn apply(policy: DbThreadSched) -> io::Result<()> {
     let policy = match policy {
         DbThreadSched::Batch => libc::SCHED_BATCH,
         DbThreadSched::Normal => return Ok(()),

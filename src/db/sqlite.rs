@@ -15,9 +15,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
 
 /// The idle health check's statement, kept in the connection's statement cache.
-pub const PING: &str = "SELECT 1";
+pub(crate) const PING: &str = "SELECT 1";
 
-pub fn open(path: &Path, bench_routes: bool) -> Result<Connection, StoreError> {
+pub(crate) fn open(path: &Path, bench_routes: bool) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| {
         StoreError::Connection(Fault { class: ErrorClass::Sqlite, message: format!("{}: {e}", path.display()) })

@@ -20,14 +20,14 @@ use super::postgres::{drive, PgConnection};
 use crate::config::StoreConfig;
 
 /// A live connection and when it was opened (for DB_CONN_MAX_LIFETIME).
-pub struct Conn {
-    pub kind: ConnKind,
-    pub opened: Instant,
+pub(crate) struct StoreConn {
+    pub(crate) kind: StoreKind,
+    pub(crate) opened: Instant,
     /// Postgres over TLS (said when the pool connects).
-    pub tls: bool,
+    pub(crate) tls: bool,
 }
 
-pub enum ConnKind {
+pub(crate) enum StoreKind {
     Sqlite(rusqlite::Connection),
     // Boxed (one allocation per connection) so the enum stays the size of the small variant.
     Postgres(Box<PgLink>),
@@ -35,14 +35,14 @@ pub enum ConnKind {
 
 /// A Postgres connection as a pool thread holds it: the client the jobs share, and the I/O
 /// half the thread drives while they run ([`drive`]); `None` once it has ended.
-pub struct PgLink {
-    pub pg: Pg,
-    pub io: Option<PgConnection>,
+pub(crate) struct PgLink {
+    pub(crate) pg: Pg,
+    pub(crate) io: Option<PgConnection>,
 }
 
 /// The connection as a job sees it: SQLite exclusively, Postgres shared with the other jobs
 /// of the same pipeline.
-pub enum Store<'a> {
+pub(crate) enum Store<'a> {
     Sqlite(&'a mut rusqlite::Connection),
     Postgres(&'a Pg),
 }
@@ -50,20 +50,20 @@ pub enum Store<'a> {
 /// A Postgres statement with the types of its parameters. The types let a statement go
 /// unnamed in one round trip (Parse, Bind, Execute, Sync) when DB_STATEMENT_CACHE=off: no
 /// prepare to learn them, nothing left on the server connection.
-pub struct PgSql {
-    pub text: &'static str,
-    pub types: &'static [Type],
+pub(crate) struct PgSql {
+    pub(crate) text: &'static str,
+    pub(crate) types: &'static [Type],
 }
 
 impl PgSql {
-    pub const fn new(text: &'static str, types: &'static [Type]) -> PgSql {
+    pub(crate) const fn new(text: &'static str, types: &'static [Type]) -> PgSql {
         PgSql { text, types }
     }
 }
 
 /// The idle check: a statement through the same path as requests' statements, so a
 /// pooler that loses prepared statements fails it too.
-pub const PING: PgSql = PgSql::new("SELECT 1", &[]);
+pub(crate) const PING: PgSql = PgSql::new("SELECT 1", &[]);
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -71,18 +71,29 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// once per connection on first use and kept for its lifetime. Every call sends its own
 /// Bind/Execute/Sync (Parse too when unnamed), so calls made at once are pipelined and an
 /// error in one fails that statement alone.
-pub struct Pg {
-    pub client: tokio_postgres::Client,
+pub(crate) struct Pg {
+    pub(crate) client: tokio_postgres::Client,
     cache: bool,
     statements: RefCell<HashMap<&'static str, Statement>>,
+    /// What [`Pg::prepare_all`] was given: in debug builds, a statement outside it fails its
+    /// first use, so a resource that forgets `pg_statements()` fails its tests.
+    #[cfg(debug_assertions)]
+    registered: RefCell<std::collections::HashSet<&'static str>>,
     /// Statements sent again after Postgres chose them as a deadlock's victim, since the
     /// pool thread last collected the count.
-    pub deadlock_retries: Cell<u64>,
+    pub(crate) deadlock_retries: Cell<u64>,
 }
 
 impl Pg {
-    pub fn new(client: tokio_postgres::Client, cache: bool) -> Pg {
-        Pg { client, cache, statements: RefCell::new(HashMap::new()), deadlock_retries: Cell::new(0) }
+    pub(crate) fn new(client: tokio_postgres::Client, cache: bool) -> Pg {
+        Pg {
+            client,
+            cache,
+            statements: RefCell::new(HashMap::new()),
+            #[cfg(debug_assertions)]
+            registered: RefCell::default(),
+            deadlock_retries: Cell::new(0),
+        }
     }
 
     /// The prepared statement for `sql`, preparing it on first use. Two jobs of one
@@ -91,6 +102,15 @@ impl Pg {
         if let Some(s) = self.statements.borrow().get(sql.text) {
             return Ok(s.clone());
         }
+        #[cfg(debug_assertions)]
+        {
+            let registered = self.registered.borrow();
+            assert!(
+                registered.is_empty() || registered.contains(sql.text),
+                "a statement missing from db::jobs::pg_statements() (add the resource's PG_STATEMENTS there): {}",
+                sql.text
+            );
+        }
         let s = self.client.prepare_typed(sql.text, sql.types).await?;
         self.statements.borrow_mut().insert(sql.text, s.clone());
         Ok(s)
@@ -98,8 +118,10 @@ impl Pg {
 
     /// Prepares `all` (and the idle check) at once: one round trip, their Parse messages
     /// pipelined.
-    pub async fn prepare_all(&self, all: impl Iterator<Item = &'static PgSql>) -> Result<(), StoreError> {
+    pub(crate) async fn prepare_all(&self, all: impl Iterator<Item = &'static PgSql>) -> Result<(), StoreError> {
         let all: Vec<&PgSql> = std::iter::once(&PING).chain(all).collect();
+        #[cfg(debug_assertions)]
+        self.registered.borrow_mut().extend(all.iter().map(|sql| sql.text));
         futures_util::future::try_join_all(all.iter().map(|sql| self.statement(sql))).await?;
         Ok(())
     }
@@ -130,14 +152,18 @@ impl Pg {
         result
     }
 
-    pub async fn query(&self, sql: &PgSql, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+    pub(crate) async fn query(&self, sql: &PgSql, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
         if !self.cache {
             return self.client.query_typed(sql.text, &Self::typed(sql, params)).await;
         }
         self.prepared(sql, async |s| self.client.query(s, params).await).await
     }
 
-    pub async fn query_opt(&self, sql: &PgSql, params: Params<'_>) -> Result<Option<Row>, tokio_postgres::Error> {
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &PgSql,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
         if !self.cache {
             return self.client.query_typed_opt(sql.text, &Self::typed(sql, params)).await;
         }
@@ -146,7 +172,7 @@ impl Pg {
 
     /// Rows changed. Unnamed (DB_STATEMENT_CACHE=off), the count is the rows returned: a
     /// statement whose count matters says `RETURNING`.
-    pub async fn execute(&self, sql: &PgSql, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+    pub(crate) async fn execute(&self, sql: &PgSql, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
         if !self.cache {
             return self.client.query_typed(sql.text, &Self::typed(sql, params)).await.map(|rows| rows.len() as u64);
         }
@@ -154,40 +180,40 @@ impl Pg {
     }
 }
 
-impl Conn {
+impl StoreConn {
     /// Opens a connection to the configured store and brings its schema up to date.
     /// With `bench_routes`, the TechEmpower tables are created too. A Postgres connection
     /// is driven by `runtime`, the pool thread's own.
     /// `pg_tls` is the Postgres TLS configuration (`None` under `sslmode=disable`).
-    pub fn open(
+    pub(crate) fn open(
         config: &StoreConfig,
         pg_tls: Option<&Arc<rustls::ClientConfig>>,
         runtime: &tokio::runtime::Runtime,
         bench_routes: bool,
         statement_cache: bool,
-    ) -> Result<Conn, StoreError> {
+    ) -> Result<StoreConn, StoreError> {
         let (kind, tls) = match config {
-            StoreConfig::Sqlite { path } => (ConnKind::Sqlite(super::sqlite::open(path, bench_routes)?), false),
+            StoreConfig::Sqlite { path } => (StoreKind::Sqlite(super::sqlite::open(path, bench_routes)?), false),
             StoreConfig::Postgres(pg) => {
                 let (client, io, transport) = super::postgres::open(pg, pg_tls, runtime, bench_routes)?;
                 let link = PgLink { pg: Pg::new(client, statement_cache), io: Some(io) };
-                (ConnKind::Postgres(Box::new(link)), transport == super::postgres::Transport::Tls)
+                (StoreKind::Postgres(Box::new(link)), transport == super::postgres::Transport::Tls)
             }
         };
-        Ok(Conn { kind, opened: Instant::now(), tls })
+        Ok(StoreConn { kind, opened: Instant::now(), tls })
     }
 
     /// A cheap round trip that proves the connection still works, the way requests use it
     /// (on Postgres a prepared statement when DB_STATEMENT_CACHE=on). On SQLite the
     /// statement is prepared once: an idle server pings every second and need not compile
     /// SQL for it.
-    pub fn ping(&mut self, runtime: &tokio::runtime::Runtime) -> Result<(), StoreError> {
+    pub(crate) fn ping(&mut self, runtime: &tokio::runtime::Runtime) -> Result<(), StoreError> {
         match &mut self.kind {
-            ConnKind::Sqlite(c) => c
+            StoreKind::Sqlite(c) => c
                 .prepare_cached(super::sqlite::PING)
                 .and_then(|mut s| s.query_row([], |_| Ok(())))
                 .map_err(StoreError::from),
-            ConnKind::Postgres(link) => {
+            StoreKind::Postgres(link) => {
                 let PgLink { pg, io } = &mut **link;
                 drive(runtime, io, pg.query(&PING, &[])).map(|_| ()).map_err(StoreError::from)
             }

@@ -11,7 +11,7 @@
 
 /// Where decoding stands. Indices are relative to the start of the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: State,
     /// Next raw (still encoded) byte to look at.
     raw: usize,
@@ -57,7 +57,7 @@ enum State {
 
 /// Why a chunked body was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkedError {
+pub(crate) enum ChunkedError {
     /// Malformed framing: the message says where.
     Invalid(&'static str),
     /// The decoded body outgrew the limit.
@@ -71,7 +71,7 @@ const MAX_SIZE_LINE: usize = 4096;
 
 impl ChunkedDecoder {
     /// A decoder for a body starting at `body_start` of the request's bytes.
-    pub fn new(body_start: usize) -> Self {
+    pub(crate) fn new(body_start: usize) -> Self {
         ChunkedDecoder {
             state: State::Size { digits: 0, value: 0 },
             raw: body_start,
@@ -84,7 +84,7 @@ impl ChunkedDecoder {
     /// Decodes what `buf` holds beyond the last call. Returns `Some((body_end, consumed))`
     /// once the last chunk and trailers are in: the body is `body_start..body_end` and the
     /// request ends at `consumed`. `None` means more bytes are needed.
-    pub fn decode(
+    pub(crate) fn decode(
         &mut self,
         buf: &mut [u8],
         max_body: u64,
@@ -184,7 +184,7 @@ impl ChunkedDecoder {
 impl ChunkedDecoder {
     /// Drops the already-decoded framing between the body and the bytes not yet decoded;
     /// returns the new length of `buf`'s meaningful part.
-    pub fn reclaim(&mut self, buf: &mut [u8]) -> usize {
+    pub(crate) fn reclaim(&mut self, buf: &mut [u8]) -> usize {
         let gap = self.raw - self.out;
         if gap > 0 {
             buf.copy_within(self.raw.., self.out);

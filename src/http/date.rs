@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use crate::clock::{self, civil_from_days};
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
-pub const DATE_LEN: usize = 29;
+pub(crate) const DATE_LEN: usize = 29;
 
 pub struct DateCache {
     second: Cell<i64>,

@@ -9,7 +9,7 @@ pub struct BadEscape;
 
 /// Decodes `%XX` escapes; with `plus_is_space`, `+` becomes a space (form encoding, used in
 /// query strings but not in paths).
-pub fn percent_decode(input: &[u8], plus_is_space: bool) -> Result<Cow<'_, [u8]>, BadEscape> {
+pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Result<Cow<'_, [u8]>, BadEscape> {
     if !input.iter().any(|&b| b == b'%' || (plus_is_space && b == b'+')) {
         return Ok(Cow::Borrowed(input));
     }
@@ -46,7 +46,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// A decoded query key and value.
-pub type Pair<'q> = (Cow<'q, [u8]>, Cow<'q, [u8]>);
+pub(crate) type Pair<'q> = (Cow<'q, [u8]>, Cow<'q, [u8]>);
 
 /// The pairs of a query string, in order, percent-decoded. A key without `=` has an empty
 /// value. Empty pieces (`a=1&&b=2`) are skipped.

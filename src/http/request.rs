@@ -24,9 +24,9 @@ use std::ops::Range;
 use super::chunked::{ChunkedDecoder, ChunkedError};
 
 /// Longest request-target accepted; longer gets 414 (nginx and Go use similar limits).
-pub const MAX_URI_BYTES: usize = 8192;
+pub(crate) const MAX_URI_BYTES: usize = 8192;
 /// Most header lines accepted; more gets 431. A header flood fails fast here.
-pub const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 
 /// Limits from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +52,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, in [`Method::index`] order.
-    pub const ALL: [Method; 10] = [
+    pub(crate) const ALL: [Method; 10] = [
         Method::Get,
         Method::Head,
         Method::Post,
@@ -66,11 +66,11 @@ impl Method {
     ];
 
     /// This method's position in [`Method::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
-    pub fn from_token(t: &str) -> Method {
+    pub(crate) fn from_token(t: &str) -> Method {
         match t {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -102,7 +102,7 @@ impl Method {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
+pub(crate) enum Version {
     Http10,
     Http11,
 }
@@ -123,18 +123,14 @@ impl Span {
         &buf[self.start as usize..self.end as usize]
     }
 
-    pub fn range(self) -> Range<usize> {
-        self.start as usize..self.end as usize
-    }
-
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.start == self.end
     }
 }
 
 /// How the body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyLength {
+pub(crate) enum BodyLength {
     Empty,
     Length(u64),
     Chunked,
@@ -144,24 +140,24 @@ pub enum BodyLength {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub method: Method,
-    pub version: Version,
+    pub(crate) version: Version,
     /// The path, percent-encoded as received; empty for an absolute-form target without one.
-    pub path: Span,
+    pub(crate) path: Span,
     /// The path holds a `%` (noted while the target was scanned, so the router need not
     /// scan it again).
     pub path_encoded: bool,
     /// The query after `?`, if any.
     pub query: Option<Span>,
     /// Whether the connection may serve another request after this one.
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
     /// HTTP/1.0 client that asked for keep-alive: it needs `Connection: keep-alive` back.
-    pub keep_alive_10: bool,
-    pub expect_continue: bool,
-    pub content_type: Option<Span>,
-    pub request_id: Option<Span>,
-    pub body: BodyLength,
+    pub(crate) keep_alive_10: bool,
+    pub(crate) expect_continue: bool,
+    pub(crate) content_type: Option<Span>,
+    pub(crate) request_id: Option<Span>,
+    pub(crate) body: BodyLength,
     /// The request declared a body (Content-Length, even 0, or Transfer-Encoding).
-    pub declared_body: bool,
+    pub(crate) declared_body: bool,
     /// Length of the head; the body starts here.
     pub len: usize,
 }
@@ -176,7 +172,7 @@ impl Head {
         }
     }
 
-    pub fn query<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+    pub(crate) fn query<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         self.query.map_or(&[], |q| q.get(buf))
     }
 }
@@ -231,7 +227,7 @@ impl ParseError {
     }
 
     /// The message for the JSON error body.
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             ParseError::Bad(why) => why,
             ParseError::HeadTooLarge => "request head too large",
@@ -278,7 +274,7 @@ impl Parser {
     }
 
     /// The head of a request whose body is still arriving (for `Expect: 100-continue`).
-    pub fn pending_head(&self) -> Option<&Head> {
+    pub(crate) fn pending_head(&self) -> Option<&Head> {
         match &self.state {
             State::Head { .. } => None,
             State::Length { head, .. } | State::Chunked { head, .. } => Some(head),
@@ -288,7 +284,7 @@ impl Parser {
     /// Moves chunk data still waiting to be decoded down over the framing already decoded,
     /// and returns how many bytes of `buf` are still needed: a body sent in tiny chunks then
     /// costs its decoded size in memory, not its encoded size.
-    pub fn reclaim(&mut self, buf: &mut [u8]) -> usize {
+    pub(crate) fn reclaim(&mut self, buf: &mut [u8]) -> usize {
         match &mut self.state {
             State::Chunked { decoder, .. } => decoder.reclaim(buf),
             _ => buf.len(),
@@ -296,7 +292,7 @@ impl Parser {
     }
 
     /// Forgets a half-parsed request (after an error, before the connection closes).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.state = FRESH;
     }
 
@@ -567,7 +563,7 @@ fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<Head>, ParseError> {
 /// Whether the bytes of a request, even one too broken to parse, begin a HEAD request: its
 /// refusal is then sent without a body (RFC 9110 §9.3.2), as the client expects. Leading
 /// empty lines are skipped, as the parser skips them.
-pub fn begins_head_request(buf: &[u8]) -> bool {
+pub(crate) fn begins_head_request(buf: &[u8]) -> bool {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
     buf[start..].starts_with(b"HEAD ")
 }

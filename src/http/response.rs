@@ -18,18 +18,16 @@ use serde::Serialize;
 
 use super::date::DATE_LEN;
 
-pub const SERVER: &str = "percore";
-
 /// The length of the request ids percore generates (`obs::request_id`): an id of this
 /// length is copied into the head as a constant, not through memcpy.
-pub const GENERATED_ID_LEN: usize = 16;
+pub(crate) const GENERATED_ID_LEN: usize = 16;
 
 /// Everything up to the Date value for the statuses percore sends, as one static piece:
 /// one copy instead of formatting the status line for every response.
 macro_rules! heads {
     ($($code:literal $reason:literal),* $(,)?) => {
         /// The reason phrase of a status code.
-        pub fn reason(status: u16) -> &'static str {
+        pub(crate) fn reason(status: u16) -> &'static str {
             match status {
                 $($code => $reason,)*
                 _ => "Unknown",
@@ -75,23 +73,23 @@ struct ErrorBody<'a> {
     message: &'a str,
 }
 
-pub const JSON: &str = "application/json";
-pub const TEXT: &str = "text/plain; charset=utf-8";
+pub(crate) const JSON: &str = "application/json";
+pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 /// Bare `text/plain`, as the TechEmpower plaintext test asks for.
-pub const PLAIN: &str = "text/plain";
+pub(crate) const PLAIN: &str = "text/plain";
 
 /// An extra header line: name and value.
-pub type Header<'h> = (&'static str, &'h [u8]);
+pub(crate) type Header<'h> = (&'static str, &'h [u8]);
 
 /// How one response is framed on its connection.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Framing {
     /// Send `Connection: close`; the connection closes after this response.
-    pub close: bool,
+    pub(crate) close: bool,
     /// An HTTP/1.0 client that asked for keep-alive and is getting it.
-    pub keep_alive_10: bool,
+    pub(crate) keep_alive_10: bool,
     /// HEAD: headers as for GET, no body.
-    pub head_only: bool,
+    pub(crate) head_only: bool,
 }
 
 /// Writes one response into the connection's out buffer.
@@ -101,7 +99,7 @@ pub struct Reply<'a> {
     /// await), so one per worker serves every connection.
     scratch: &'a RefCell<Vec<u8>>,
     date: &'a [u8; DATE_LEN],
-    pub framing: Framing,
+    pub(crate) framing: Framing,
     request_id: &'a [u8],
     /// Set when the server starts draining; read when the head is written, so a response
     /// that was being prepared when the drain began still says `Connection: close`.
@@ -115,7 +113,7 @@ pub struct Reply<'a> {
 /// Statuses that never carry content, and so no Content-Length either (RFC 9110 §6.4.1,
 /// §8.6): every 1xx, 204, and 304 (whose Content-Length would have to be the length of a
 /// 200 this server does not know).
-pub fn is_bodiless(status: u16) -> bool {
+pub(crate) fn is_bodiless(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
@@ -134,34 +132,30 @@ impl<'a> Reply<'a> {
 
     /// Leaves `Cache-Control` out of this response: for the TechEmpower routes only, whose
     /// response headers the benchmark specifies. Everything else is live state: no-store.
-    pub fn allow_caching(&mut self) {
+    pub(crate) fn allow_caching(&mut self) {
         self.no_store = false;
     }
 
     /// Closes the connection after this response if `draining` is set by the time the
     /// response is written.
-    pub fn close_when(mut self, draining: &'a Cell<bool>) -> Self {
+    pub(crate) fn close_when(mut self, draining: &'a Cell<bool>) -> Self {
         self.draining = Some(draining);
         self
     }
 
     /// The status written, 0 if none yet.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.status
     }
 
     /// Bytes this response occupies so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.out.len() - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Drops whatever this response wrote (a handler that panicked or ran out of time),
     /// so the error response replaces it.
-    pub fn rollback(&mut self) {
+    pub(crate) fn rollback(&mut self) {
         self.out.truncate(self.start);
         self.status = 0;
     }
@@ -178,7 +172,7 @@ impl<'a> Reply<'a> {
 
     /// A response without a body (204, or 201 with only a Location). A 1xx, 204 or 304
     /// says no Content-Length; any other status says `Content-Length: 0`.
-    pub fn empty(&mut self, status: u16, extra: &[Header<'_>]) {
+    pub(crate) fn empty(&mut self, status: u16, extra: &[Header<'_>]) {
         self.head(status, None, 0, extra);
     }
 
@@ -199,12 +193,16 @@ impl<'a> Reply<'a> {
 
     /// A JSON body written by `write` into the reused scratch buffer (for bodies composed
     /// of parts, such as stored JSON spliced into a serialized one).
-    pub fn json_with<E: std::fmt::Display>(&mut self, status: u16, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) {
+    pub(crate) fn json_with<E: std::fmt::Display>(
+        &mut self,
+        status: u16,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) {
         self.compose(status, JSON, write);
     }
 
     /// A body of `content_type` written by `write` into the reused scratch buffer.
-    pub fn compose<E: std::fmt::Display>(
+    pub(crate) fn compose<E: std::fmt::Display>(
         &mut self,
         status: u16,
         content_type: &str,
@@ -228,7 +226,7 @@ impl<'a> Reply<'a> {
         self.error_with(status, message, &[]);
     }
 
-    pub fn error_with(&mut self, status: u16, message: &str, extra: &[Header<'_>]) {
+    pub(crate) fn error_with(&mut self, status: u16, message: &str, extra: &[Header<'_>]) {
         let mut headers: [Header<'_>; 4] = [("", b""); 4];
         let mut n = 0;
         for h in extra.iter().take(3) {
@@ -328,7 +326,7 @@ impl<'a> Reply<'a> {
 }
 
 /// `HTTP/1.1 100 Continue`, sent before reading a body the client is holding back.
-pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 #[cfg(test)]
 mod tests {

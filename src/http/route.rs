@@ -20,18 +20,18 @@ use super::request::{Head, Method};
 
 /// The methods one route serves, and the `Allow` header that lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Methods {
-    pub allowed: &'static [Method],
-    pub allow: &'static str,
+pub(crate) struct Methods {
+    pub(crate) allowed: &'static [Method],
+    pub(crate) allow: &'static str,
 }
 
 /// One row of an application's route table, as the matcher needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pattern<R> {
-    pub route: R,
+pub(crate) struct Pattern<R> {
+    pub(crate) route: R,
     /// `/health`, or with one `{id}` segment: `/api/v1/users/{id}/orders`.
-    pub pattern: &'static str,
-    pub methods: Methods,
+    pub(crate) pattern: &'static str,
+    pub(crate) methods: Methods,
 }
 
 /// The outcome of routing.
@@ -56,16 +56,16 @@ pub enum Resolved<R> {
 
 /// The error answer for a request that routing turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
-    pub message: &'static str,
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) message: &'static str,
     /// The `Allow` header of a 405.
-    pub allow: Option<&'static str>,
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl<R: Copy> Resolved<R> {
     /// The error answer for anything but `Found`.
-    pub fn refusal(&self) -> Option<Refusal> {
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
         let (status, message, allow) = match *self {
             Resolved::Found { .. } => return None,
             Resolved::NotFound => (404, "Not Found", None),
@@ -77,7 +77,7 @@ impl<R: Copy> Resolved<R> {
     }
 
     /// The route the path matched, if it matched one (for the metrics' route label).
-    pub fn route(&self) -> Option<R> {
+    pub(crate) fn route(&self) -> Option<R> {
         match *self {
             Resolved::Found { route, .. } | Resolved::MethodNotAllowed { route, .. } | Resolved::BadId { route } => {
                 Some(route)
@@ -101,7 +101,7 @@ pub struct Matcher<R: 'static> {
 }
 
 impl<R: Copy + 'static> Matcher<R> {
-    pub fn new(rows: impl IntoIterator<Item = Pattern<R>>) -> Matcher<R> {
+    pub(crate) fn new(rows: impl IntoIterator<Item = Pattern<R>>) -> Matcher<R> {
         let rows: Vec<Pattern<R>> = rows.into_iter().collect();
         let mut by_len = vec![Vec::new(); INDEXED_LEN + 1];
         let mut others = Vec::new();
@@ -122,7 +122,7 @@ impl<R: Copy + 'static> Matcher<R> {
 
     /// The route for a request head: its path, already known to hold a `%` or not.
     #[inline]
-    pub fn resolve_head(&self, head: &Head, head_bytes: &[u8]) -> Resolved<R> {
+    pub(crate) fn resolve_head(&self, head: &Head, head_bytes: &[u8]) -> Resolved<R> {
         self.resolve_scanned(head.method, head.path(head_bytes), head.path_encoded)
     }
 
@@ -179,7 +179,7 @@ fn match_pattern<'p>(pattern: &str, path: &'p [u8]) -> Option<Option<&'p [u8]>> 
 
 /// Decodes a path segment by segment, so an encoded slash does not split a segment; `None`
 /// for a malformed escape or a slash encoded inside a segment.
-pub fn decode_path(raw_path: &[u8]) -> Option<Cow<'_, [u8]>> {
+pub(crate) fn decode_path(raw_path: &[u8]) -> Option<Cow<'_, [u8]>> {
     let mut decoded = Vec::with_capacity(raw_path.len());
     for (i, segment) in raw_path.split(|&b| b == b'/').enumerate() {
         if i > 0 {
@@ -194,7 +194,7 @@ pub fn decode_path(raw_path: &[u8]) -> Option<Cow<'_, [u8]>> {
 }
 
 /// A positive 64-bit integer in plain decimal: no sign, no leading zeros, no spaces.
-pub fn parse_id(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_id(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 19 || s[0] == b'0' || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -202,27 +202,26 @@ pub fn parse_id(s: &[u8]) -> Option<i64> {
 }
 
 /// A request as a handler sees it: the parsed head, the bytes it points into, the body
-/// (mutable, so simd-json can parse it in place), the route's `{id}` and the request's id.
-pub struct RequestView<'r> {
-    pub head: &'r Head,
-    pub bytes: &'r [u8],
-    pub body: &'r mut [u8],
+/// (mutable, so simd-json can parse it in place) and the route's `{id}`. (The request's id
+/// is on every log line a handler writes: the logging scope carries it.)
+pub(crate) struct RequestView<'r> {
+    pub(crate) head: &'r Head,
+    pub(crate) bytes: &'r [u8],
+    pub(crate) body: &'r mut [u8],
     /// The route's `{id}`, already checked to be a positive integer.
-    pub id: Option<i64>,
-    /// The `X-Request-Id` the response carries (the client's, or one made for it).
-    pub request_id: &'r [u8],
+    pub(crate) id: Option<i64>,
 }
 
 impl RequestView<'_> {
-    pub fn query(&self) -> &[u8] {
+    pub(crate) fn query(&self) -> &[u8] {
         self.head.query(self.bytes)
     }
 
-    pub fn content_type(&self) -> Option<&[u8]> {
+    pub(crate) fn content_type(&self) -> Option<&[u8]> {
         self.head.content_type.map(|s| s.get(self.bytes))
     }
 
-    pub fn method(&self) -> Method {
+    pub(crate) fn method(&self) -> Method {
         self.head.method
     }
 }

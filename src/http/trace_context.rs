@@ -15,25 +15,25 @@
 /// A valid `traceparent` value. One pointer wide, so carrying it (or its absence) with every
 /// request costs nothing measurable; the ids are cut out of it only when a line is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceContext<'a>(&'a [u8; LEN]);
+pub(crate) struct TraceContext<'a>(&'a [u8; LEN]);
 
 /// `version-trace_id-parent_id-flags`: 2 + 1 + 32 + 1 + 16 + 1 + 2.
 const LEN: usize = 55;
 
 impl<'a> TraceContext<'a> {
     /// The 32 hex digits of the trace id.
-    pub fn trace_id(self) -> &'a str {
+    pub(crate) fn trace_id(self) -> &'a str {
         std::str::from_utf8(&self.0[3..35]).unwrap_or_default()
     }
 
     /// The 16 hex digits of the caller's span id (the W3C `parent-id`).
-    pub fn parent_id(self) -> &'a str {
+    pub(crate) fn parent_id(self) -> &'a str {
         std::str::from_utf8(&self.0[36..52]).unwrap_or_default()
     }
 }
 
 /// A valid version-00 `traceparent` value, or `None`.
-pub fn parse(value: &[u8]) -> Option<TraceContext<'_>> {
+pub(crate) fn parse(value: &[u8]) -> Option<TraceContext<'_>> {
     let value: &[u8; LEN] = value.try_into().ok()?;
     if &value[..3] != b"00-" || value[35] != b'-' || value[52] != b'-' {
         return None;
@@ -49,7 +49,7 @@ pub fn parse(value: &[u8]) -> Option<TraceContext<'_>> {
 
 /// The trace context of a request head (request line and header lines, as received), when
 /// it holds exactly one `traceparent` header and that one is valid.
-pub fn find(head: &[u8]) -> Option<TraceContext<'_>> {
+pub(crate) fn find(head: &[u8]) -> Option<TraceContext<'_>> {
     const NAME: &[u8] = b"traceparent:";
     let mut found = None;
     // Header lines start after a line end; the request line never matches.

@@ -25,20 +25,20 @@ use crate::doorbell::Doorbell;
 struct Count(AtomicUsize);
 
 /// A connection one worker accepted and another is to serve.
-pub struct Handed {
-    pub stream: StdStream,
-    pub peer: SocketAddr,
+pub(crate) struct Handed {
+    pub(crate) stream: StdStream,
+    pub(crate) peer: SocketAddr,
 }
 
 /// The process's connection placement.
-pub struct Balance {
+pub(crate) struct Balance {
     exact: bool,
     live: Box<[Count]>,
     inboxes: Box<[Doorbell<Handed>]>,
 }
 
 impl Balance {
-    pub fn new(workers: usize, exact: bool) -> Balance {
+    pub(crate) fn new(workers: usize, exact: bool) -> Balance {
         Balance {
             exact,
             live: (0..workers).map(|_| Count::default()).collect(),
@@ -48,7 +48,7 @@ impl Balance {
 
     /// Where the connection worker `me` just accepted goes: `None` to keep it, or the
     /// worker to hand it to. Either way it is counted on the worker that will serve it.
-    pub fn place(&self, me: usize) -> Option<usize> {
+    pub(crate) fn place(&self, me: usize) -> Option<usize> {
         if self.exact {
             let mine = self.live[me].0.load(Ordering::Relaxed);
             let (least, fewest) = self
@@ -69,27 +69,27 @@ impl Balance {
 
     /// Counts a connection on worker `me` without asking where it should go (the drain's
     /// last accepts, a hand-over that failed).
-    pub fn keep(&self, me: usize) {
+    pub(crate) fn keep(&self, me: usize) {
         self.live[me].0.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection worker `worker` served has closed (or was never served).
-    pub fn closed(&self, worker: usize) {
+    pub(crate) fn closed(&self, worker: usize) {
         self.live[worker].0.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Live connections of `worker`.
-    pub fn live(&self, worker: usize) -> usize {
+    pub(crate) fn live(&self, worker: usize) -> usize {
         self.live[worker].0.load(Ordering::Relaxed)
     }
 
     /// Posts a connection to `worker`'s inbox and wakes it.
-    pub fn hand_over(&self, worker: usize, handed: Handed) {
+    pub(crate) fn hand_over(&self, worker: usize, handed: Handed) {
         self.inboxes[worker].post(handed);
     }
 
     /// Worker `worker`'s inbox of handed-over connections.
-    pub fn inbox(&self, worker: usize) -> &Doorbell<Handed> {
+    pub(crate) fn inbox(&self, worker: usize) -> &Doorbell<Handed> {
         &self.inboxes[worker]
     }
 }

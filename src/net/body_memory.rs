@@ -14,22 +14,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::buffers::READ_BUFFER;
 
-pub struct BodyMemory {
+pub(crate) struct BodyMemory {
     limit: usize,
     used: AtomicUsize,
 }
 
 impl BodyMemory {
-    pub fn new(limit: usize) -> BodyMemory {
+    pub(crate) fn new(limit: usize) -> BodyMemory {
         BodyMemory { limit, used: AtomicUsize::new(0) }
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes held now.
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 
@@ -47,13 +44,13 @@ impl BodyMemory {
 
 /// What one connection holds of the budget: the capacity of its read buffer beyond the
 /// pooled size. Given back when the buffer shrinks or the connection ends.
-pub struct Share<'a> {
+pub(crate) struct Share<'a> {
     budget: &'a BodyMemory,
     held: usize,
 }
 
 impl<'a> Share<'a> {
-    pub fn new(budget: &'a BodyMemory) -> Share<'a> {
+    pub(crate) fn new(budget: &'a BodyMemory) -> Share<'a> {
         Share { budget, held: 0 }
     }
 
@@ -63,7 +60,7 @@ impl<'a> Share<'a> {
 
     /// Reserves what a read buffer of `capacity` needs; false (nothing changed) when the
     /// budget cannot cover the growth.
-    pub fn grow_to(&mut self, capacity: usize) -> bool {
+    pub(crate) fn grow_to(&mut self, capacity: usize) -> bool {
         let want = Self::charge_for(capacity);
         if want <= self.held {
             return true;
@@ -76,7 +73,7 @@ impl<'a> Share<'a> {
     }
 
     /// Matches the share to the buffer's capacity now (after it was replaced or freed).
-    pub fn settle(&mut self, capacity: usize) {
+    pub(crate) fn settle(&mut self, capacity: usize) {
         let now = Self::charge_for(capacity);
         if now < self.held {
             self.budget.release(self.held - now);

@@ -9,36 +9,36 @@
 use std::cell::RefCell;
 
 /// A request head, or a pipelined batch of small requests, fits.
-pub const READ_BUFFER: usize = 2048;
+pub(crate) const READ_BUFFER: usize = 2048;
 /// A batch of pipelined small responses fits.
-pub const WRITE_BUFFER: usize = 4096;
+pub(crate) const WRITE_BUFFER: usize = 4096;
 /// Buffers up to this many times the pool's size are pooled; bigger ones are freed.
-pub const KEEP_FACTOR: usize = 4;
+pub(crate) const KEEP_FACTOR: usize = 4;
 const MAX_POOLED: usize = 1024;
 
-pub struct BufferPool {
+pub(crate) struct BufferPool {
     size: usize,
     free: RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufferPool {
     /// A pool of buffers of at least `size` bytes.
-    pub fn new(size: usize) -> BufferPool {
+    pub(crate) fn new(size: usize) -> BufferPool {
         BufferPool { size, free: RefCell::new(Vec::new()) }
     }
 
     /// Whether a buffer of `capacity` goes back to the pool rather than being freed.
-    pub fn keeps(&self, capacity: usize) -> bool {
+    pub(crate) fn keeps(&self, capacity: usize) -> bool {
         capacity >= self.size && capacity <= self.size * KEEP_FACTOR
     }
 
     /// An empty buffer with at least the pool's size in capacity.
-    pub fn take(&self) -> Vec<u8> {
+    pub(crate) fn take(&self) -> Vec<u8> {
         self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(self.size))
     }
 
     /// Returns a buffer for reuse (or frees it, if it is too big or the pool is full).
-    pub fn give(&self, mut buf: Vec<u8>) {
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
         if self.keeps(buf.capacity()) && free.len() < MAX_POOLED {
             buf.clear();

@@ -14,13 +14,13 @@ use crate::obs::logging::panic_message;
 
 pin_project_lite::pin_project! {
     /// A future that yields `Err(message)` if the inner one panics.
-    pub struct CatchUnwind<F> {
+    pub(crate) struct CatchUnwind<F> {
         #[pin]
         inner: F,
     }
 }
 
-pub fn catch_unwind_future<F: Future>(future: F) -> CatchUnwind<F> {
+pub(crate) fn catch_unwind_future<F: Future>(future: F) -> CatchUnwind<F> {
     CatchUnwind { inner: future }
 }
 

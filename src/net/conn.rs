@@ -21,15 +21,15 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use super::call;
 use super::catch::catch_unwind_future;
 use super::core::Core;
-use super::service::Service;
+use super::guard;
 use crate::clock;
 use crate::http::date::DATE_LEN;
 use crate::http::request::{begins_head_request, BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
 use crate::http::route::{Refusal, RequestView, Resolved};
+use crate::http::service::Service;
 use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
@@ -49,7 +49,7 @@ const LINGER_MAX_BYTES: usize = 1 << 20;
 
 /// Serves one accepted connection until it closes. Never panics outward: a panic in the
 /// connection code closes this connection only.
-pub async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer: SocketAddr) {
     let ctl = Rc::new(ConnCtl::default());
     let registration = Registration { ctx: &ctx, key: ctx.conns.borrow_mut().insert(ctl.clone()) };
     let mut conn = Conn {
@@ -132,6 +132,14 @@ impl RequestId {
             RequestId::Generated(id) => id,
         }
     }
+}
+
+/// A request being answered: its bytes, apart, and how its response begins.
+struct Begun<'b> {
+    head_bytes: &'b [u8],
+    body: &'b mut [u8],
+    framing: Framing,
+    id: RequestId,
 }
 
 /// What an answered request did, for the metrics and the access log.
@@ -417,17 +425,22 @@ impl<S: Service> Conn<'_, S> {
         Batch::Over(Next::Read)
     }
 
-    /// The framing of this request's response and its request id. Inlined: returned through
-    /// memory, its small fields cost a store-forwarding stall per request (seen in perf).
+    /// Starts answering the request at `start` of `rbuf`: its head and body bytes, apart,
+    /// and its response's framing and request id. Inlined: returned through memory, its
+    /// small fields cost a store-forwarding stall per request (seen in perf).
     #[inline(always)]
-    fn begin(
+    fn begin<'b>(
         ctx: &Core<S>,
         ctl: &ConnCtl,
-        last_read: u64,
-        draining: bool,
-        head: &Head,
-        head_bytes: &[u8],
-    ) -> (Framing, RequestId) {
+        (last_read, draining): (u64, bool),
+        rbuf: &'b mut [u8],
+        request: &Request,
+        start: usize,
+    ) -> Begun<'b> {
+        let head = &request.head;
+        let window = &mut rbuf[start..start + request.len];
+        let (head_bytes, rest) = window.split_at_mut(head.len);
+        let body = &mut rest[..request.body.len()];
         ctx.metrics.request_started();
         ctl.enter(Phase::Handling, last_read, ctx.timeouts.handler);
         let framing = Framing {
@@ -439,7 +452,7 @@ impl<S: Service> Conn<'_, S> {
             Some(span) => RequestId::Client(span),
             None => RequestId::Generated(ctx.ids.next()),
         };
-        (framing, id)
+        Begun { head_bytes, body, framing, id }
     }
 
     /// A request answered in the worker, without waiting.
@@ -451,18 +464,15 @@ impl<S: Service> Conn<'_, S> {
         started: u64,
         resolved: Resolved<S::Route>,
     ) -> Next {
-        let ctx = self.ctx;
-        let head = &request.head;
-        let window = &mut self.rbuf[start..start + request.len];
-        let (head_bytes, rest) = window.split_at_mut(head.len);
-        let body = &mut rest[..request.body.len()];
-        let (framing, id) = Self::begin(ctx, self.ctl, self.last_read, self.draining, head, head_bytes);
+        let (ctx, head) = (self.ctx, &request.head);
+        let state = (self.last_read, self.draining);
+        let Begun { head_bytes, body, framing, id } = Self::begin(ctx, self.ctl, state, &mut self.rbuf, request, start);
         let request_id = id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         if let Resolved::Found { route, id } = resolved {
             let fields = RequestFields { id: request_id, route: S::pattern(route), head: head_bytes };
             let _scope = logging::scope(&fields);
-            call::now(ctx, route, RequestView { head, bytes: head_bytes, body, id, request_id }, &mut reply);
+            guard::now(ctx, route, RequestView { head, bytes: head_bytes, body, id }, &mut reply);
         } else if let Some(refused) = resolved.refusal() {
             let allow = refused.allow.map(|methods| ("Allow", methods.as_bytes()));
             reply.error_with(refused.status, refused.message, allow.as_slice());
@@ -483,18 +493,16 @@ impl<S: Service> Conn<'_, S> {
         route: S::Route,
         id: Option<i64>,
     ) -> Next {
-        let ctx = self.ctx;
-        let head = &request.head;
-        let window = &mut self.rbuf[start..start + request.len];
-        let (head_bytes, rest) = window.split_at_mut(head.len);
-        let body = &mut rest[..request.body.len()];
-        let (framing, request_id) = Self::begin(ctx, self.ctl, self.last_read, self.draining, head, head_bytes);
+        let (ctx, head) = (self.ctx, &request.head);
+        let state = (self.last_read, self.draining);
+        let Begun { head_bytes, body, framing, id: request_id } =
+            Self::begin(ctx, self.ctl, state, &mut self.rbuf, request, start);
         let request_id = request_id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         let fields = RequestFields { id: request_id, route: S::pattern(route), head: head_bytes };
-        let request = RequestView { head, bytes: head_bytes, body, id, request_id };
+        let request = RequestView { head, bytes: head_bytes, body, id };
         // Boxed: the handler's state lives only while the request does.
-        let handler = Box::pin(logging::in_request(&fields, call::waiting(ctx, route, request, &mut reply)));
+        let handler = Box::pin(logging::in_request(&fields, guard::waiting(ctx, route, request, &mut reply)));
         let abandoned = matches!(race(handler, client_gone(&self.stream)).await, Either::Right(()));
         if abandoned {
             log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, S::pattern(route));

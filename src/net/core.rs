@@ -15,53 +15,53 @@ use monoio::io::{CancelHandle, Canceller};
 use slab::Slab;
 
 use super::buffers::{BufferPool, READ_BUFFER, WRITE_BUFFER};
-use super::service::Service;
 use super::shared::Shared;
 use super::timeouts::{ConnCtl, Cut};
 use super::tls::{Acceptor, TLS_READ_BUFFER};
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
+use crate::http::service::Service;
 use crate::obs::access_log::AccessLog;
 use crate::obs::metrics::WorkerMetrics;
 use crate::obs::request_id;
 
 /// The configured timeouts, copied out of the config for the connection loop.
 #[derive(Clone, Copy)]
-pub struct Timeouts {
-    pub read: Duration,
-    pub write: Duration,
-    pub idle: Duration,
-    pub handler: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) read: Duration,
+    pub(crate) write: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) handler: Duration,
 }
 
 /// One worker's connection side. Every connection task of the worker holds an `Rc` to it.
-pub struct Core<S> {
-    pub id: usize,
-    pub shared: Arc<Shared>,
+pub(crate) struct Core<S> {
+    pub(crate) id: usize,
+    pub(crate) shared: Arc<Shared>,
     /// The application.
-    pub service: S,
-    pub limits: Limits,
-    pub timeouts: Timeouts,
-    pub date: DateCache,
-    pub read_buffers: BufferPool,
-    pub write_buffers: BufferPool,
+    pub(crate) service: S,
+    pub(crate) limits: Limits,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) date: DateCache,
+    pub(crate) read_buffers: BufferPool,
+    pub(crate) write_buffers: BufferPool,
     /// On a TLS listener: the handshakes' configuration, and ciphertext read buffers.
-    pub tls: Option<Acceptor>,
-    pub tls_buffers: BufferPool,
+    pub(crate) tls: Option<Acceptor>,
+    pub(crate) tls_buffers: BufferPool,
     /// For serializing bodies; borrowed only within one synchronous call.
-    pub scratch: RefCell<Vec<u8>>,
+    pub(crate) scratch: RefCell<Vec<u8>>,
     /// Open connections, for the sweeper.
-    pub conns: RefCell<Slab<Rc<ConnCtl>>>,
+    pub(crate) conns: RefCell<Slab<Rc<ConnCtl>>>,
     /// This worker has seen the drain begin: no more accepts, responses say close.
-    pub draining: Cell<bool>,
+    pub(crate) draining: Cell<bool>,
     accept_canceller: RefCell<Canceller>,
-    pub metrics: Rc<WorkerMetrics>,
-    pub ids: request_id::Generator,
-    pub access_log: Option<AccessLog>,
+    pub(crate) metrics: Rc<WorkerMetrics>,
+    pub(crate) ids: request_id::Generator,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 impl<S: Service> Core<S> {
-    pub fn new(id: usize, shared: Arc<Shared>, service: S, metrics: Rc<WorkerMetrics>) -> Core<S> {
+    pub(crate) fn new(id: usize, shared: Arc<Shared>, service: S, metrics: Rc<WorkerMetrics>) -> Core<S> {
         let c = &shared.config;
         Core {
             id,
@@ -91,17 +91,17 @@ impl<S: Service> Core<S> {
 
     /// Whether responses should close their connections: this worker has started draining,
     /// or the signal has just arrived and the sweeper has not passed yet.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.get() || self.shared.is_closing()
     }
 
-    pub fn accept_handle(&self) -> CancelHandle {
+    pub(crate) fn accept_handle(&self) -> CancelHandle {
         self.accept_canceller.borrow().handle()
     }
 
     /// Enters the drain on this worker: stop accepting; the sweeper closes idle connections
     /// and responses carry `Connection: close` from now on.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         if !self.draining.replace(true) {
             let old = self.accept_canceller.take();
             *self.accept_canceller.borrow_mut() = old.cancel();
@@ -110,7 +110,7 @@ impl<S: Service> Core<S> {
 
     /// Cuts the I/O of every connection that is overdue. Collects first, cuts after, so no
     /// borrow of the registry is held while a cancellation runs.
-    pub fn sweep(&self, now: u64, overdue: &mut Vec<(Rc<ConnCtl>, Cut)>) {
+    pub(crate) fn sweep(&self, now: u64, overdue: &mut Vec<(Rc<ConnCtl>, Cut)>) {
         let draining = self.draining.get();
         overdue.extend(
             self.conns.borrow().iter().filter_map(|(_, c)| c.overdue(now, draining).map(|why| (c.clone(), why))),

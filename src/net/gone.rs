@@ -29,7 +29,7 @@ const RESET_CHECK: Duration = Duration::from_millis(100);
 
 /// Resolves when the peer has reset the connection; never when it sends data or only
 /// half-closes.
-pub async fn client_gone(stream: &TcpStream) {
+pub(crate) async fn client_gone(stream: &TcpStream) {
     loop {
         if stream.readable(false).await.is_err() {
             return;
@@ -77,19 +77,19 @@ fn peek(stream: &TcpStream) -> Peek {
 }
 
 /// Which of two futures finished first.
-pub enum Either<A, B> {
+pub(crate) enum Either<A, B> {
     Left(A),
     Right(B),
 }
 
 /// Polls `first`, then `second`, until one is ready; the other is dropped with the race.
-pub fn race<A: Future, B: Future>(first: A, second: B) -> Race<A, B> {
+pub(crate) fn race<A: Future, B: Future>(first: A, second: B) -> Race<A, B> {
     Race { first, second }
 }
 
 pin_project_lite::pin_project! {
     /// A plain struct rather than an `async fn`, so the two futures are stored once.
-    pub struct Race<A, B> {
+    pub(crate) struct Race<A, B> {
         #[pin]
         first: A,
         #[pin]

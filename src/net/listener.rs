@@ -23,11 +23,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::balance::Handed;
 use super::core::Core;
-use super::service::Service;
+use crate::http::service::Service;
 use crate::obs::metrics::Reject;
 
 /// Pending connections per listener (the kernel caps it at net.core.somaxconn).
-pub const BACKLOG: i32 = 4096;
+pub(crate) const BACKLOG: i32 = 4096;
 /// Back-off when the process is out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a paused accept loop looks again at the connection count.
@@ -35,7 +35,7 @@ const LIMIT_POLL: Duration = Duration::from_millis(10);
 
 /// Binds one SO_REUSEPORT listener per worker on `addr`. With port 0 the first socket picks
 /// the port and the others join it.
-pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<StdListener>> {
+pub(crate) fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<StdListener>> {
     let first = bind(addr)?;
     let addr = first.local_addr()?;
     let mut all = vec![first];
@@ -57,13 +57,13 @@ fn bind(addr: SocketAddr) -> io::Result<StdListener> {
 
 /// Stops a listening socket from another thread: the kernel refuses new connections at once
 /// and a pending accept returns (EINVAL), whatever driver the worker runs.
-pub fn shut(fd: &impl AsRawFd) {
+pub(crate) fn shut(fd: &impl AsRawFd) {
     // SAFETY: shutdown on a descriptor we own (a dup of the listener) touches no memory.
     unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD) };
 }
 
 /// Accepts connections until the worker drains, spawning a task for each.
-pub async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener) {
+pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -159,7 +159,7 @@ fn place<S: Service>(ctx: &Rc<Core<S>>, stream: monoio::net::TcpStream, peer: So
 }
 
 /// Serves, until the worker stops, the connections other workers hand over to this one.
-pub async fn adopt<S: Service>(ctx: Rc<Core<S>>) {
+pub(crate) async fn adopt<S: Service>(ctx: Rc<Core<S>>) {
     std::future::poll_fn(|cx| {
         ctx.shared.balance.inbox(ctx.id).drain(cx.waker(), |Handed { stream, peer }| {
             match monoio::net::TcpStream::from_std(stream) {

@@ -6,7 +6,7 @@
 use monoio::net::TcpStream;
 
 /// A non-blocking `send` of as much of `buf` as the socket takes now (0 when it is full).
-pub fn send_now(stream: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
+pub(crate) fn send_now(stream: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     loop {
         // SAFETY: sends from a live buffer on a descriptor the stream owns; MSG_DONTWAIT

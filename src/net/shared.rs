@@ -6,45 +6,37 @@
 //! read batch, and each worker's own copy ([`super::core::Core::draining`]); the atomics
 //! change once per connection, not per request.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
 use crate::config::Balance as BalanceChoice;
 use crate::config::Config;
+use crate::lifecycle::Lifecycle;
 use crate::net::balance::Balance;
 use crate::net::body_memory::BodyMemory;
 use crate::tls::server::ServerTls;
 
-pub struct Shared {
-    pub config: Config,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
     /// The access log's writer thread, when ACCESS_LOG=on.
-    pub access_log: Option<Sender<Vec<u8>>>,
+    pub(crate) access_log: Option<Sender<Vec<u8>>>,
     /// This process's random part of generated request ids.
-    pub id_seed: u64,
+    pub(crate) id_seed: u64,
     /// MAX_BODY_MEMORY: request bodies held at once, all workers together.
-    pub body_memory: BodyMemory,
+    pub(crate) body_memory: BodyMemory,
     /// Which worker serves a new connection, and each worker's live count.
-    pub balance: Balance,
+    pub(crate) balance: Balance,
     /// The listener's TLS, when TLS_CERT_FILE and TLS_KEY_FILE are set.
-    pub tls: Option<Arc<ServerTls>>,
-    /// [`SERVING`], [`CLOSING`] or [`DRAINING`].
-    phase: AtomicU8,
+    pub(crate) tls: Option<Arc<ServerTls>>,
+    /// Serving, closing or draining: the runtime moves it, the application reads it too.
+    pub(crate) lifecycle: Arc<Lifecycle>,
     open_connections: AtomicUsize,
 }
 
-/// Before any signal.
-const SERVING: u8 = 0;
-/// A signal arrived and SHUTDOWN_DELAY runs: /readyz says 503, responses close their
-/// connections, but listeners still accept, so a balancer that has not noticed yet loses
-/// nothing.
-const CLOSING: u8 = 1;
-/// Listeners are shut; what is open finishes.
-const DRAINING: u8 = 2;
-
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         access_log: Option<Sender<Vec<u8>>>,
         body_memory: usize,
@@ -58,46 +50,36 @@ impl Shared {
             access_log,
             id_seed: crate::obs::request_id::process_random(),
             body_memory: BodyMemory::new(body_memory),
-            phase: AtomicU8::new(SERVING),
+            lifecycle: Arc::new(Lifecycle::default()),
             open_connections: AtomicUsize::new(0),
         }
     }
 
-    /// Set by the main thread at a signal when SHUTDOWN_DELAY is above zero.
-    pub fn start_closing(&self) {
-        self.phase.fetch_max(CLOSING, Ordering::SeqCst);
-    }
-
-    /// Set once by the main thread; workers notice within one sweep tick.
-    pub fn start_draining(&self) {
-        self.phase.store(DRAINING, Ordering::SeqCst);
-    }
-
     /// Listeners are to close: the drain has begun.
-    pub fn is_draining(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == DRAINING
+    pub(crate) fn is_draining(&self) -> bool {
+        self.lifecycle.is_draining()
     }
 
-    /// Shutting down, delayed or draining: not ready, and responses close their connections.
-    pub fn is_closing(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) != SERVING
+    /// Shutting down, delayed or draining: responses close their connections.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lifecycle.is_closing()
     }
 
     /// Counts a new connection unless the process is at MAX_CONNECTIONS.
-    pub fn try_open_connection(&self) -> bool {
+    pub(crate) fn try_open_connection(&self) -> bool {
         let max = self.config.max_connections;
         self.open_connections.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
-    pub fn at_connection_limit(&self) -> bool {
+    pub(crate) fn at_connection_limit(&self) -> bool {
         self.open_connections.load(Ordering::Relaxed) >= self.config.max_connections
     }
 
-    pub fn close_connection(&self) {
+    pub(crate) fn close_connection(&self) {
         self.open_connections.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Relaxed)
     }
 }

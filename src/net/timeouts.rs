@@ -19,20 +19,20 @@ use std::time::Duration;
 use monoio::io::{CancelHandle, Canceller};
 
 /// How often a worker checks its connections' deadlines.
-pub const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 /// While draining, a connection idle this long is closed; one that just got a response is
 /// given this long to send its next request, which is then answered with
 /// `Connection: close` instead of being cut off mid-flight.
-pub const DRAIN_IDLE_GRACE_MS: u64 = 500;
+pub(crate) const DRAIN_IDLE_GRACE_MS: u64 = 500;
 
 /// An idle connection gives its read buffer back after this long (it parks on a readiness
 /// wait, which needs no buffer), so thousands of quiet keep-alive connections cost no buffers.
-pub const RELEASE_AFTER_MS: u64 = 1000;
+pub(crate) const RELEASE_AFTER_MS: u64 = 1000;
 
 /// What a connection is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Between requests, no byte of the next one yet: SERVER_IDLE_TIMEOUT.
     Idle,
     /// Idle long enough to have given its read buffer back; waiting for readability.
@@ -49,7 +49,7 @@ pub enum Phase {
 
 /// Why the sweeper cut a connection's I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cut {
+pub(crate) enum Cut {
     /// Idle for [`RELEASE_AFTER_MS`]: give the read buffer back and park.
     Release,
     IdleTimeout,
@@ -60,7 +60,7 @@ pub enum Cut {
 
 /// The part of a connection its worker's sweeper can see and act on.
 #[derive(Default)]
-pub struct ConnCtl {
+pub(crate) struct ConnCtl {
     phase: Cell<Option<Phase>>,
     since: Cell<u64>,
     deadline: Cell<u64>,
@@ -73,19 +73,19 @@ pub struct ConnCtl {
 
 impl ConnCtl {
     /// Enters `phase` at `now` (ms) with a deadline `timeout` later.
-    pub fn enter(&self, phase: Phase, now: u64, timeout: Duration) {
+    pub(crate) fn enter(&self, phase: Phase, now: u64, timeout: Duration) {
         self.phase.set(Some(phase));
         self.since.set(now);
         self.deadline.set(now.saturating_add(timeout.as_millis() as u64));
     }
 
     /// Idle without a buffer: same deadlines as [`Phase::Idle`], counted from the same start.
-    pub fn park(&self) {
+    pub(crate) fn park(&self) {
         self.phase.set(Some(Phase::Parked));
     }
 
     /// Resolves when the sweeper cuts this connection.
-    pub fn interrupted(&self) -> impl Future<Output = ()> + '_ {
+    pub(crate) fn interrupted(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
             if self.cut.get().is_some() {
                 return Poll::Ready(());
@@ -96,17 +96,17 @@ impl ConnCtl {
     }
 
     /// The handle to pass to the next cancelable read or write.
-    pub fn handle(&self) -> CancelHandle {
+    pub(crate) fn handle(&self) -> CancelHandle {
         self.canceller.borrow().handle()
     }
 
     /// Why the connection was cut, if it was.
-    pub fn cut_reason(&self) -> Option<Cut> {
+    pub(crate) fn cut_reason(&self) -> Option<Cut> {
         self.cut.get()
     }
 
     /// Records why and cancels whatever I/O the connection is waiting on.
-    pub fn cut(&self, why: Cut) {
+    pub(crate) fn cut(&self, why: Cut) {
         if self.cut.get().is_some() {
             return;
         }
@@ -120,12 +120,12 @@ impl ConnCtl {
 
     /// Forgets a cut whose I/O completed anyway (the data won the race): the connection
     /// goes on and its deadlines apply again.
-    pub fn uncut(&self) {
+    pub(crate) fn uncut(&self) {
         self.cut.set(None);
     }
 
     /// What the sweeper should do about this connection at `now`.
-    pub fn overdue(&self, now: u64, draining: bool) -> Option<Cut> {
+    pub(crate) fn overdue(&self, now: u64, draining: bool) -> Option<Cut> {
         if self.cut.get().is_some() {
             return None;
         }

@@ -26,17 +26,17 @@ use crate::tls::server::{Configs, ServerTls};
 use crate::tls::stats::{Failure, TlsStats};
 
 /// Ciphertext read at once: a whole TLS record (16 KiB of plaintext plus its overhead).
-pub const TLS_READ_BUFFER: usize = 16 * 1024 + 256;
+pub(crate) const TLS_READ_BUFFER: usize = 16 * 1024 + 256;
 
 /// One worker's door to the listener's TLS: the configurations new handshakes use,
 /// refreshed when the certificate is reloaded (one relaxed load per handshake to notice).
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     shared: Arc<ServerTls>,
     cached: RefCell<(u64, Arc<Configs>)>,
 }
 
 impl Acceptor {
-    pub fn new(shared: Arc<ServerTls>) -> Acceptor {
+    pub(crate) fn new(shared: Arc<ServerTls>) -> Acceptor {
         let cached = RefCell::new(shared.current());
         Acceptor { shared, cached }
     }
@@ -44,7 +44,7 @@ impl Acceptor {
     /// The handshake of a new connection, under whatever deadline the connection's `ctl`
     /// carries: the ClientHello is read first (a plain HTTP request is told apart there),
     /// the configuration chosen for it, and the rest completed on the session.
-    pub async fn handshake(
+    pub(crate) async fn handshake(
         &self,
         stream: &mut TcpStream,
         ctl: &ConnCtl,
@@ -87,7 +87,7 @@ impl Acceptor {
         Ok(session)
     }
 
-    pub fn stats(&self) -> &TlsStats {
+    pub(crate) fn stats(&self) -> &TlsStats {
         &self.shared.stats
     }
 }
@@ -101,7 +101,7 @@ fn refuse(stream: &TcpStream, e: rustls::Error, mut alert: rustls::server::Accep
 }
 
 /// One connection's TLS state: rustls's, and the ciphertext read but not yet fed to it.
-pub struct Session {
+pub(crate) struct Session {
     tls: ServerConnection,
     /// Ciphertext from the socket; `consumed` bytes of it are rustls's already. Without
     /// capacity while the connection has nothing in it (a parked connection holds none).
@@ -150,14 +150,14 @@ impl Session {
     }
 
     /// The negotiated version (true: TLS 1.3) and whether the session was resumed.
-    pub fn kind(&self) -> (bool, bool) {
+    pub(crate) fn kind(&self) -> (bool, bool) {
         let tls13 = self.tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
         (tls13, self.tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
     }
 
     /// Reads plaintext, appending to `dst` at most its spare capacity; `Ok(0)` when the
     /// client closed the session. Bytes already received are returned without waiting.
-    pub async fn read(
+    pub(crate) async fn read(
         &mut self,
         stream: &mut TcpStream,
         dst: &mut Vec<u8>,
@@ -187,12 +187,12 @@ impl Session {
 
     /// Whether plaintext or ciphertext is already here: a parked connection must not wait
     /// for the socket while the request it is waiting for sits in memory.
-    pub fn has_buffered(&mut self) -> bool {
+    pub(crate) fn has_buffered(&mut self) -> bool {
         self.consumed < self.incoming.len() || self.tls.reader().fill_buf().is_ok_and(|b| !b.is_empty())
     }
 
     /// Gives the ciphertext buffer back while the connection waits with nothing in it.
-    pub fn release(&mut self, pool: &BufferPool) {
+    pub(crate) fn release(&mut self, pool: &BufferPool) {
         if self.consumed == self.incoming.len() && self.incoming.capacity() > 0 {
             pool.give(std::mem::take(&mut self.incoming));
             self.consumed = 0;
@@ -200,7 +200,7 @@ impl Session {
     }
 
     /// Seals `plain` into records appended to `out`.
-    pub fn seal(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    pub(crate) fn seal(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         while !plain.is_empty() {
             let n = self.tls.writer().write(plain)?;
             plain = &plain[n..];
@@ -216,7 +216,7 @@ impl Session {
 
     /// Ends the session: the close_notify alert, appended to `out` (nothing once it has been
     /// sent, or before the handshake is done).
-    pub fn close(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn close(&mut self, out: &mut Vec<u8>) {
         if self.tls.is_handshaking() {
             return;
         }

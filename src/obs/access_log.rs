@@ -21,21 +21,21 @@ const FLUSH_AT: usize = 32 * 1024;
 const QUEUE: usize = 64;
 
 /// One request, as the access log records it.
-pub struct Entry<'a> {
-    pub method: &'static str,
-    pub route: &'static str,
-    pub path: &'a [u8],
-    pub status: u16,
-    pub bytes: usize,
-    pub duration_ns: u64,
-    pub request_id: &'a [u8],
-    pub peer: SocketAddr,
+pub(crate) struct Entry<'a> {
+    pub(crate) method: &'static str,
+    pub(crate) route: &'static str,
+    pub(crate) path: &'a [u8],
+    pub(crate) status: u16,
+    pub(crate) bytes: usize,
+    pub(crate) duration_ns: u64,
+    pub(crate) request_id: &'a [u8],
+    pub(crate) peer: SocketAddr,
     /// The request's head bytes, where a `traceparent` is looked for.
-    pub head: &'a [u8],
+    pub(crate) head: &'a [u8],
 }
 
 /// Starts the writer thread; returns the channel workers hand their buffers to.
-pub fn start_writer() -> std::io::Result<Sender<Vec<u8>>> {
+pub(crate) fn start_writer() -> std::io::Result<Sender<Vec<u8>>> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     std::thread::Builder::new().name("percore-log".into()).spawn(move || {
         let _registered = crate::obs::threads::register(crate::obs::threads::Role::Log);
@@ -52,7 +52,7 @@ fn write_all(rx: &Receiver<Vec<u8>>) {
 }
 
 /// One worker's access log.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     format: LogFormat,
     buf: RefCell<Vec<u8>>,
     writer: Sender<Vec<u8>>,
@@ -60,12 +60,12 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(format: LogFormat, writer: Sender<Vec<u8>>) -> AccessLog {
+    pub(crate) fn new(format: LogFormat, writer: Sender<Vec<u8>>) -> AccessLog {
         AccessLog { format, buf: RefCell::new(Vec::with_capacity(FLUSH_AT + 1024)), writer, dropped: Cell::new(0) }
     }
 
     /// Appends a line for `e`.
-    pub fn record(&self, e: &Entry<'_>) {
+    pub(crate) fn record(&self, e: &Entry<'_>) {
         let full = {
             let mut buf = self.buf.borrow_mut();
             match self.format {
@@ -80,7 +80,7 @@ impl AccessLog {
     }
 
     /// Hands what is buffered to the writer thread, or drops it if that thread is behind.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut buf = self.buf.borrow_mut();
         if buf.is_empty() {
             return;

@@ -26,11 +26,11 @@ use crate::http::trace_context::{self, TraceContext};
 /// The method and the caller's trace are read from the head bytes only when a line is
 /// written. Copying one more field into this struct for every request cost 4–6
 /// instructions a request (perf/instructions.py), and most requests are never logged.
-pub struct RequestFields<'a> {
-    pub id: &'a [u8],
-    pub route: &'static str,
+pub(crate) struct RequestFields<'a> {
+    pub(crate) id: &'a [u8],
+    pub(crate) route: &'static str,
     /// The request's head as received: request line, then header lines.
-    pub head: &'a [u8],
+    pub(crate) head: &'a [u8],
 }
 
 impl RequestFields<'_> {
@@ -48,21 +48,21 @@ thread_local! {
 
 /// Makes `fields` the current request until the returned guard drops (for in-core
 /// handlers, which run without a future).
-pub fn scope<'f>(fields: &'f RequestFields<'f>) -> Scope<'f> {
+pub(crate) fn scope<'f>(fields: &'f RequestFields<'f>) -> Scope<'f> {
     let ptr: *const RequestFields<'static> = (fields as *const RequestFields<'_>).cast();
     Restore(CURRENT.with(|c| c.replace(ptr)), std::marker::PhantomData)
 }
 
 /// The guard of [`scope`].
-pub type Scope<'f> = Restore<'f>;
+pub(crate) type Scope<'f> = Restore<'f>;
 
 /// Runs `inner` with `fields` as the current request of every log line it emits.
-pub fn in_request<'f, F: Future>(fields: &'f RequestFields<'f>, inner: F) -> InRequest<'f, F> {
+pub(crate) fn in_request<'f, F: Future>(fields: &'f RequestFields<'f>, inner: F) -> InRequest<'f, F> {
     InRequest { fields, inner }
 }
 
 pin_project_lite::pin_project! {
-    pub struct InRequest<'f, F> {
+    pub(crate) struct InRequest<'f, F> {
         fields: &'f RequestFields<'f>,
         #[pin]
         inner: F,
@@ -71,7 +71,7 @@ pin_project_lite::pin_project! {
 
 /// Restores the previous current request even if the poll panics; the lifetime ties it to
 /// the fields it points to.
-pub struct Restore<'f>(*const RequestFields<'static>, std::marker::PhantomData<&'f ()>);
+pub(crate) struct Restore<'f>(*const RequestFields<'static>, std::marker::PhantomData<&'f ()>);
 
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
@@ -176,7 +176,7 @@ pub fn init(config: &Config) {
     }));
 }
 /// The text of a panic payload (`panic!("…")` gives a &str or a String).
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

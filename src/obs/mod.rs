@@ -8,4 +8,4 @@ pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod profiler;
 pub(crate) mod request_id;
-pub mod threads;
+pub(crate) mod threads;

@@ -8,28 +8,28 @@
 use std::cell::Cell;
 
 /// Longest client-supplied id accepted; longer ones are replaced.
-pub const MAX_LEN: usize = 128;
+pub(crate) const MAX_LEN: usize = 128;
 /// A generated id's length: the response head copies ids of this size as a constant.
-pub const GENERATED_LEN: usize = crate::http::response::GENERATED_ID_LEN;
+pub(crate) const GENERATED_LEN: usize = crate::http::response::GENERATED_ID_LEN;
 /// Characters before the counter: the process's random part and the worker.
 const PREFIX_LEN: usize = 10;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Whether a client's `X-Request-Id` can be echoed: 1–128 visible ASCII characters.
-pub fn is_valid(id: &[u8]) -> bool {
+pub(crate) fn is_valid(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_LEN && id.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 /// One worker's id generator.
-pub struct Generator {
+pub(crate) struct Generator {
     prefix: [u8; PREFIX_LEN],
     counter: Cell<u64>,
 }
 
 impl Generator {
     /// `process` is this process's random part (see [`process_random`]).
-    pub fn new(process: u64, worker: usize) -> Generator {
+    pub(crate) fn new(process: u64, worker: usize) -> Generator {
         let mut prefix = [0u8; PREFIX_LEN];
         encode(&mut prefix[..8], process);
         encode(&mut prefix[8..], worker as u64);
@@ -37,7 +37,7 @@ impl Generator {
     }
 
     /// The next id.
-    pub fn next(&self) -> [u8; GENERATED_LEN] {
+    pub(crate) fn next(&self) -> [u8; GENERATED_LEN] {
         let n = self.counter.get().wrapping_add(1);
         self.counter.set(n);
         let mut id = [0u8; GENERATED_LEN];
@@ -56,7 +56,7 @@ fn encode(out: &mut [u8], mut n: u64) {
 }
 
 /// 64 random bits for this process, from the kernel.
-pub fn process_random() -> u64 {
+pub(crate) fn process_random() -> u64 {
     let mut bytes = [0u8; 8];
     // SAFETY: getrandom writes at most 8 bytes into our buffer.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };

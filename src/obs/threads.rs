@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 /// What a thread is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Main,
     Worker(usize),
     Db(usize),
@@ -23,7 +23,7 @@ pub enum Role {
 
 impl Role {
     /// The name a profile gives the thread's samples.
-    pub fn name(self) -> String {
+    pub(crate) fn name(self) -> String {
         match self {
             Role::Main => "main".to_owned(),
             Role::Worker(i) => format!("worker {i}"),
@@ -35,15 +35,15 @@ impl Role {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct Registered {
-    pub role: Role,
-    pub tid: i32,
+pub(crate) struct Registered {
+    pub(crate) role: Role,
+    pub(crate) tid: i32,
 }
 
 static THREADS: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
 
 /// Removes the thread from the list when it ends.
-pub struct Registration {
+pub(crate) struct Registration {
     tid: i32,
 }
 
@@ -55,7 +55,7 @@ impl Drop for Registration {
 
 /// Registers the calling thread. Keep the result alive for as long as the thread runs.
 #[must_use = "the thread leaves the list when this is dropped"]
-pub fn register(role: Role) -> Registration {
+pub(crate) fn register(role: Role) -> Registration {
     let tid = current_tid();
     note_stack_of_this_thread();
     THREADS.lock().unwrap_or_else(|p| p.into_inner()).push(Registered { role, tid });
@@ -71,7 +71,7 @@ std::thread_local! {
 /// The calling thread's stack bounds, (0, 0) if it never registered. Async-signal-safe: the
 /// profiler's signal handler reads it to keep its stack walk on mapped memory.
 #[inline]
-pub fn stack_of_this_thread() -> (usize, usize) {
+pub(crate) fn stack_of_this_thread() -> (usize, usize) {
     STACK.with(Cell::get)
 }
 
@@ -92,17 +92,17 @@ fn note_stack_of_this_thread() {
 }
 
 /// The threads registered now.
-pub fn all() -> Vec<Registered> {
+pub(crate) fn all() -> Vec<Registered> {
     THREADS.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// CPU seconds of the thread registered as `role`, if it is running.
-pub fn cpu_seconds_of(role: Role) -> Option<f64> {
+pub(crate) fn cpu_seconds_of(role: Role) -> Option<f64> {
     all().iter().find(|t| t.role == role).and_then(|t| cpu_seconds(t.tid))
 }
 
 /// Each running database pool thread's CPU seconds, by pool thread number.
-pub fn db_threads_cpu() -> Vec<(usize, f64)> {
+pub(crate) fn db_threads_cpu() -> Vec<(usize, f64)> {
     let mut cpu: Vec<(usize, f64)> = all()
         .into_iter()
         .filter_map(|t| match t.role {
@@ -115,14 +115,14 @@ pub fn db_threads_cpu() -> Vec<(usize, f64)> {
 }
 
 /// The calling thread's kernel id.
-pub fn current_tid() -> i32 {
+pub(crate) fn current_tid() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 /// CPU time (user + system) thread `tid` of this process has used, or `None` once it has
 /// ended.
-pub fn cpu_seconds(tid: i32) -> Option<f64> {
+pub(crate) fn cpu_seconds(tid: i32) -> Option<f64> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec we own; the clock id is the thread's CPU clock.
     let ok = unsafe { libc::clock_gettime(thread_cpu_clock(tid), &mut ts) } == 0;
@@ -132,7 +132,7 @@ pub fn cpu_seconds(tid: i32) -> Option<f64> {
 /// The clock id of a thread's CPU time (the kernel's MAKE_THREAD_CPUCLOCK(tid,
 /// CPUCLOCK_SCHED), which glibc's `pthread_getcpuclockid` also builds): readable, and usable
 /// for timers, from any thread of the process.
-pub fn thread_cpu_clock(tid: i32) -> libc::clockid_t {
+pub(crate) fn thread_cpu_clock(tid: i32) -> libc::clockid_t {
     ((!tid) << 3) | 6
 }
 

@@ -19,21 +19,21 @@ use crate::config::{Toggle, Workers};
 
 /// The decision: which CPU each worker runs on, and whether it is pinned there.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CpuPlan {
+pub(crate) struct CpuPlan {
     /// CPU for worker i (its pin target when pinned).
-    pub cpus: Vec<usize>,
-    pub pinned: bool,
+    pub(crate) cpus: Vec<usize>,
+    pub(crate) pinned: bool,
     /// The cgroup quota in CPUs, when one applies.
-    pub quota: Option<f64>,
+    pub(crate) quota: Option<f64>,
 }
 
 impl CpuPlan {
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.cpus.len()
     }
 
     /// `2 workers on CPUs 0,1, pinned` — the start-up log's wording.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let list: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
         let n = self.cpus.len();
         format!(
@@ -48,22 +48,22 @@ impl CpuPlan {
 
 /// What the machine says, gathered once before any thread is pinned.
 #[derive(Debug, Clone)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// CPUs of the process's affinity mask, ascending.
-    pub mask: Vec<usize>,
-    pub online: usize,
+    pub(crate) mask: Vec<usize>,
+    pub(crate) online: usize,
     /// CPU quota of the cgroup, in CPUs (quota / period), if limited.
-    pub quota: Option<f64>,
+    pub(crate) quota: Option<f64>,
 }
 
 impl Machine {
     /// Reads the affinity mask, the online CPUs and the cgroup quota of this process.
-    pub fn probe() -> io::Result<Machine> {
+    pub(crate) fn probe() -> io::Result<Machine> {
         Machine::probe_at(Path::new("/"), affinity_mask()?)
     }
 
     /// Reads online CPUs and the quota under `root` (normally `/`).
-    pub fn probe_at(root: &Path, mask: Vec<usize>) -> io::Result<Machine> {
+    pub(crate) fn probe_at(root: &Path, mask: Vec<usize>) -> io::Result<Machine> {
         let online = fs::read_to_string(root.join("sys/devices/system/cpu/online"))
             .ok()
             .and_then(|s| parse_cpu_list(s.trim()))
@@ -86,7 +86,7 @@ pub fn affinity_mask() -> io::Result<Vec<usize>> {
 }
 
 /// Decides the workers' CPUs from the settings and the machine. Pure.
-pub fn plan(workers: Workers, pin: Toggle, machine: &Machine) -> CpuPlan {
+pub(crate) fn plan(workers: Workers, pin: Toggle, machine: &Machine) -> CpuPlan {
     let mask = if machine.mask.is_empty() { vec![0] } else { machine.mask.clone() };
     let count = match workers {
         Workers::Count(n) => n,
@@ -104,7 +104,7 @@ pub fn plan(workers: Workers, pin: Toggle, machine: &Machine) -> CpuPlan {
 }
 
 /// Parses `0-3,6,8-9` (the kernel's CPU list format).
-pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
+pub(crate) fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
     let mut cpus = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -123,7 +123,7 @@ pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
 
 /// The quota in CPUs of the cgroup this process is in: the tightest limit on the way from
 /// its own cgroup up to the root (a parent's limit binds its children too).
-pub fn cgroup_quota(root: &Path) -> Option<f64> {
+pub(crate) fn cgroup_quota(root: &Path) -> Option<f64> {
     // cgroup v1 mounts the cpu controller as cpu,cpuacct or cpu.
     controller_dirs(root, "cpu", &["cpu,cpuacct", "cpu", "cpuacct,cpu"])
         .into_iter()
@@ -139,14 +139,14 @@ pub fn cgroup_quota(root: &Path) -> Option<f64> {
 
 /// Which cgroup hierarchy a directory belongs to.
 /// cgroup v2 `cpu.max`: `max 100000` (no limit) or `QUOTA PERIOD`.
-pub fn quota_v2(cpu_max: &str) -> Option<f64> {
+pub(crate) fn quota_v2(cpu_max: &str) -> Option<f64> {
     let mut f = cpu_max.split_whitespace();
     let (quota, period) = (f.next()?, f.next().unwrap_or("100000"));
     quota_cpus(quota.parse().ok()?, period.parse().ok()?)
 }
 
 /// cgroup v1: `cpu.cfs_quota_us` (-1 = no limit) and `cpu.cfs_period_us`.
-pub fn quota_v1(quota: &str, period: &str) -> Option<f64> {
+pub(crate) fn quota_v1(quota: &str, period: &str) -> Option<f64> {
     let quota: i64 = quota.trim().parse().ok()?;
     quota_cpus(u64::try_from(quota).ok()?, period.trim().parse().ok()?)
 }

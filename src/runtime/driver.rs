@@ -43,14 +43,14 @@ impl RingFlags {
 
 /// The driver every worker of this process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoDriver {
+pub(crate) enum IoDriver {
     IoUring(RingFlags),
     Epoll,
 }
 
 impl IoDriver {
     /// `io_uring` or `epoll`, for logs and the `percore_info` metric.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             IoDriver::IoUring(_) => "io_uring",
             IoDriver::Epoll => "epoll",
@@ -72,14 +72,14 @@ impl fmt::Display for IoDriver {
 }
 
 /// The choice and, when auto fell back to epoll, why.
-pub struct Choice {
-    pub driver: IoDriver,
-    pub fallback_reason: Option<String>,
+pub(crate) struct Choice {
+    pub(crate) driver: IoDriver,
+    pub(crate) fallback_reason: Option<String>,
 }
 
 /// Decides the driver for IO_DRIVER. A forced `io_uring` that the kernel refuses is an
 /// error: the operator asked for it explicitly.
-pub fn choose(setting: DriverChoice) -> io::Result<Choice> {
+pub(crate) fn choose(setting: DriverChoice) -> io::Result<Choice> {
     match setting {
         DriverChoice::Epoll => Ok(Choice { driver: IoDriver::Epoll, fallback_reason: None }),
         DriverChoice::IoUring => probe_uring().map(|f| Choice { driver: IoDriver::IoUring(f), fallback_reason: None }),
@@ -136,7 +136,7 @@ fn check_opcodes(ring: &io_uring::IoUring) -> io::Result<()> {
 const RING_ENTRIES: u32 = 1024;
 
 /// Builds this thread's runtime for `driver` and runs `future` on it to completion.
-pub fn block_on<F: Future>(driver: IoDriver, future: F) -> io::Result<F::Output> {
+pub(crate) fn block_on<F: Future>(driver: IoDriver, future: F) -> io::Result<F::Output> {
     match driver {
         IoDriver::IoUring(flags) => {
             let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()

@@ -10,7 +10,7 @@ use super::cgroup::{controller_dirs, Hierarchy};
 
 /// Where the auto budget came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Cgroup(u64),
     Ram(u64),
     Unknown,
@@ -18,7 +18,7 @@ pub enum Source {
 
 /// MAX_BODY_MEMORY=auto: half the cgroup limit, else a quarter of RAM, else 256 MiB — and
 /// never less than one body of `max_body` bytes.
-pub fn auto_body_memory(root: &Path, max_body: usize) -> (usize, Source) {
+pub(crate) fn auto_body_memory(root: &Path, max_body: usize) -> (usize, Source) {
     let (budget, source) = match (cgroup_limit(root), ram(root)) {
         (Some(limit), _) => (limit / 2, Source::Cgroup(limit)),
         (None, Some(ram)) => (ram / 4, Source::Ram(ram)),
@@ -28,7 +28,7 @@ pub fn auto_body_memory(root: &Path, max_body: usize) -> (usize, Source) {
 }
 
 /// The tightest memory limit of this process's cgroup and its ancestors, if any is set.
-pub fn cgroup_limit(root: &Path) -> Option<u64> {
+pub(crate) fn cgroup_limit(root: &Path) -> Option<u64> {
     controller_dirs(root, "memory", &["memory"])
         .into_iter()
         .filter_map(|(hierarchy, dir)| {

@@ -49,8 +49,26 @@ pub fn run(config: Config, tls: crate::tls::Loaded) -> ExitCode {
     }
 }
 
+/// A started server: what the wait for a signal and the drain need of it.
+struct Running {
+    shared: Arc<Shared>,
+    db: Arc<Pool>,
+    signals: Signals,
+    /// The workers' reports: started, failed, finished.
+    inbox: mpsc::Receiver<Report>,
+    workers: usize,
+}
+
 fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<ExitCode, String> {
     let _registered = threads::register(Role::Main);
+    let running = start(config, tls, started)?;
+    let signal = wait_for_signal(&running)?;
+    drain(&running, signal)
+}
+
+/// Plans the CPUs, binds the listeners, starts the workers and, once all of them run, the
+/// database threads; logs what was started.
+fn start(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Running, String> {
     let machine = Machine::probe().map_err(|e| format!("cannot read this process's CPU affinity: {e}"))?;
     let plan = cpus::plan(config.workers, config.pin_workers, &machine);
     let choice = driver::choose(config.io_driver).map_err(|e| format!("IO_DRIVER=io_uring, but {e}"))?;
@@ -62,28 +80,18 @@ fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ex
     let local = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let signals = Signals::block().map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
 
-    let shutdown_timeout = config.shutdown_timeout;
     let (db, db_queue) = Pool::new(&config, plan.workers());
     let access_log = match config.access_log {
         true => Some(access_log::start_writer().map_err(|e| format!("cannot start the access log writer: {e}"))?),
         false => None,
     };
-    let (body_memory, body_memory_from) = match config.max_body_memory {
-        Some(bytes) => (bytes, "MAX_BODY_MEMORY".to_owned()),
-        None => match crate::runtime::memory::auto_body_memory(std::path::Path::new("/"), config.max_body_bytes) {
-            (bytes, crate::runtime::memory::Source::Cgroup(limit)) => {
-                (bytes, format!("half the cgroup's {} MiB", limit >> 20))
-            }
-            (bytes, crate::runtime::memory::Source::Ram(ram)) => {
-                (bytes, format!("a quarter of {} MiB of RAM", ram >> 20))
-            }
-            (bytes, crate::runtime::memory::Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
-        },
-    };
+    let (body_memory, body_memory_from) = body_memory(&config);
     let listener_tls = tls.listener.clone();
     let shared = Arc::new(Shared::new(config, access_log, body_memory, plan.workers(), tls.listener));
     let env = Arc::new(Env {
-        net: shared.clone(),
+        lifecycle: shared.lifecycle.clone(),
+        id_seed: shared.id_seed,
+        bench_routes: shared.config.bench_routes,
         pool: db.clone(),
         io_driver: choice.driver.name(),
         tls: listener_tls.clone(),
@@ -92,42 +100,12 @@ fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ex
     let debug = match shared.config.debug_addr {
         Some(addr) => {
             let pinned_cpus = plan.cpus.iter().map(|&c| plan.pinned.then_some(c)).collect();
-            let status = crate::runtime::status::source(env.clone(), pinned_cpus);
+            let status = crate::runtime::status::source(env.clone(), shared.clone(), pinned_cpus);
             Some(profiler::start(addr, status).map_err(|e| format!("cannot listen on DEBUG_ADDR {addr}: {e}"))?)
         }
         None => None,
     };
-    let (reports, inbox) = mpsc::channel();
-    for (id, listener) in listeners.into_iter().enumerate() {
-        let (env, reports, cpu, io_driver) = (env.clone(), reports.clone(), plan.cpus[id], choice.driver);
-        let pinned = plan.pinned;
-        std::thread::Builder::new()
-            .name(format!("percore-w{id}"))
-            .spawn(move || {
-                let _registered = threads::register(Role::Worker(id));
-                if pinned && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                    log::warn!("worker {id}: could not pin to CPU {cpu}");
-                }
-                let result = worker::run(id, io_driver, env, listener, || {
-                    let _ = reports.send(Report::Started(id));
-                });
-                let _ = reports.send(match result {
-                    Ok(()) => Report::Finished(id),
-                    Err(e) => Report::Failed(id, e.to_string()),
-                });
-            })
-            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
-    }
-    drop(reports);
-
-    for _ in 0..plan.workers() {
-        match inbox.recv() {
-            Ok(Report::Started(_)) => {}
-            Ok(Report::Failed(id, e)) => return Err(format!("worker {id} could not start: {e}")),
-            Ok(Report::Finished(id)) => return Err(format!("worker {id} stopped during start-up")),
-            Err(_) => return Err("the workers stopped during start-up".to_owned()),
-        }
-    }
+    let inbox = start_workers(&plan, choice.driver, &env, &shared, listeners)?;
     db.spawn_threads(db_queue, &shared.config, tls.postgres)
         .map_err(|e| format!("cannot start the database pool: {e}"))?;
     let sched = match shared.config.db_thread_sched {
@@ -157,11 +135,71 @@ fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ex
         }
         None => log::info!("listening on http://{local}"),
     }
+    Ok(Running { shared, db, signals, inbox, workers: plan.workers() })
+}
 
+/// MAX_BODY_MEMORY, or what `auto` makes of the cgroup or the machine, and where it came from.
+fn body_memory(config: &Config) -> (usize, String) {
+    use crate::runtime::memory::{auto_body_memory, Source};
+    match config.max_body_memory {
+        Some(bytes) => (bytes, "MAX_BODY_MEMORY".to_owned()),
+        None => match auto_body_memory(std::path::Path::new("/"), config.max_body_bytes) {
+            (bytes, Source::Cgroup(limit)) => (bytes, format!("half the cgroup's {} MiB", limit >> 20)),
+            (bytes, Source::Ram(ram)) => (bytes, format!("a quarter of {} MiB of RAM", ram >> 20)),
+            (bytes, Source::Unknown) => (bytes, "no cgroup limit or RAM size found".to_owned()),
+        },
+    }
+}
+
+/// One thread per planned CPU, pinned if the plan says so, each running its worker; returns
+/// once every one has reported that it runs.
+fn start_workers(
+    plan: &cpus::CpuPlan,
+    io_driver: driver::IoDriver,
+    env: &Arc<Env>,
+    shared: &Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+) -> Result<mpsc::Receiver<Report>, String> {
+    let (reports, inbox) = mpsc::channel();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let (env, shared, reports) = (env.clone(), shared.clone(), reports.clone());
+        let (cpu, pinned) = (plan.cpus[id], plan.pinned);
+        std::thread::Builder::new()
+            .name(format!("percore-w{id}"))
+            .spawn(move || {
+                let _registered = threads::register(Role::Worker(id));
+                if pinned && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                    log::warn!("worker {id}: could not pin to CPU {cpu}");
+                }
+                let result = worker::run(id, io_driver, env, shared, listener, || {
+                    let _ = reports.send(Report::Started(id));
+                });
+                let _ = reports.send(match result {
+                    Ok(()) => Report::Finished(id),
+                    Err(e) => Report::Failed(id, e.to_string()),
+                });
+            })
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+    }
+    for _ in 0..plan.workers() {
+        match inbox.recv() {
+            Ok(Report::Started(_)) => {}
+            Ok(Report::Failed(id, e)) => return Err(format!("worker {id} could not start: {e}")),
+            Ok(Report::Finished(id)) => return Err(format!("worker {id} stopped during start-up")),
+            Err(_) => return Err("the workers stopped during start-up".to_owned()),
+        }
+    }
+    Ok(inbox)
+}
+
+/// Serves until SIGTERM or SIGINT, which it returns; a worker that stops meanwhile ends the
+/// process (so it can be restarted). Releases the start-up code pages once start-up is over.
+fn wait_for_signal(running: &Running) -> Result<&'static str, String> {
+    let Running { db, signals, inbox, .. } = running;
     let mut startup_pages_held = true;
-    let signal = loop {
+    loop {
         if let Some(signal) = signals.wait(POLL) {
-            break signal;
+            return Ok(signal);
         }
         // Once every pool thread has connected (and migrations are done), start-up is over.
         if startup_pages_held && db.health.connected() == db.threads {
@@ -178,15 +216,20 @@ fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ex
             };
             return Err(format!("{what}; exiting so the process can be restarted"));
         }
-    };
+    }
+}
 
+/// After `signal`: SHUTDOWN_DELAY (not ready, still serving), then the drain until every
+/// worker is done or SHUTDOWN_TIMEOUT; a second signal exits at once with status 1.
+fn drain(running: &Running, signal: &str) -> Result<ExitCode, String> {
+    let Running { shared, signals, inbox, workers, .. } = running;
     let delay = shared.config.shutdown_delay;
     if !delay.is_zero() {
         log::info!(
             "{signal} received: not ready; still accepting and serving for SHUTDOWN_DELAY ({delay:?}), {} connections open",
             shared.open_connections()
         );
-        shared.start_closing();
+        shared.lifecycle.start_closing();
         let until = Instant::now() + delay;
         // A wait can end early (another signal, such as the profiler's): wait out the rest.
         while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
@@ -199,15 +242,16 @@ fn serve(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ex
             }
         }
     }
+    let shutdown_timeout = shared.config.shutdown_timeout;
     log::info!(
         "{signal} received: draining (up to {shutdown_timeout:?}), {} connections open",
         shared.open_connections()
     );
     // Each worker notices within a sweep tick, takes what is queued on its listener and
     // shuts it; until then new connections are still answered (with Connection: close).
-    shared.start_draining();
+    shared.lifecycle.start_draining();
     let deadline = Instant::now() + shutdown_timeout;
-    let mut running = plan.workers();
+    let mut running = *workers;
     while running > 0 {
         let now = Instant::now();
         if now >= deadline {

@@ -7,13 +7,13 @@
 use std::io;
 use std::time::Duration;
 
-pub struct Signals {
+pub(crate) struct Signals {
     set: libc::sigset_t,
 }
 
 impl Signals {
     /// Blocks SIGTERM and SIGINT for this thread and every thread it spawns from now on.
-    pub fn block() -> io::Result<Signals> {
+    pub(crate) fn block() -> io::Result<Signals> {
         // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the calls
         // only read and write that set and this thread's signal mask.
         unsafe {
@@ -30,7 +30,7 @@ impl Signals {
     }
 
     /// Waits up to `timeout` for SIGTERM or SIGINT and names the one that came.
-    pub fn wait(&self, timeout: Duration) -> Option<&'static str> {
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<&'static str> {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,

@@ -20,14 +20,14 @@ use std::fs;
 /// A mapping that can be released: start address and length in bytes, and how much of it is
 /// resident now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Releasable {
-    pub start: usize,
-    pub len: usize,
-    pub resident: usize,
+pub(crate) struct Releasable {
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    pub(crate) resident: usize,
 }
 
 /// The mappings of a `/proc/<pid>/smaps` text that are safe to release and hold pages.
-pub fn releasable(smaps: &str) -> Vec<Releasable> {
+pub(crate) fn releasable(smaps: &str) -> Vec<Releasable> {
     let mut found = Vec::new();
     let mut current: Option<(Releasable, bool)> = None;
     let mut finish = |mapping: Option<(Releasable, bool)>| {
@@ -80,7 +80,7 @@ fn field_kib(line: &str) -> Option<(&str, usize)> {
 /// Releases the start-up pages of this process's clean read-only file mappings. Returns the
 /// bytes that were resident in them (what the resident set shrinks by, until code runs
 /// again).
-pub fn release() -> std::io::Result<usize> {
+pub(crate) fn release() -> std::io::Result<usize> {
     let smaps = fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
     for m in releasable(&smaps) {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::Env;
 use crate::doorbell::Doorbell;
+use crate::net::shared::Shared;
 use crate::obs::metrics::{Snapshot, SnapshotRequest};
 use crate::obs::profiler::{Status, StatusSource, WorkerRow};
 
@@ -17,17 +18,17 @@ use crate::obs::profiler::{Status, StatusSource, WorkerRow};
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The source the debug listener calls for the page.
-pub fn source(env: Arc<Env>, pinned_cpus: Vec<Option<usize>>) -> StatusSource {
-    Arc::new(move || gather(&env, &pinned_cpus))
+pub(crate) fn source(env: Arc<Env>, shared: Arc<Shared>, pinned_cpus: Vec<Option<usize>>) -> StatusSource {
+    Arc::new(move || gather(&env, &shared, &pinned_cpus))
 }
 
-fn gather(env: &Env, pinned_cpus: &[Option<usize>]) -> Status {
+fn gather(env: &Env, shared: &Shared, pinned_cpus: &[Option<usize>]) -> Status {
     let parts = snapshots(env);
     let workers = (0..env.scrapes.len())
         .map(|worker| WorkerRow {
             worker,
             pinned_cpu: pinned_cpus.get(worker).copied().flatten(),
-            connections: env.net.balance.live(worker),
+            connections: shared.balance.live(worker),
             requests: parts.iter().find(|s| s.worker == worker).map(Snapshot::requests),
         })
         .collect();

@@ -14,26 +14,28 @@ use std::time::Duration;
 use crate::app::{App, Env};
 use crate::net::core::Core;
 use crate::net::listener::{accept_loop, adopt};
+use crate::net::shared::Shared;
 use crate::net::timeouts::TICK;
 use crate::obs::metrics::{Labels, SnapshotRequest, WorkerMetrics};
 use crate::runtime::driver::{self, IoDriver};
 
 /// The metrics' labels: the application's route patterns and job names.
-pub const LABELS: Labels = Labels { routes: crate::app::routes::Route::PATTERNS, jobs: crate::db::Job::NAMES };
+pub(crate) const LABELS: Labels = Labels { routes: crate::app::routes::Route::PATTERNS, jobs: crate::db::Job::NAMES };
 
 /// Runs worker `id` on the current thread until it has drained. `started` is called once
 /// the runtime is up.
-pub fn run(
+pub(crate) fn run(
     id: usize,
     driver: IoDriver,
     env: Arc<Env>,
+    shared: Arc<Shared>,
     listener: StdListener,
     started: impl FnOnce(),
 ) -> io::Result<()> {
     driver::block_on(driver, async move {
         let metrics = Rc::new(WorkerMetrics::new(LABELS));
         let app = App::new(id, env.clone(), metrics.clone());
-        let core = Rc::new(Core::new(id, env.net.clone(), app, metrics));
+        let core = Rc::new(Core::new(id, shared, app, metrics));
         started();
         monoio::spawn(sweeper(core.clone()));
         monoio::spawn(core.service.db.clone().deliver_replies());

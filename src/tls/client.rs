@@ -41,7 +41,7 @@ enum Check {
 /// The TLS configuration for `pg`, or `None` under `sslmode=disable`. Reads the roots and
 /// the client certificate now: a file that cannot be read or does not parse is a
 /// configuration error, named by the setting that gave it (exit 2 at start).
-pub fn postgres(pg: &PgConfig) -> Result<Option<Arc<ClientConfig>>, ConfigError> {
+pub(crate) fn postgres(pg: &PgConfig) -> Result<Option<Arc<ClientConfig>>, ConfigError> {
     if pg.sslmode == SslMode::Disable {
         return Ok(None);
     }

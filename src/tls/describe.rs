@@ -13,14 +13,14 @@ use x509_cert::Certificate;
 /// The parts of a certificate a person checks first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Summary {
-    pub subject: String,
-    pub issuer: String,
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
     /// DNS names and IP addresses of the subjectAltName extension.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// Seconds since the Unix epoch.
-    pub not_after: u64,
+    pub(crate) not_after: u64,
     /// Hexadecimal, as `openssl x509 -serial` prints it.
-    pub serial: String,
+    pub(crate) serial: String,
 }
 
 /// `None` when the bytes are not an X.509 certificate.

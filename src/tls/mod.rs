@@ -13,11 +13,11 @@
 //! clients that offer it). Both keep the static binary free of OpenSSL and build with a C
 //! compiler alone; aws-lc costs about 1.5 MB more in the image and a longer first build.
 
-pub mod client;
+pub(crate) mod client;
 pub(crate) mod describe;
 pub(crate) mod files;
-pub mod server;
-pub mod stats;
+pub(crate) mod server;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 
@@ -28,9 +28,9 @@ use crate::config::{Config, ConfigError, StoreConfig};
 pub struct Loaded {
     /// The listener's TLS, when TLS_CERT_FILE and TLS_KEY_FILE are set (its watcher thread
     /// started).
-    pub listener: Option<Arc<server::ServerTls>>,
+    pub(crate) listener: Option<Arc<server::ServerTls>>,
     /// The Postgres connections' TLS, unless the store is SQLite or `sslmode=disable`.
-    pub postgres: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) postgres: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Loads the TLS material `config` names.

@@ -35,18 +35,18 @@ use super::stats::TlsStats;
 use crate::config::{ConfigError, TlsFiles};
 
 /// How often the watcher looks at the files.
-pub const RELOAD_POLL: Duration = Duration::from_secs(1);
+pub(crate) const RELOAD_POLL: Duration = Duration::from_secs(1);
 /// TLS 1.2 sessions remembered for resumption by session id (TLS 1.3 and most 1.2 clients
 /// resume with tickets, which need no memory here).
 const SESSION_CACHE: usize = 4096;
 
 /// The listener's TLS, shared by every worker.
-pub struct ServerTls {
+pub(crate) struct ServerTls {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: Mutex<Arc<Configs>>,
     generation: AtomicU64,
-    pub stats: TlsStats,
+    pub(crate) stats: TlsStats,
     /// What the serving certificate is, for the start-up line and the reload log.
     serving: Mutex<Summary>,
 }
@@ -83,7 +83,7 @@ impl Resumption {
 /// What new handshakes are configured with: the server's order of cipher suites, and the
 /// client's, for a client that puts ChaCha20 before AES-GCM (it has no AES instructions, and
 /// AES in software would be slow for it and leak timing) — Go's rule.
-pub struct Configs {
+pub(crate) struct Configs {
     server_order: Arc<ServerConfig>,
     client_order: Arc<ServerConfig>,
 }
@@ -96,7 +96,7 @@ impl Configs {
     }
 
     /// The configuration for a ClientHello that lists `suites`, in its order of preference.
-    pub fn for_client(&self, suites: &[rustls::CipherSuite]) -> Arc<ServerConfig> {
+    pub(crate) fn for_client(&self, suites: &[rustls::CipherSuite]) -> Arc<ServerConfig> {
         use rustls::CipherSuite::*;
         let first_aead = suites.iter().find_map(|suite| match suite {
             TLS13_CHACHA20_POLY1305_SHA256
@@ -127,7 +127,7 @@ struct Loaded {
 impl ServerTls {
     /// Loads the files once, at start: a file that cannot be read, does not parse, or a key
     /// that does not match its certificate stops the start (exit 2), naming the setting.
-    pub fn load(files: &TlsFiles) -> Result<Arc<ServerTls>, ConfigError> {
+    pub(crate) fn load(files: &TlsFiles) -> Result<Arc<ServerTls>, ConfigError> {
         let provider = Arc::new(server_provider());
         let resumption = Resumption::new(files.resumption).map_err(|e| refused("TLS_CERT_FILE", &files.cert, e))?;
         let loaded = build(files, &provider, &resumption).map_err(|(var, why)| {
@@ -157,7 +157,7 @@ impl ServerTls {
     }
 
     /// The configurations new handshakes use, and their generation.
-    pub fn current(&self) -> (u64, Arc<Configs>) {
+    pub(crate) fn current(&self) -> (u64, Arc<Configs>) {
         let config = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
         // Read after the configuration: a generation newer than what was read only makes
         // the caller look again at its next handshake.
@@ -166,12 +166,12 @@ impl ServerTls {
 
     /// The generation of the current configuration: a worker holding an older one asks
     /// for [`ServerTls::current`].
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
     }
 
     /// For the start-up line: what is served, and whether clients must show a certificate.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
         let mtls = match &self.files.client_ca {
             Some(ca) => format!(", client certificates required (TLS_CLIENT_CA_FILE={})", ca.display()),

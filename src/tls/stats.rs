@@ -6,50 +6,36 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Why a handshake did not complete: the `reason` label of
-/// `percore_tls_handshake_failures_total`, in [`Failure`] order.
-pub const FAILURE_REASONS: [&str; 11] = [
-    "plain_http",
-    "timeout",
-    "closed",
-    "protocol_version",
-    "no_shared_cipher",
-    "no_alpn",
-    "no_certificate",
-    "bad_certificate",
-    "client_alert",
-    "malformed",
-    "other",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The client spoke plain HTTP to the TLS port (answered 400 in plain text).
-    PlainHttp = 0,
-    /// Not done within SERVER_READ_TIMEOUT, or cut by the drain.
-    Timeout = 1,
-    /// The client closed or reset the connection mid-handshake.
-    Closed = 2,
-    /// The client offers no version this server speaks (TLS 1.2 and 1.3 only).
-    ProtocolVersion = 3,
-    /// No cipher suite, key exchange group or signature scheme in common.
-    NoSharedCipher = 4,
-    /// The client's ALPN list lacks `http/1.1`.
-    NoAlpn = 5,
-    /// TLS_CLIENT_CA_FILE is set and the client presented no certificate.
-    NoCertificate = 6,
-    /// The client's certificate does not lead to TLS_CLIENT_CA_FILE (or is expired, …).
-    BadCertificate = 7,
-    /// The client aborted with an alert (typically: it does not trust this certificate).
-    ClientAlert = 8,
-    /// Bytes that are not a TLS handshake.
-    Malformed = 9,
-    Other = 10,
+labelled! {
+    /// Why a handshake did not complete (percore_tls_handshake_failures_total).
+    pub(crate) enum Failure / FAILURE_REASONS {
+        /// The client spoke plain HTTP to the TLS port (answered 400 in plain text).
+        PlainHttp = "plain_http",
+        /// Not done within SERVER_READ_TIMEOUT, or cut by the drain.
+        Timeout = "timeout",
+        /// The client closed or reset the connection mid-handshake.
+        Closed = "closed",
+        /// The client offers no version this server speaks (TLS 1.2 and 1.3 only).
+        ProtocolVersion = "protocol_version",
+        /// No cipher suite, key exchange group or signature scheme in common.
+        NoSharedCipher = "no_shared_cipher",
+        /// The client's ALPN list lacks `http/1.1`.
+        NoAlpn = "no_alpn",
+        /// TLS_CLIENT_CA_FILE is set and the client presented no certificate.
+        NoCertificate = "no_certificate",
+        /// The client's certificate does not lead to TLS_CLIENT_CA_FILE (or is expired, …).
+        BadCertificate = "bad_certificate",
+        /// The client aborted with an alert (typically: it does not trust this certificate).
+        ClientAlert = "client_alert",
+        /// Bytes that are not a TLS handshake.
+        Malformed = "malformed",
+        Other = "other",
+    }
 }
 
 impl Failure {
     /// The reason a rustls error stands for.
-    pub fn of(e: &rustls::Error) -> Failure {
+    pub(crate) fn of(e: &rustls::Error) -> Failure {
         use rustls::{Error, PeerIncompatible};
         match e {
             Error::NoCertificatesPresented => Failure::NoCertificate,
@@ -75,11 +61,11 @@ impl Failure {
 }
 
 /// `version` × `resumed` of `percore_tls_handshakes_total`.
-pub const HANDSHAKE_KINDS: [(&str, &str); 4] =
+pub(crate) const HANDSHAKE_KINDS: [(&str, &str); 4] =
     [("TLSv1.2", "false"), ("TLSv1.2", "true"), ("TLSv1.3", "false"), ("TLSv1.3", "true")];
 
 #[derive(Default)]
-pub struct TlsStats {
+pub(crate) struct TlsStats {
     handshakes: [AtomicU64; HANDSHAKE_KINDS.len()],
     failures: [AtomicU64; FAILURE_REASONS.len()],
     reloads: AtomicU64,
@@ -89,12 +75,12 @@ pub struct TlsStats {
 }
 
 impl TlsStats {
-    pub fn handshake(&self, tls13: bool, resumed: bool) {
+    pub(crate) fn handshake(&self, tls13: bool, resumed: bool) {
         let i = usize::from(tls13) * 2 + usize::from(resumed);
         self.handshakes[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn failed(&self, why: Failure) {
+    pub(crate) fn failed(&self, why: Failure) {
         self.failures[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -108,7 +94,7 @@ impl TlsStats {
     }
 
     /// What /metrics shows.
-    pub fn read(&self) -> TlsCounts {
+    pub(crate) fn read(&self) -> TlsCounts {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         TlsCounts {
             handshakes: std::array::from_fn(|i| load(&self.handshakes[i])),
@@ -122,10 +108,10 @@ impl TlsStats {
 
 /// A reading of [`TlsStats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsCounts {
-    pub handshakes: [u64; HANDSHAKE_KINDS.len()],
-    pub failures: [u64; FAILURE_REASONS.len()],
-    pub reloads: u64,
-    pub reload_failures: u64,
-    pub expiry: u64,
+pub(crate) struct TlsCounts {
+    pub(crate) handshakes: [u64; HANDSHAKE_KINDS.len()],
+    pub(crate) failures: [u64; FAILURE_REASONS.len()],
+    pub(crate) reloads: u64,
+    pub(crate) reload_failures: u64,
+    pub(crate) expiry: u64,
 }

@@ -8,7 +8,7 @@ closed the connection, ...) fails the run.
     python3 tests/support/h11_client.py 127.0.0.1:PORT
     python3 tests/support/h11_client.py 127.0.0.1:PORT --tls CA.pem   # through Python's ssl
 
-Run by tests/strict_clients.rs against a server started with BENCH_ROUTES=1,
+Run by tests/it/strict_clients.rs against a server started with BENCH_ROUTES=1,
 SERVER_READ_TIMEOUT=1s and MAX_BODY_BYTES=1000. Prints one line per failure and a count.
 """
 

@@ -1,21 +1,21 @@
-//! What every /api/v1 handler shares: reading a JSON body, reading a page, and turning
-//! database failures into the contract's statuses.
+//! What every /api/v1 handler shares: reading a JSON body, reading a page and cutting it
+//! ([`next_page`]), and turning database failures into the contract's statuses.
 
 use crate::app::decode::Rejected;
 use crate::app::App;
-use crate::db::{DbError, Output, Page};
+use crate::db::{DbError, Page};
 use crate::http::query;
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
 use simd_json::Buffers;
 
-pub const DEFAULT_LIMIT: u32 = 20;
-pub const MAX_LIMIT: u32 = 100;
+pub(crate) const DEFAULT_LIMIT: u32 = 20;
+pub(crate) const MAX_LIMIT: u32 = 100;
 
 /// Checks that a body was declared (411) and is JSON (415); then decodes it with one of
-/// the [`decode`] functions (400 or 413 naming the field). On failure the reply is written
+/// the [`crate::app::decode`] functions (400 or 413 naming the field). On failure the reply is written
 /// and `None` returned.
-pub fn decode_body<T>(
+pub(crate) fn decode_body<T>(
     ctx: &App,
     req: &mut RequestView<'_>,
     reply: &mut Reply<'_>,
@@ -34,7 +34,7 @@ pub fn decode_body<T>(
 }
 
 /// 411 without a declared body, 415 unless `Content-Type: application/json`.
-pub fn accepts_body(req: &RequestView<'_>, reply: &mut Reply<'_>) -> bool {
+pub(crate) fn accepts_body(req: &RequestView<'_>, reply: &mut Reply<'_>) -> bool {
     if !req.head.declared_body {
         reply.error(411, "a body is required: send Content-Length or Transfer-Encoding: chunked");
         return false;
@@ -54,7 +54,7 @@ fn is_json(content_type: Option<&[u8]>) -> bool {
 }
 
 /// `?limit=N&after=ID`: limit 1–100 (default 20), after ≥ 0 (default 0). 400 on anything else.
-pub fn page(req: &RequestView<'_>, reply: &mut Reply<'_>) -> Option<Page> {
+pub(crate) fn page(req: &RequestView<'_>, reply: &mut Reply<'_>) -> Option<Page> {
     match parse_page(req.query()) {
         Ok(page) => Some(page),
         Err(message) => {
@@ -64,7 +64,18 @@ pub fn page(req: &RequestView<'_>, reply: &mut Reply<'_>) -> Option<Page> {
     }
 }
 
-pub fn parse_page(q: &[u8]) -> Result<Page, &'static str> {
+/// Cuts the extra row a page query fetched (jobs fetch `limit + 1`); the id to continue
+/// after, if there is more.
+pub(crate) fn next_page<T>(rows: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Option<i64> {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn parse_page(q: &[u8]) -> Result<Page, &'static str> {
     let number = |key: &str| -> Result<Option<i64>, ()> {
         match query::get(q, key).map_err(|_| ())? {
             None => Ok(None),
@@ -90,7 +101,7 @@ pub fn parse_page(q: &[u8]) -> Result<Page, &'static str> {
 }
 
 /// The contract's status for a failed database call.
-pub fn db_error(ctx: &App, reply: &mut Reply<'_>, e: &DbError, conflict: &str) {
+pub(crate) fn db_error(ctx: &App, reply: &mut Reply<'_>, e: &DbError, conflict: &str) {
     match e {
         DbError::QueueFull => reply.error(503, "the database queue is full; retry shortly"),
         DbError::Unavailable(_) => reply.error(503, &format!("store {} unavailable", ctx.db.pool().store)),
@@ -100,12 +111,6 @@ pub fn db_error(ctx: &App, reply: &mut Reply<'_>, e: &DbError, conflict: &str) {
             reply.error(500, "Internal Server Error");
         }
     }
-}
-
-/// A job answered with an output of the wrong kind: a bug, logged and answered 500.
-pub fn unexpected(ctx: &App, reply: &mut Reply<'_>, output: &Output) {
-    log::error!("worker {}: unexpected database output {output:?}", ctx.id);
-    reply.error(500, "Internal Server Error");
 }
 
 #[cfg(test)]

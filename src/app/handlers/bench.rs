@@ -7,16 +7,15 @@
 
 use serde::Serialize;
 
-use super::api::{db_error, unexpected};
+use super::api::db_error;
 use crate::app::App;
 use crate::db::model::Fortune;
-use crate::db::{Job, Output};
 use crate::http::query;
 use crate::http::response::{Reply, PLAIN};
 use crate::http::route::RequestView;
 
 /// `/plaintext`: `Hello, World!` as text/plain.
-pub fn plaintext(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn plaintext(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.send(200, PLAIN, b"Hello, World!", &[]);
 }
 
@@ -26,21 +25,26 @@ struct Message {
 }
 
 /// `/json`: `{"message":"Hello, World!"}`, serialized for each request.
-pub fn json(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn json(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.json(200, &Message { message: "Hello, World!" }, &[]);
 }
 
 /// `/db`: one random world.
-pub async fn db(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
-    match ctx.db.call(Job::World { id: ctx.random_world() }).await {
-        Ok(Output::World(Some(world))) => reply.json(200, &world, &[]),
-        Ok(other) => unexpected(ctx, reply, &other),
+pub(crate) async fn db(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+    let id = ctx.random_world();
+    match ctx.db.world(id).await {
+        Ok(Some(world)) => reply.json(200, &world, &[]),
+        // Every id from 1 to 10,000 exists: a missing one is a broken table.
+        Ok(None) => {
+            log::error!("worker {}: world {id} is missing from the table", ctx.id);
+            reply.error(500, "Internal Server Error");
+        }
         Err(e) => db_error(ctx, reply, &e, ""),
     }
 }
 
 /// The `queries` parameter: 1–500; missing, not a number or below 1 is 1.
-pub fn queries_param(q: &[u8]) -> usize {
+pub(crate) fn queries_param(q: &[u8]) -> usize {
     let n = query::get(q, "queries")
         .ok()
         .flatten()
@@ -50,31 +54,29 @@ pub fn queries_param(q: &[u8]) -> usize {
 }
 
 /// `/queries?queries=N`: N random worlds, each by its own query.
-pub async fn queries(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) async fn queries(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let ids = (0..queries_param(req.query())).map(|_| ctx.random_world()).collect();
-    match ctx.db.call(Job::Worlds { ids }).await {
-        Ok(Output::Worlds(worlds)) => reply.json(200, &worlds, &[]),
-        Ok(other) => unexpected(ctx, reply, &other),
+    match ctx.db.worlds(ids).await {
+        Ok(worlds) => reply.json(200, &worlds, &[]),
         Err(e) => db_error(ctx, reply, &e, ""),
     }
 }
 
 /// `/updates?queries=N`: N random worlds, each given a new random number and written back.
-pub async fn updates(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) async fn updates(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let n = queries_param(req.query());
     let ids = (0..n).map(|_| ctx.random_world()).collect();
     let numbers = (0..n).map(|_| ctx.random_world()).collect();
-    match ctx.db.call(Job::UpdateWorlds { ids, numbers }).await {
-        Ok(Output::Worlds(worlds)) => reply.json(200, &worlds, &[]),
-        Ok(other) => unexpected(ctx, reply, &other),
+    match ctx.db.update_worlds(ids, numbers).await {
+        Ok(worlds) => reply.json(200, &worlds, &[]),
         Err(e) => db_error(ctx, reply, &e, ""),
     }
 }
 
 /// `/fortunes`: every fortune plus one added now, sorted by message, as escaped HTML.
-pub async fn fortunes(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
-    match ctx.db.call(Job::Fortunes).await {
-        Ok(Output::Fortunes(mut fortunes)) => {
+pub(crate) async fn fortunes(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+    match ctx.db.fortunes().await {
+        Ok(mut fortunes) => {
             fortunes.push(Fortune { id: 0, message: "Additional fortune added at request time.".into() });
             fortunes.sort_unstable_by(|a, b| a.message.cmp(&b.message));
             reply.compose(200, "text/html; charset=utf-8", |out| {
@@ -82,12 +84,11 @@ pub async fn fortunes(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
                 Ok::<(), std::convert::Infallible>(())
             });
         }
-        Ok(other) => unexpected(ctx, reply, &other),
         Err(e) => db_error(ctx, reply, &e, ""),
     }
 }
 
-pub fn render_fortunes(out: &mut Vec<u8>, fortunes: &[Fortune]) {
+pub(crate) fn render_fortunes(out: &mut Vec<u8>, fortunes: &[Fortune]) {
     out.extend_from_slice(
         b"<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>",
     );

@@ -12,16 +12,16 @@ use crate::app::App;
 use crate::http::response::{Reply, JSON, TEXT};
 use crate::http::route::RequestView;
 
-pub fn health(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn health(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.send(200, TEXT, b"OK", &[]);
 }
 
-pub fn livez(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn livez(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.send(200, TEXT, b"OK", &[]);
 }
 
 /// `/openapi.json`: the API's description.
-pub fn openapi(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn openapi(_: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.send(200, JSON, OPENAPI.as_bytes(), &[]);
 }
 
@@ -32,7 +32,7 @@ struct Ready {
 }
 
 /// 200 while the store answers and the server is not draining; else 503 saying which.
-pub fn readyz(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn readyz(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     let pool = ctx.db.pool();
     if ctx.is_closing() {
         reply.error(503, "draining: the server is shutting down");

@@ -17,7 +17,7 @@ use crate::obs::threads::{self, Role};
 /// A worker that has not answered by then is left out of this scrape (and logged).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>) {
     let env = &ctx.env;
     let replies = Arc::new(Doorbell::default());
     for worker in env.scrapes.iter() {

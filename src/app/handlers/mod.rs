@@ -5,15 +5,17 @@
 //! are the connection loop's business, not a handler's.
 
 mod api;
-pub mod bench;
-pub mod health;
-pub mod metrics;
-pub mod orders;
-pub mod preferences;
+pub(crate) mod bench;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod orders;
+pub(crate) mod preferences;
+#[cfg(feature = "example-resource")]
+pub(crate) mod products;
 #[cfg(feature = "test-routes")]
-pub mod testing;
-pub mod users;
+pub(crate) mod testing;
+pub(crate) mod users;
 
 /// The OpenAPI 3 description of the API, served at /openapi.json and checked in CI
-/// (schemathesis against a running server; tests/openapi.rs against the route table).
+/// (schemathesis against a running server; tests/it/openapi.rs against the route table).
 pub const OPENAPI: &str = include_str!("../openapi.json");

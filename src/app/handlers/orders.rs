@@ -2,12 +2,10 @@
 
 use serde::Serialize;
 
-use super::api::{self, db_error, unexpected};
-use super::users::next_page;
+use super::api::{self, db_error, next_page};
 use crate::app::decode;
 use crate::app::App;
 use crate::db::model::Order;
-use crate::db::{Job, Output};
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
 
@@ -18,29 +16,26 @@ struct OrderPage<'a> {
 }
 
 /// `GET /api/v1/users/{id}/orders`: a page of the user's orders.
-pub async fn list(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) async fn list(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let user_id = req.id.unwrap_or_default();
     let Some(page) = api::page(&req, reply) else { return };
-    match ctx.db.call(Job::ListOrders { user_id, page }).await {
-        Ok(Output::Orders(Some(mut orders))) => {
+    match ctx.db.list_orders(user_id, page).await {
+        Ok(Some(mut orders)) => {
             let next_after = next_page(&mut orders, page.limit, |o| o.id);
             reply.json(200, &OrderPage { orders: &orders, next_after }, &[]);
         }
-        Ok(Output::Orders(None)) => reply.error(404, &format!("user {user_id} not found")),
-        Ok(other) => unexpected(ctx, reply, &other),
+        Ok(None) => reply.error(404, &format!("user {user_id} not found")),
         Err(e) => db_error(ctx, reply, &e, ""),
     }
 }
 
 /// `POST /api/v1/users/{id}/orders`: 201 with the order.
-pub async fn create(ctx: &App, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) async fn create(ctx: &App, mut req: RequestView<'_>, reply: &mut Reply<'_>) {
     let user_id = req.id.unwrap_or_default();
     let Some(order) = api::decode_body(ctx, &mut req, reply, decode::new_order) else { return };
-    let job = Job::CreateOrder { user_id, item: order.item, quantity: order.quantity, price_cents: order.price_cents };
-    match ctx.db.call(job).await {
-        Ok(Output::Order(Some(order))) => reply.json(201, &order, &[]),
-        Ok(Output::Order(None)) => reply.error(404, &format!("user {user_id} not found")),
-        Ok(other) => unexpected(ctx, reply, &other),
+    match ctx.db.create_order(user_id, order.item, order.quantity, order.price_cents).await {
+        Ok(Some(order)) => reply.json(201, &order, &[]),
+        Ok(None) => reply.error(404, &format!("user {user_id} not found")),
         Err(e) => db_error(ctx, reply, &e, ""),
     }
 }

@@ -9,7 +9,7 @@ use crate::http::query;
 use crate::http::response::{Reply, TEXT};
 use crate::http::route::RequestView;
 
-pub fn panic(_: &App, _: RequestView<'_>, _: &mut Reply<'_>) {
+pub(crate) fn panic(_: &App, _: RequestView<'_>, _: &mut Reply<'_>) {
     panic!("the test route panicked on purpose");
 }
 
@@ -18,18 +18,18 @@ fn number(req: &RequestView<'_>, key: &str) -> u64 {
 }
 
 /// `/__test/sleep?ms=N`: answers 200 after N milliseconds.
-pub async fn sleep(_: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) async fn sleep(_: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     monoio::time::sleep(Duration::from_millis(number(&req, "ms"))).await;
     reply.send(200, TEXT, b"slept", &[]);
 }
 
 /// `POST /__test/echo`: the body back.
-pub fn echo(_: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn echo(_: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     reply.send(200, "application/octet-stream", req.body, &[]);
 }
 
 /// `/__test/big?kb=N`: N KiB of `x`.
-pub fn big(_: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
+pub(crate) fn big(_: &App, req: RequestView<'_>, reply: &mut Reply<'_>) {
     let body = vec![b'x'; number(&req, "kb").min(64 * 1024) as usize * 1024];
     reply.send(200, TEXT, &body, &[]);
 }

@@ -13,7 +13,7 @@ use crate::db::store::{Pg, PgSql, Store};
 const WORLD_SQLITE: &str = "SELECT id, randomnumber FROM world WHERE id = ?1";
 const WORLD_PG: PgSql = PgSql::new("SELECT id, randomnumber FROM world WHERE id = $1", &[Type::INT4]);
 
-pub async fn world(store: Store<'_>, id: i32) -> Result<Option<World>, StoreError> {
+pub(crate) async fn world(store: Store<'_>, id: i32) -> Result<Option<World>, StoreError> {
     match store {
         Store::Sqlite(c) => Ok(world_sqlite(c, id)?),
         Store::Postgres(pg) => Ok(world_pg(pg, id).await?),
@@ -36,7 +36,7 @@ fn missing(id: i32) -> StoreError {
 
 /// Each world by its own query, as the benchmark's rules require (no `IN (…)` bulk read).
 /// On Postgres the queries are pipelined: all written at once, each with its own Sync.
-pub async fn worlds(store: Store<'_>, ids: &[i32]) -> Result<Vec<World>, StoreError> {
+pub(crate) async fn worlds(store: Store<'_>, ids: &[i32]) -> Result<Vec<World>, StoreError> {
     match store {
         Store::Sqlite(c) => ids.iter().map(|&id| world_sqlite(c, id)?.ok_or_else(|| missing(id))).collect(),
         Store::Postgres(pg) => worlds_pg(pg, ids).await,
@@ -50,7 +50,7 @@ async fn worlds_pg(pg: &Pg, ids: &[i32]) -> Result<Vec<World>, StoreError> {
 const FORTUNES: &str = "SELECT id, message FROM fortune";
 const FORTUNES_PG: PgSql = PgSql::new(FORTUNES, &[]);
 
-pub async fn fortunes(store: Store<'_>) -> Result<Vec<Fortune>, StoreError> {
+pub(crate) async fn fortunes(store: Store<'_>) -> Result<Vec<Fortune>, StoreError> {
     match store {
         Store::Sqlite(c) => Ok(c
             .prepare_cached(FORTUNES)?
@@ -83,7 +83,7 @@ const DEADLOCK_RETRIES: u32 = 4;
 /// rarely cross; when they do, Postgres picks one as the deadlock's victim (SQLSTATE 40P01),
 /// which rolls back only that statement, and it is simply sent again — a client never sees
 /// a deadlock. SQLite has one writer at a time: an immediate transaction.
-pub async fn update(store: Store<'_>, ids: &[i32], numbers: &[i32]) -> Result<Vec<World>, StoreError> {
+pub(crate) async fn update(store: Store<'_>, ids: &[i32], numbers: &[i32]) -> Result<Vec<World>, StoreError> {
     // The last number given to each world, by id.
     let mut last: Vec<(i32, i32)> = ids.iter().copied().zip(numbers.iter().copied()).collect();
     last.reverse();
@@ -134,4 +134,4 @@ async fn update_pg(pg: &Pg, ids: &[i32], values: &[i32]) -> Result<(), StoreErro
 }
 
 /// Every Postgres statement of this file, prepared when a connection opens.
-pub const PG_STATEMENTS: &[&PgSql] = &[&WORLD_PG, &FORTUNES_PG, &UPDATE_PG];
+pub(crate) const PG_STATEMENTS: &[&PgSql] = &[&WORLD_PG, &FORTUNES_PG, &UPDATE_PG];

@@ -43,7 +43,7 @@ const LIST_PG: PgSql = PgSql::new(
 /// A page of the user's orders (one row more when there is a next page); `None` if no such
 /// user. On Postgres the page and the user check go out together (one round trip); on
 /// SQLite the user is looked up only for an empty page.
-pub async fn list(store: Store<'_>, user_id: i64, page: Page) -> Result<Option<Vec<Order>>, StoreError> {
+pub(crate) async fn list(store: Store<'_>, user_id: i64, page: Page) -> Result<Option<Vec<Order>>, StoreError> {
     let fetch = page.limit as i64 + 1;
     let (orders, user): (Vec<Order>, bool) = match store {
         Store::Sqlite(c) => {
@@ -72,7 +72,7 @@ const CREATE_PG: PgSql = PgSql::new(
 );
 
 /// The new order; `None` if the user does not exist (the foreign key says so).
-pub async fn create(
+pub(crate) async fn create(
     store: Store<'_>,
     user_id: i64,
     item: &str,
@@ -105,7 +105,7 @@ const RECENT_PG: PgSql = PgSql::new(
     &[Type::INT8, Type::INT8],
 );
 
-pub async fn recent(store: Store<'_>, user_id: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
+pub(crate) async fn recent(store: Store<'_>, user_id: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
     let limit = limit as i64;
     match store {
         Store::Sqlite(c) => Ok(c
@@ -117,4 +117,4 @@ pub async fn recent(store: Store<'_>, user_id: i64, limit: u32) -> Result<Vec<Or
 }
 
 /// Every Postgres statement of this file, prepared when a connection opens.
-pub const PG_STATEMENTS: &[&PgSql] = &[&LIST_PG, &CREATE_PG, &RECENT_PG];
+pub(crate) const PG_STATEMENTS: &[&PgSql] = &[&LIST_PG, &CREATE_PG, &RECENT_PG];

@@ -14,7 +14,7 @@ const GET_PG: PgSql = PgSql::new(
 );
 
 /// The stored object, `{}` for a user who never set any; `None` if no such user.
-pub async fn get(store: Store<'_>, user_id: i64) -> Result<Option<String>, StoreError> {
+pub(crate) async fn get(store: Store<'_>, user_id: i64) -> Result<Option<String>, StoreError> {
     let (stored, user): (Option<String>, bool) = match store {
         Store::Sqlite(c) => c.prepare_cached(GET_SQLITE)?.query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
         Store::Postgres(pg) => {
@@ -41,7 +41,7 @@ const PUT_PG: PgSql = PgSql::new(
 );
 
 /// Replaces the object and returns it as stored; `None` if no such user.
-pub async fn put(store: Store<'_>, user_id: i64, json: &str) -> Result<Option<String>, StoreError> {
+pub(crate) async fn put(store: Store<'_>, user_id: i64, json: &str) -> Result<Option<String>, StoreError> {
     let stored = match store {
         Store::Sqlite(c) => c
             .prepare_cached(PUT_SQLITE)?
@@ -61,4 +61,4 @@ pub async fn put(store: Store<'_>, user_id: i64, json: &str) -> Result<Option<St
 }
 
 /// Every Postgres statement of this file, prepared when a connection opens.
-pub const PG_STATEMENTS: &[&PgSql] = &[&GET_PG, &PUT_PG];
+pub(crate) const PG_STATEMENTS: &[&PgSql] = &[&GET_PG, &PUT_PG];

@@ -23,7 +23,7 @@ const LIST_PG: PgSql = PgSql::new(
 );
 
 /// One row more than the page, so the caller knows whether there is a next page.
-pub async fn list(store: Store<'_>, page: Page) -> Result<Vec<User>, StoreError> {
+pub(crate) async fn list(store: Store<'_>, page: Page) -> Result<Vec<User>, StoreError> {
     let fetch = page.limit as i64 + 1;
     match store {
         Store::Sqlite(c) => Ok(c
@@ -40,7 +40,7 @@ const CREATE_PG: PgSql = PgSql::new(
     &[Type::TEXT, Type::TEXT],
 );
 
-pub async fn create(store: Store<'_>, name: &str, email: &str) -> Result<User, StoreError> {
+pub(crate) async fn create(store: Store<'_>, name: &str, email: &str) -> Result<User, StoreError> {
     match store {
         Store::Sqlite(c) => {
             Ok(c.prepare_cached(CREATE_SQLITE)?.query_row(rusqlite::params![name, email], from_sqlite)?)
@@ -58,7 +58,7 @@ const GET_PG: PgSql = PgSql::new(
     &[Type::INT8],
 );
 
-pub async fn get(store: Store<'_>, id: i64) -> Result<Option<User>, StoreError> {
+pub(crate) async fn get(store: Store<'_>, id: i64) -> Result<Option<User>, StoreError> {
     match store {
         Store::Sqlite(c) => Ok(c.prepare_cached(GET_SQLITE)?.query_row([id], from_sqlite).optional()?),
         Store::Postgres(pg) => Ok(pg.query_opt(&GET_PG, &[&id]).await?.map(|r| from_pg(&r))),
@@ -72,7 +72,7 @@ const GET_MANY_PG: PgSql = PgSql::new(
 
 /// Several users in one round trip (Postgres): the pool's batch of waiting point reads.
 /// Users that do not exist are simply absent from the result.
-pub async fn get_many(store: Store<'_>, ids: &[i64]) -> Result<Vec<User>, StoreError> {
+pub(crate) async fn get_many(store: Store<'_>, ids: &[i64]) -> Result<Vec<User>, StoreError> {
     match store {
         Store::Postgres(pg) => Ok(pg.query(&GET_MANY_PG, &[&ids]).await?.iter().map(from_pg).collect()),
         Store::Sqlite(c) => {
@@ -89,11 +89,11 @@ pub async fn get_many(store: Store<'_>, ids: &[i64]) -> Result<Vec<User>, StoreE
 const EXISTS_SQLITE: &str = "SELECT 1 FROM users WHERE id = ?1";
 const EXISTS_PG: PgSql = PgSql::new("SELECT 1 FROM users WHERE id = $1", &[Type::INT8]);
 
-pub fn exists_sqlite(c: &rusqlite::Connection, id: i64) -> Result<bool, StoreError> {
+pub(crate) fn exists_sqlite(c: &rusqlite::Connection, id: i64) -> Result<bool, StoreError> {
     Ok(c.prepare_cached(EXISTS_SQLITE)?.exists([id])?)
 }
 
-pub async fn exists_pg(pg: &Pg, id: i64) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn exists_pg(pg: &Pg, id: i64) -> Result<bool, tokio_postgres::Error> {
     Ok(pg.query_opt(&EXISTS_PG, &[&id]).await?.is_some())
 }
 
@@ -106,7 +106,7 @@ const UPDATE_PG: PgSql = PgSql::new(
     &[Type::INT8, Type::TEXT, Type::TEXT],
 );
 
-pub async fn update(
+pub(crate) async fn update(
     store: Store<'_>,
     id: i64,
     name: Option<&str>,
@@ -125,7 +125,7 @@ const DELETE_SQLITE: &str = "DELETE FROM users WHERE id = ?1";
 // RETURNING, so the count is the same with the statement cache off (see `Pg::execute`).
 const DELETE_PG: PgSql = PgSql::new("DELETE FROM users WHERE id = $1 RETURNING id", &[Type::INT8]);
 
-pub async fn delete(store: Store<'_>, id: i64) -> Result<bool, StoreError> {
+pub(crate) async fn delete(store: Store<'_>, id: i64) -> Result<bool, StoreError> {
     let n = match store {
         Store::Sqlite(c) => c.prepare_cached(DELETE_SQLITE)?.execute([id])? as u64,
         Store::Postgres(pg) => pg.execute(&DELETE_PG, &[&id]).await?,
@@ -134,4 +134,5 @@ pub async fn delete(store: Store<'_>, id: i64) -> Result<bool, StoreError> {
 }
 
 /// Every Postgres statement of this file, prepared when a connection opens.
-pub const PG_STATEMENTS: &[&PgSql] = &[&LIST_PG, &CREATE_PG, &GET_PG, &GET_MANY_PG, &EXISTS_PG, &UPDATE_PG, &DELETE_PG];
+pub(crate) const PG_STATEMENTS: &[&PgSql] =
+    &[&LIST_PG, &CREATE_PG, &GET_PG, &GET_MANY_PG, &EXISTS_PG, &UPDATE_PG, &DELETE_PG];

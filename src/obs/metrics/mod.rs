@@ -17,13 +17,13 @@ mod render;
 
 use std::cell::{Cell, RefCell};
 
-pub use process::Process;
-pub use render::{render, Gauges, Info, WorkerLine, CONTENT_TYPE};
+pub(crate) use process::Process;
+pub(crate) use render::{render, Gauges, Info, WorkerLine, CONTENT_TYPE};
 
 use crate::http::request::{Method, ParseError};
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds (100 µs … 10 s).
-pub const BUCKETS_NS: [u64; 16] = [
+pub(crate) const BUCKETS_NS: [u64; 16] = [
     100_000,
     250_000,
     500_000,
@@ -42,44 +42,30 @@ pub const BUCKETS_NS: [u64; 16] = [
     10_000_000_000,
 ];
 
-/// Why a connection did not get served at once.
-pub const REJECT_REASONS: [&str; 3] = ["max_connections", "fd_exhausted", "no_memory"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    MaxConnections = 0,
-    FdExhausted = 1,
-    NoMemory = 2,
+labelled! {
+    /// Why a connection did not get served at once (http_connections_rejected_total).
+    pub(crate) enum Reject / REJECT_REASONS {
+        MaxConnections = "max_connections",
+        FdExhausted = "fd_exhausted",
+        NoMemory = "no_memory",
+    }
 }
 
-/// The `reason` labels of http_parse_errors_total, in [`Refused`] order.
-pub const PARSE_ERRORS: [&str; 9] = [
-    "bad_request",
-    "head_too_large",
-    "uri_too_long",
-    "body_too_large",
-    "transfer_coding",
-    "version",
-    "expectation",
-    "timeout",
-    // Its body would pass MAX_BODY_MEMORY: 503 before the body is read.
-    "body_memory",
-];
-
-/// Why a request was refused before it reached a handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    BadRequest = 0,
-    HeadTooLarge = 1,
-    UriTooLong = 2,
-    BodyTooLarge = 3,
-    TransferCoding = 4,
-    Version = 5,
-    Expectation = 6,
-    /// Not whole within SERVER_READ_TIMEOUT (408).
-    Timeout = 7,
-    /// Its body would pass MAX_BODY_MEMORY (503).
-    BodyMemory = 8,
+labelled! {
+    /// Why a request was refused before it reached a handler (http_parse_errors_total).
+    pub(crate) enum Refused / PARSE_ERRORS {
+        BadRequest = "bad_request",
+        HeadTooLarge = "head_too_large",
+        UriTooLong = "uri_too_long",
+        BodyTooLarge = "body_too_large",
+        TransferCoding = "transfer_coding",
+        Version = "version",
+        Expectation = "expectation",
+        /// Not whole within SERVER_READ_TIMEOUT (408).
+        Timeout = "timeout",
+        /// Its body would pass MAX_BODY_MEMORY (503 before the body is read).
+        BodyMemory = "body_memory",
+    }
 }
 
 impl From<ParseError> for Refused {
@@ -96,46 +82,45 @@ impl From<ParseError> for Refused {
     }
 }
 
-/// How a database call failed.
-pub const DB_ERRORS: [&str; 5] = ["queue_full", "unavailable", "conflict", "internal", "abandoned"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbFailure {
-    QueueFull = 0,
-    Unavailable = 1,
-    Conflict = 2,
-    Internal = 3,
-    /// The request stopped waiting (timeout, client gone) before the reply.
-    Abandoned = 4,
+labelled! {
+    /// How a database call failed (db_errors_total).
+    pub(crate) enum DbFailure / DB_ERRORS {
+        QueueFull = "queue_full",
+        Unavailable = "unavailable",
+        Conflict = "conflict",
+        Internal = "internal",
+        /// The request stopped waiting (timeout, client gone) before the reply.
+        Abandoned = "abandoned",
+    }
 }
 
 /// Label for requests that matched no route.
-pub const UNMATCHED: &str = "unmatched";
+pub(crate) const UNMATCHED: &str = "unmatched";
 
 /// The label values of the families whose labels the application defines: its route
 /// patterns (a request's route slot is its position here) and its database jobs' names.
 /// Given at start-up, so no client can add a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Labels {
-    pub routes: &'static [&'static str],
-    pub jobs: &'static [&'static str],
+pub(crate) struct Labels {
+    pub(crate) routes: &'static [&'static str],
+    pub(crate) jobs: &'static [&'static str],
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative); beyond the last bound only `count` knows.
-    pub buckets: [u64; BUCKETS_NS.len()],
-    pub sum_ns: u64,
-    pub count: u64,
+    pub(crate) buckets: [u64; BUCKETS_NS.len()],
+    pub(crate) sum_ns: u64,
+    pub(crate) count: u64,
 }
 
 impl Histogram {
-    pub fn observe(&mut self, ns: u64) {
+    pub(crate) fn observe(&mut self, ns: u64) {
         self.observe_n(ns, 1);
     }
 
     /// `n` observations of `ns` each.
-    pub fn observe_n(&mut self, ns: u64, n: u64) {
+    pub(crate) fn observe_n(&mut self, ns: u64, n: u64) {
         let i = BUCKETS_NS.partition_point(|&bound| bound < ns);
         if let Some(b) = self.buckets.get_mut(i) {
             *b += n;
@@ -144,7 +129,7 @@ impl Histogram {
         self.count += n;
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
             *a += b;
         }
@@ -155,9 +140,9 @@ impl Histogram {
 
 /// Requests of one (route, method): counts by status, and their durations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteCell {
-    pub statuses: Vec<(u16, u64)>,
-    pub duration: Histogram,
+pub(crate) struct RouteCell {
+    pub(crate) statuses: Vec<(u16, u64)>,
+    pub(crate) duration: Histogram,
 }
 
 impl RouteCell {
@@ -170,7 +155,7 @@ impl RouteCell {
 }
 
 /// One worker's numbers. Only its own thread touches them.
-pub struct WorkerMetrics {
+pub(crate) struct WorkerMetrics {
     labels: Labels,
     routes: RefCell<Vec<RouteCell>>,
     in_flight: Cell<i64>,
@@ -189,7 +174,7 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    pub fn new(labels: Labels) -> Self {
+    pub(crate) fn new(labels: Labels) -> Self {
         WorkerMetrics {
             labels,
             routes: RefCell::new(vec![RouteCell::default(); (labels.routes.len() + 1) * Method::ALL.len()]),
@@ -223,7 +208,7 @@ fn bump(c: &Cell<u64>) {
 impl WorkerMetrics {
     /// A request answered with `status` after `ns` nanoseconds of handling.
     /// `route` is the route's slot ([`Labels::routes`]), `None` for no route.
-    pub fn request(&self, route: Option<usize>, method: Method, status: u16, ns: u64) {
+    pub(crate) fn request(&self, route: Option<usize>, method: Method, status: u16, ns: u64) {
         if cfg!(feature = "metrics") {
             let mut routes = self.routes.borrow_mut();
             let cell = &mut routes[cell(&self.labels, route, method)];
@@ -233,7 +218,7 @@ impl WorkerMetrics {
     }
 
     /// The label values this worker counts under.
-    pub fn labels(&self) -> Labels {
+    pub(crate) fn labels(&self) -> Labels {
         self.labels
     }
 
@@ -241,7 +226,7 @@ impl WorkerMetrics {
     /// duration, by [`Self::settle`] — before its response is written, so a client never
     /// sees an answer that a scrape would not count. A run of alike requests (a pipelined
     /// batch) costs one comparison and one addition each.
-    pub fn request_deferred(&self, route: Option<usize>, method: Method, status: u16) {
+    pub(crate) fn request_deferred(&self, route: Option<usize>, method: Method, status: u16) {
         if cfg!(feature = "metrics") {
             let slot = cell(&self.labels, route, method);
             let mut deferred = self.deferred.borrow_mut();
@@ -253,7 +238,7 @@ impl WorkerMetrics {
     }
 
     /// The batch is answered after `ns`: counts its deferred requests with that duration.
-    pub fn settle(&self, ns: u64) {
+    pub(crate) fn settle(&self, ns: u64) {
         if cfg!(feature = "metrics") {
             let mut routes = self.routes.borrow_mut();
             for (slot, status, n) in self.deferred.borrow_mut().drain(..) {
@@ -265,56 +250,56 @@ impl WorkerMetrics {
     }
 
     /// Whether requests wait for [`Self::settle`].
-    pub fn has_deferred(&self) -> bool {
+    pub(crate) fn has_deferred(&self) -> bool {
         cfg!(feature = "metrics") && !self.deferred.borrow().is_empty()
     }
 
-    pub fn request_started(&self) {
+    pub(crate) fn request_started(&self) {
         if cfg!(feature = "metrics") {
             self.in_flight.set(self.in_flight.get() + 1);
         }
     }
 
-    pub fn request_finished(&self) {
+    pub(crate) fn request_finished(&self) {
         if cfg!(feature = "metrics") {
             self.in_flight.set(self.in_flight.get() - 1);
         }
     }
 
-    pub fn accepted(&self) {
+    pub(crate) fn accepted(&self) {
         if cfg!(feature = "metrics") {
             bump(&self.accepted);
         }
     }
 
-    pub fn rejected(&self, why: Reject) {
+    pub(crate) fn rejected(&self, why: Reject) {
         if cfg!(feature = "metrics") {
             bump(&self.rejected[why as usize]);
         }
     }
 
     /// A request refused before routing.
-    pub fn parse_error(&self, why: Refused) {
+    pub(crate) fn parse_error(&self, why: Refused) {
         if cfg!(feature = "metrics") {
             bump(&self.parse_errors[why as usize]);
         }
     }
 
-    pub fn panic(&self) {
+    pub(crate) fn panic(&self) {
         if cfg!(feature = "metrics") {
             bump(&self.panics);
         }
     }
 
     /// A connection this worker accepted went to a worker with fewer (CONN_BALANCE=exact).
-    pub fn rebalanced(&self) {
+    pub(crate) fn rebalanced(&self) {
         if cfg!(feature = "metrics") {
             bump(&self.rebalanced);
         }
     }
 
     /// One write of a response batch to a socket.
-    pub fn write(&self) {
+    pub(crate) fn write(&self) {
         if cfg!(feature = "metrics") {
             bump(&self.writes);
         }
@@ -322,7 +307,7 @@ impl WorkerMetrics {
 
     /// A database job came back: how long it queued, how long it ran, and whether one
     /// query answered it together with other waiting reads.
-    pub fn db_job(&self, job: usize, waited_ns: u64, ran_ns: u64, batched: bool) {
+    pub(crate) fn db_job(&self, job: usize, waited_ns: u64, ran_ns: u64, batched: bool) {
         if cfg!(feature = "metrics") {
             if batched {
                 bump(&self.db_batched);
@@ -334,14 +319,14 @@ impl WorkerMetrics {
         }
     }
 
-    pub fn db_failure(&self, why: DbFailure) {
+    pub(crate) fn db_failure(&self, why: DbFailure) {
         if cfg!(feature = "metrics") {
             bump(&self.db_errors[why as usize]);
         }
     }
 
     /// A copy of everything, to send to the worker that serves the scrape.
-    pub fn snapshot(&self, connections_open: usize) -> Snapshot {
+    pub(crate) fn snapshot(&self, connections_open: usize) -> Snapshot {
         Snapshot {
             labels: self.labels,
             worker: 0,
@@ -364,33 +349,33 @@ impl WorkerMetrics {
 
 /// One worker's numbers at a moment, or the sum of several workers'.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub labels: Labels,
+pub(crate) struct Snapshot {
+    pub(crate) labels: Labels,
     /// The worker it came from (set by the worker answering the scrape).
-    pub worker: usize,
-    pub routes: Vec<RouteCell>,
-    pub in_flight: i64,
-    pub connections_open: u64,
-    pub accepted: u64,
-    pub rejected: Vec<u64>,
-    pub parse_errors: Vec<u64>,
-    pub panics: u64,
-    pub writes: u64,
-    pub rebalanced: u64,
-    pub db_wait: Histogram,
-    pub db_query: Vec<Histogram>,
-    pub db_batched: u64,
-    pub db_errors: Vec<u64>,
+    pub(crate) worker: usize,
+    pub(crate) routes: Vec<RouteCell>,
+    pub(crate) in_flight: i64,
+    pub(crate) connections_open: u64,
+    pub(crate) accepted: u64,
+    pub(crate) rejected: Vec<u64>,
+    pub(crate) parse_errors: Vec<u64>,
+    pub(crate) panics: u64,
+    pub(crate) writes: u64,
+    pub(crate) rebalanced: u64,
+    pub(crate) db_wait: Histogram,
+    pub(crate) db_query: Vec<Histogram>,
+    pub(crate) db_batched: u64,
+    pub(crate) db_errors: Vec<u64>,
 }
 
 impl Snapshot {
     /// Requests answered, all routes and statuses.
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.routes.iter().flat_map(|r| &r.statuses).map(|&(_, n)| n).sum()
     }
 
     /// The sum of the workers' snapshots, which share their labels.
-    pub fn merge(labels: Labels, parts: &[Snapshot]) -> Snapshot {
+    pub(crate) fn merge(labels: Labels, parts: &[Snapshot]) -> Snapshot {
         let mut total = WorkerMetrics::new(labels).snapshot(0);
         for p in parts {
             for (t, r) in total.routes.iter_mut().zip(&p.routes) {
@@ -431,7 +416,7 @@ fn add(total: &mut [u64], part: &[u64]) {
 }
 
 /// A scrape's request to one worker: post your snapshot to this doorbell.
-pub struct SnapshotRequest(pub std::sync::Arc<crate::doorbell::Doorbell<Snapshot>>);
+pub(crate) struct SnapshotRequest(pub std::sync::Arc<crate::doorbell::Doorbell<Snapshot>>);
 
 #[cfg(all(test, feature = "metrics"))]
 mod tests {

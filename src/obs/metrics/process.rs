@@ -4,17 +4,17 @@
 use std::fs;
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Process {
-    pub resident_bytes: u64,
-    pub virtual_bytes: u64,
-    pub cpu_seconds: f64,
-    pub open_fds: u64,
-    pub max_fds: u64,
-    pub start_time_seconds: f64,
+pub(crate) struct Process {
+    pub(crate) resident_bytes: u64,
+    pub(crate) virtual_bytes: u64,
+    pub(crate) cpu_seconds: f64,
+    pub(crate) open_fds: u64,
+    pub(crate) max_fds: u64,
+    pub(crate) start_time_seconds: f64,
 }
 
 impl Process {
-    pub fn read() -> Process {
+    pub(crate) fn read() -> Process {
         // SAFETY: sysconf has no preconditions.
         let (tick, page) =
             unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as u64) };

@@ -7,39 +7,39 @@ use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, R
 use crate::http::request::Method;
 use crate::tls::stats::{TlsCounts, FAILURE_REASONS, HANDSHAKE_KINDS};
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the process is: `percore_info` and `percore_workers`.
-pub struct Info<'a> {
-    pub version: &'a str,
-    pub io_driver: &'a str,
-    pub store: &'a str,
-    pub workers: usize,
+pub(crate) struct Info<'a> {
+    pub(crate) version: &'a str,
+    pub(crate) io_driver: &'a str,
+    pub(crate) store: &'a str,
+    pub(crate) workers: usize,
 }
 
 /// Gauges read at scrape time, outside the workers.
-pub struct Gauges {
-    pub db_queue_depth: usize,
-    pub db_connections: usize,
-    pub db_threads: usize,
+pub(crate) struct Gauges {
+    pub(crate) db_queue_depth: usize,
+    pub(crate) db_connections: usize,
+    pub(crate) db_threads: usize,
     /// Store failures by class label (SQLSTATE class, `io`, `sqlite`, `internal`).
-    pub db_store_errors: Vec<(String, u64)>,
-    pub db_deadlock_retries: u64,
+    pub(crate) db_store_errors: Vec<(String, u64)>,
+    pub(crate) db_deadlock_retries: u64,
     /// Per worker, in worker order: live client connections and requests answered.
-    pub workers: Vec<WorkerLine>,
+    pub(crate) workers: Vec<WorkerLine>,
     /// CPU seconds each database pool thread has used, by pool thread number.
-    pub db_threads_cpu: Vec<(usize, f64)>,
+    pub(crate) db_threads_cpu: Vec<(usize, f64)>,
     /// The listener's TLS counters, when it speaks TLS.
-    pub tls: Option<TlsCounts>,
+    pub(crate) tls: Option<TlsCounts>,
 }
 
 /// One worker's line in the per-worker families.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct WorkerLine {
-    pub connections: usize,
-    pub requests: u64,
+pub(crate) struct WorkerLine {
+    pub(crate) connections: usize,
+    pub(crate) requests: u64,
     /// The worker thread's own CPU clock (user + system), read from outside it.
-    pub cpu_seconds: f64,
+    pub(crate) cpu_seconds: f64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -70,7 +70,7 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
 }
 
 /// The whole exposition.
-pub fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, p: &Process) {
+pub(crate) fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &Gauges, p: &Process) {
     let methods = Method::ALL.len();
     let route_label = |i: usize| s.labels.routes.get(i).copied().unwrap_or(UNMATCHED);
     family(out, "http_requests_total", "counter", "HTTP requests answered, by method, route pattern and status.");

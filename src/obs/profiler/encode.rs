@@ -18,12 +18,12 @@ use super::symbols::{Frame, Symbolizer};
 const SYSCALL: usize = 0;
 
 /// A profile, resolved: each distinct stack with its thread and its ticks.
-pub struct Resolved {
-    pub period_ns: i64,
-    pub started: SystemTime,
-    pub duration: Duration,
+pub(crate) struct Resolved {
+    pub(crate) period_ns: i64,
+    pub(crate) started: SystemTime,
+    pub(crate) duration: Duration,
     /// (thread name, function names outermost first, ticks).
-    pub stacks: Vec<(String, Vec<String>, u64)>,
+    pub(crate) stacks: Vec<(String, Vec<String>, u64)>,
     /// Every sampled address with its frames (innermost first), in first-seen order.
     addresses: Vec<(usize, bool, Vec<Frame>)>,
     /// Per stack, indexes into `addresses`, leaf first.
@@ -33,7 +33,7 @@ pub struct Resolved {
 
 impl Resolved {
     /// Resolves every sample's addresses and merges samples with the same thread and stack.
-    pub fn new(
+    pub(crate) fn new(
         taken: &Taken,
         symbols: &mut Symbolizer,
         thread_name: impl Fn(i32) -> String,
@@ -88,13 +88,13 @@ impl Resolved {
     }
 
     /// CPU time the samples stand for.
-    pub fn sampled(&self) -> Duration {
+    pub(crate) fn sampled(&self) -> Duration {
         let ticks: u64 = self.stacks.iter().map(|s| s.2).sum();
         Duration::from_nanos(ticks * self.period_ns as u64)
     }
 
     /// Folded stacks, `thread;outer;…;leaf ticks`, for the flame graph.
-    pub fn folded(&self) -> Vec<String> {
+    pub(crate) fn folded(&self) -> Vec<String> {
         let mut lines: Vec<String> = self
             .stacks
             .iter()
@@ -113,7 +113,7 @@ impl Resolved {
     }
 
     /// pprof's protobuf message.
-    pub fn pprof(&self) -> protos::Profile {
+    pub(crate) fn pprof(&self) -> protos::Profile {
         let mut strings = Strings::default();
         let (samples, count, cpu, nanoseconds, thread) = (
             strings.id("samples"),

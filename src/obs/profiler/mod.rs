@@ -38,7 +38,7 @@ const MAX_SECONDS: u64 = 60;
 const DEFAULT_SECONDS: u64 = 30;
 /// Samples per CPU second of each thread. Not 100, so sampling does not march in step with
 /// anything that runs on a 10 ms beat.
-pub const SAMPLE_HZ: u32 = 99;
+pub(crate) const SAMPLE_HZ: u32 = 99;
 /// How often a running profile looks for threads started since it began.
 const NEW_THREADS_EVERY: Duration = Duration::from_millis(200);
 /// Connections served at once; more wait in the backlog.
@@ -51,25 +51,25 @@ static CLIENTS: AtomicUsize = AtomicUsize::new(0);
 static SYMBOLS: OnceLock<Mutex<Symbolizer>> = OnceLock::new();
 
 /// One worker's line on /debug/pprof/workers.
-pub struct WorkerRow {
-    pub worker: usize,
-    pub pinned_cpu: Option<usize>,
-    pub connections: usize,
+pub(crate) struct WorkerRow {
+    pub(crate) worker: usize,
+    pub(crate) pinned_cpu: Option<usize>,
+    pub(crate) connections: usize,
     /// `None` when the worker did not answer in time.
-    pub requests: Option<u64>,
+    pub(crate) requests: Option<u64>,
 }
 
 /// What /debug/pprof/workers shows, gathered when asked.
-pub struct Status {
-    pub io_driver: &'static str,
-    pub workers: Vec<WorkerRow>,
+pub(crate) struct Status {
+    pub(crate) io_driver: &'static str,
+    pub(crate) workers: Vec<WorkerRow>,
 }
 
 /// Gathers [`Status`]; runs on the debug listener's thread.
-pub type StatusSource = Arc<dyn Fn() -> Status + Send + Sync>;
+pub(crate) type StatusSource = Arc<dyn Fn() -> Status + Send + Sync>;
 
 /// Binds DEBUG_ADDR and serves it on a thread of its own. Returns the bound address.
-pub fn start(addr: SocketAddr, status: StatusSource) -> io::Result<SocketAddr> {
+pub(crate) fn start(addr: SocketAddr, status: StatusSource) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     std::thread::Builder::new().name("percore-debug".into()).spawn(move || {
@@ -155,7 +155,7 @@ fn route(path: &[u8], q: &[u8], status: &StatusSource, reply: &mut Reply<'_>) {
 }
 
 /// `seconds=N`, 1–60, default 30.
-pub fn seconds(q: &[u8]) -> Result<u64, &'static str> {
+pub(crate) fn seconds(q: &[u8]) -> Result<u64, &'static str> {
     match query::get(q, "seconds") {
         Ok(None) => Ok(DEFAULT_SECONDS),
         Ok(Some(v)) => std::str::from_utf8(&v)

@@ -6,30 +6,30 @@ use std::ffi::CStr;
 
 /// One loaded object.
 #[derive(Clone, Debug)]
-pub struct Object {
+pub(crate) struct Object {
     /// The path it was loaded from; empty for the executable itself.
-    pub path: String,
+    pub(crate) path: String,
     /// True for the executable (the first object `dl_iterate_phdr` reports).
-    pub is_main: bool,
+    pub(crate) is_main: bool,
     /// What to subtract from a run-time address to get the address in the file.
-    pub bias: usize,
+    pub(crate) bias: usize,
     /// Its executable segments, as run-time [start, end) ranges.
-    pub exec: Vec<(usize, usize)>,
+    pub(crate) exec: Vec<(usize, usize)>,
 }
 
 impl Object {
     /// A short name for a profile: `libc.so.6`, `linux-vdso.so.1`.
-    pub fn short_name(&self) -> &str {
+    pub(crate) fn short_name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
 
-    pub fn contains(&self, addr: usize) -> bool {
+    pub(crate) fn contains(&self, addr: usize) -> bool {
         self.exec.iter().any(|&(s, e)| addr >= s && addr < e)
     }
 }
 
 /// Every object loaded now, the executable first.
-pub fn loaded() -> Vec<Object> {
+pub(crate) fn loaded() -> Vec<Object> {
     let mut objects: Vec<Object> = Vec::new();
     // SAFETY: the callback only reads the `dl_phdr_info` it is given, during the call.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut objects as *mut Vec<Object> as *mut libc::c_void) };

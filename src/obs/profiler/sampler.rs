@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Frames kept per sample (the interrupted instruction, then return addresses).
-pub const MAX_FRAMES: usize = 96;
+pub(crate) const MAX_FRAMES: usize = 96;
 /// Executable mappings remembered per profile.
 const MAX_OBJECTS: usize = 32;
 /// How far above the stack pointer a libc leaf's caller is looked for.
@@ -43,14 +43,14 @@ const SCAN_BYTES: usize = 512;
 
 /// One sample: where a thread was when its CPU clock ticked.
 #[derive(Clone, Copy)]
-pub struct Sample {
-    pub tid: i32,
+pub(crate) struct Sample {
+    pub(crate) tid: i32,
     /// Timer periods this sample stands for: 1, plus the expirations the kernel merged.
-    pub ticks: u32,
-    pub depth: u16,
+    pub(crate) ticks: u32,
+    pub(crate) depth: u16,
     /// `frames[0]` is the interrupted instruction; the rest are return addresses, innermost
     /// first.
-    pub frames: [usize; MAX_FRAMES],
+    pub(crate) frames: [usize; MAX_FRAMES],
 }
 
 const EMPTY: Sample = Sample { tid: 0, ticks: 0, depth: 0, frames: [0; MAX_FRAMES] };
@@ -58,15 +58,15 @@ const EMPTY: Sample = Sample { tid: 0, ticks: 0, depth: 0, frames: [0; MAX_FRAME
 /// Executable address ranges at the start of the profile: percore's own and the shared
 /// objects' (libc, the vDSO).
 #[derive(Clone, Copy, Default)]
-pub struct Code {
-    pub own: (usize, usize),
-    pub others: [(usize, usize); MAX_OBJECTS],
-    pub count: usize,
+pub(crate) struct Code {
+    pub(crate) own: (usize, usize),
+    pub(crate) others: [(usize, usize); MAX_OBJECTS],
+    pub(crate) count: usize,
 }
 
 impl Code {
     /// Percore's own executable segment and every loaded object's, from `dl_iterate_phdr`.
-    pub fn of_this_process() -> Code {
+    pub(crate) fn of_this_process() -> Code {
         let mut code = Code::default();
         for object in super::objects::loaded() {
             for &(start, end) in &object.exec {
@@ -83,11 +83,11 @@ impl Code {
         code
     }
 
-    pub fn is_own(&self, addr: usize) -> bool {
+    pub(crate) fn is_own(&self, addr: usize) -> bool {
         addr >= self.own.0 && addr < self.own.1
     }
 
-    pub fn contains(&self, addr: usize) -> bool {
+    pub(crate) fn contains(&self, addr: usize) -> bool {
         self.is_own(addr) || self.others[..self.count].iter().any(|&(s, e)| addr >= s && addr < e)
     }
 }
@@ -109,24 +109,24 @@ static ACTIVE: AtomicPtr<Buffer> = AtomicPtr::new(std::ptr::null_mut());
 static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
 
 /// A profile being taken: the timers armed on every thread so far.
-pub struct Session {
+pub(crate) struct Session {
     hz: u32,
     timers: Vec<(i32, libc::timer_t)>,
     buffer: *mut Buffer,
 }
 
 /// What a finished profile holds.
-pub struct Taken {
-    pub samples: Vec<Sample>,
+pub(crate) struct Taken {
+    pub(crate) samples: Vec<Sample>,
     /// Samples that found the buffer full.
-    pub dropped: usize,
-    pub code: Code,
+    pub(crate) dropped: usize,
+    pub(crate) code: Code,
 }
 
 impl Session {
     /// Starts sampling every thread of the process `hz` times per CPU second, with room for
     /// `capacity` samples. Fails if a profile is already being taken.
-    pub fn start(hz: u32, capacity: usize) -> io::Result<Session> {
+    pub(crate) fn start(hz: u32, capacity: usize) -> io::Result<Session> {
         install_handler()?;
         let buffer = Box::into_raw(Box::new(Buffer {
             slots: (0..capacity).map(|_| UnsafeCell::new(EMPTY)).collect(),
@@ -147,7 +147,7 @@ impl Session {
     /// Arms a timer on every thread that has none yet (threads started since the last
     /// look). Threads come from /proc/self/task, and from percore's own list where /proc is
     /// not mounted.
-    pub fn cover_new_threads(&mut self) {
+    pub(crate) fn cover_new_threads(&mut self) {
         for tid in thread_ids() {
             if self.timers.iter().any(|&(t, _)| t == tid) {
                 continue;
@@ -159,12 +159,12 @@ impl Session {
     }
 
     /// Threads sampled so far.
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.timers.len()
     }
 
     /// Stops every timer, waits for running handlers, and hands back the samples.
-    pub fn stop(mut self) -> Taken {
+    pub(crate) fn stop(mut self) -> Taken {
         let buffer = self.release().expect("a running session holds its buffer");
         let used = buffer.next.load(Ordering::SeqCst).min(buffer.slots.len());
         let samples = buffer.slots[..used].iter().map(|s| *unsafe_read(s)).collect();

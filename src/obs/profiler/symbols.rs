@@ -22,10 +22,10 @@ use super::objects::{self, Object};
 
 /// One frame of a resolved address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Frame {
-    pub function: String,
-    pub file: String,
-    pub line: u32,
+pub(crate) struct Frame {
+    pub(crate) function: String,
+    pub(crate) file: String,
+    pub(crate) line: u32,
 }
 
 impl Frame {
@@ -36,26 +36,26 @@ impl Frame {
 
 /// What a profile's frames are resolved with. Building one maps the executable's file, so it
 /// is built once, when the first profile is taken, and kept.
-pub struct Symbolizer {
+pub(crate) struct Symbolizer {
     exe: Option<addr2line::Loader>,
     objects: Vec<Object>,
     cache: HashMap<(usize, bool), Vec<Frame>>,
 }
 
 impl Symbolizer {
-    pub fn new() -> Symbolizer {
+    pub(crate) fn new() -> Symbolizer {
         let exe = executable_path().and_then(|path| addr2line::Loader::new(path).ok());
         Symbolizer { exe, objects: objects::loaded(), cache: HashMap::new() }
     }
 
     /// Whether the executable's file could be read (names come only from it).
-    pub fn has_names(&self) -> bool {
+    pub(crate) fn has_names(&self) -> bool {
         self.exe.is_some()
     }
 
     /// The frames at `addr`, innermost first. `leaf` says it is the interrupted instruction
     /// itself; otherwise it is a return address, and the call before it is what is looked up.
-    pub fn frames(&mut self, addr: usize, leaf: bool) -> &[Frame] {
+    pub(crate) fn frames(&mut self, addr: usize, leaf: bool) -> &[Frame] {
         if !self.cache.contains_key(&(addr, leaf)) {
             let frames = self.resolve(addr, leaf);
             self.cache.insert((addr, leaf), frames);
@@ -113,7 +113,7 @@ impl Symbolizer {
     }
 
     /// Whether the instruction before `pc` is a system call: the thread was in the kernel.
-    pub fn follows_syscall(&self, pc: usize) -> bool {
+    pub(crate) fn follows_syscall(&self, pc: usize) -> bool {
         let Some(&(start, _)) = self.objects.iter().flat_map(|o| o.exec.iter()).find(|&&(s, e)| pc >= s && pc < e)
         else {
             return false;

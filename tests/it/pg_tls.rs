@@ -5,14 +5,12 @@
 //! fall back as libpq does, or refuse with a message that says what did not match — is
 //! checked through percore's own /readyz and API, and through Postgres's view.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::certs::{Pair, Pki, Usage};
-use common::pg::PrivateCluster;
-use common::Server;
+use crate::common::certs::{Pair, Pki, Usage};
+use crate::common::pg::PrivateCluster;
+use crate::common::Server;
 use simd_json::prelude::*;
 
 /// A hostssl-only cluster and the PKI it trusts.

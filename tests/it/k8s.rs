@@ -4,8 +4,6 @@
 //! (and parses), shutdown fits the grace period, and the io_uring seccomp profile really
 //! lets percore run io_uring — while the same profile without io_uring makes it fall back.
 
-mod common;
-
 use std::path::Path;
 
 use percore::app::routes::router;
@@ -194,7 +192,7 @@ fn the_pod_runs_locked_down() {
 }
 
 /// Runs percore under the Localhost profile through libseccomp, as a container runtime would.
-fn under_profile(without_io_uring: bool, driver: &'static str) -> Option<common::Server> {
+fn under_profile(without_io_uring: bool, driver: &'static str) -> Option<crate::common::Server> {
     let python = "/usr/bin/python3";
     let has_seccomp =
         std::process::Command::new(python).args(["-c", "import seccomp"]).output().is_ok_and(|o| o.status.success());
@@ -215,12 +213,12 @@ fn under_profile(without_io_uring: bool, driver: &'static str) -> Option<common:
         }
     }
     cmd.arg("--").arg(env!("CARGO_BIN_EXE_percore"));
-    Some(common::Server::start_command(cmd, driver, &[("DEBUG_ADDR", "127.0.0.1:0")], |_| {}))
+    Some(crate::common::Server::start_command(cmd, driver, &[("DEBUG_ADDR", "127.0.0.1:0")], |_| {}))
 }
 
 #[test]
 fn the_io_uring_profile_runs_percore_on_io_uring_and_its_absence_falls_back_to_epoll() {
-    if common::drivers().len() < 2 {
+    if crate::common::drivers().len() < 2 {
         return; // no io_uring on this machine at all (announced by drivers())
     }
     let Some(s) = under_profile(false, "io_uring") else { return };

@@ -3,16 +3,18 @@
 //! (`crate::…` and `super::…` paths outside comments), so it needs nothing but the tree.
 //!
 //! The layers, each allowed to use only those after it:
-//! runtime → app → net → obs / db → tls / http → config / clock / doorbell.
+//! runtime → app / net → obs / db → tls / http → config / clock / doorbell / lifecycle.
+//! The application and the connection loop do not see each other: the seam between them
+//! is `http::service`, and the application's view of the shutdown is `lifecycle`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What each top-level module may use (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("runtime", &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell"]),
-    ("app", &["net", "obs", "db", "tls", "http", "config", "clock", "doorbell"]),
-    ("net", &["obs", "tls", "http", "config", "clock", "doorbell"]),
+    ("runtime", &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle"]),
+    ("app", &["obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle"]),
+    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle"]),
     ("obs", &["tls", "http", "config", "clock", "doorbell"]),
     ("db", &["obs", "tls", "config", "clock", "doorbell"]),
     // Certificates, keys and the rustls configurations of both sides; no I/O of its own
@@ -23,6 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["http"]),
     ("clock", &[]),
     ("doorbell", &[]),
+    ("lifecycle", &[]),
 ];
 
 /// Every module of src/ by its path (`net::conn`), with its file.

@@ -2,22 +2,20 @@
 //! Transfer-Encoding, duplicate and negative Content-Length, chunk-size overflow), floods,
 //! oversized lines, NUL and bare CR, slow bodies. Every refusal is a precise 4xx/5xx with a
 //! JSON body and closes the connection, and the request smuggled behind it is never answered.
-//! (Slow headers and a client that never reads: tests/timeouts.rs.)
-
-mod common;
+//! (Slow headers and a client that never reads: tests/it/timeouts.rs.)
 
 use std::time::{Duration, Instant};
 
-use common::{assert_refused, each_driver, Client};
+use crate::common::{assert_refused, each_driver, Client};
 
 /// Refused, with the smuggled `GET /health` behind it left unanswered.
-fn refuses(s: &common::Server, raw: &[u8], status: u16) {
+fn refuses(s: &crate::common::Server, raw: &[u8], status: u16) {
     assert_refused(&mut s.connect(), raw, status);
 }
 
 /// Served as one request, and the pipelined request behind it is answered too: the framing
 /// is the one every RFC 9112 parser agrees on.
-fn serves_then_next(s: &common::Server, raw: &[u8], body: &str) {
+fn serves_then_next(s: &crate::common::Server, raw: &[u8], body: &str) {
     let mut c = s.connect();
     let mut bytes = raw.to_vec();
     bytes.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -118,7 +116,7 @@ fn chunk_sizes_that_overflow_or_lie_are_refused() {
             ("400\r\n", 413),
         ] {
             if status == 0 {
-                continue; // a body that is merely unfinished waits for more (tests/timeouts.rs)
+                continue; // a body that is merely unfinished waits for more (tests/it/timeouts.rs)
             }
             refuses(s, &echo(te, body), status);
         }

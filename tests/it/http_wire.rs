@@ -1,11 +1,9 @@
 //! HTTP/1.1 over real sockets: routes, keep-alive, pipelining, framing and refusals, on
 //! both I/O drivers.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{assert_refused, each_driver};
+use crate::common::{assert_refused, each_driver};
 
 const BENCH: &[(&str, &str)] = &[("BENCH_ROUTES", "1")];
 
@@ -304,7 +302,7 @@ fn pipelined_responses_are_written_with_one_syscall() {
         eprintln!("\n*** strace not installed: one-write-per-batch test skipped ***\n");
         return;
     }
-    let s = common::Server::start("epoll", &[("WORKERS", "1")]);
+    let s = crate::common::Server::start("epoll", &[("WORKERS", "1")]);
     let mut c = s.connect();
     c.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.response().unwrap().status, 200);
@@ -393,7 +391,7 @@ fn no_100_continue_for_an_http_1_0_client() {
         c.send(b"POST /__test/echo HTTP/1.0\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
         c.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         let mut early = [0u8; 64];
-        let got = common::read_retrying(&mut c.stream, &mut early);
+        let got = crate::common::read_retrying(&mut c.stream, &mut early);
         assert!(got.is_err(), "nothing before the body ({}): {got:?} {:?}", s.driver, String::from_utf8_lossy(&early));
         c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         c.send(b"body");

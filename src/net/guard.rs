@@ -1,4 +1,4 @@
-//! ⑤ Calling the application's handler for one request: the loop's guarantees around it.
+//! ⑤ The loop's guarantees around the application's handler for one request.
 //!
 //! A panic becomes 500, is logged with the route, and the worker keeps serving; a handler
 //! that wrote nothing is a bug answered 500; a waiting handler past HANDLER_TIMEOUT is
@@ -9,15 +9,15 @@ use std::panic::AssertUnwindSafe;
 
 use super::catch::catch_unwind_future;
 use super::core::Core;
-use super::service::Service;
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
+use crate::http::service::Service;
 use crate::obs::logging::panic_message;
 
 /// Runs an in-core handler at once.
 #[inline(always)]
-pub fn now<S: Service>(core: &Core<S>, route: S::Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| core.service.call_now(route, request, reply)));
+pub(crate) fn now<S: Service>(core: &Core<S>, route: S::Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| core.service.handle_now(route, request, reply)));
     match outcome {
         Ok(()) if reply.status() != 0 => {}
         outcome => settle(core, S::pattern(route), reply, outcome.map_err(|p| panic_message(&*p))),
@@ -27,8 +27,13 @@ pub fn now<S: Service>(core: &Core<S>, route: S::Route, request: RequestView<'_>
 /// Runs a waiting handler under HANDLER_TIMEOUT. The caller boxes this future, so that a
 /// connection task does not carry the largest handler's state while it waits for its next
 /// request.
-pub async fn waiting<S: Service>(core: &Core<S>, route: S::Route, request: RequestView<'_>, reply: &mut Reply<'_>) {
-    let handler = catch_unwind_future(core.service.call(route, request, reply));
+pub(crate) async fn waiting<S: Service>(
+    core: &Core<S>,
+    route: S::Route,
+    request: RequestView<'_>,
+    reply: &mut Reply<'_>,
+) {
+    let handler = catch_unwind_future(core.service.handle(route, request, reply));
     match monoio::time::timeout(core.timeouts.handler, handler).await {
         Ok(outcome) => settle(core, S::pattern(route), reply, outcome),
         Err(_) => {

@@ -4,14 +4,12 @@
 //! (perf/siege.py); these tests check what must hold: nothing lost, everything closed on
 //! time, everything served.
 
-mod common;
-
 use std::io::Read;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{drivers, Client, Server};
+use crate::common::{drivers, Client, Server};
 
 /// Lets this process (and the server it starts, which inherits it) open as many
 /// descriptors as the hard limit allows.

@@ -3,11 +3,9 @@
 //! refusal, on GET and HEAD, alone and pipelined, HTTP/1.1 and 1.0, on both drivers. A
 //! response it rejects fails the test.
 
-mod common;
-
 use std::process::Command;
 
-use common::each_driver;
+use crate::common::each_driver;
 
 /// The Python that has h11; `.ci/run` installs it. Outside CI a missing h11 skips loudly.
 fn python_with_h11() -> Option<&'static str> {

@@ -3,11 +3,9 @@
 //! it, the awaiting ones (the store, a scrape) included. A FIN before the request is whole
 //! ends the connection unanswered.
 
-mod common;
-
 use std::net::Shutdown;
 
-use common::{each_store, Server};
+use crate::common::{each_store, Server};
 use simd_json::prelude::*;
 
 const BENCH: &[(&str, &str)] = &[("BENCH_ROUTES", "1")];

@@ -2,14 +2,12 @@
 //! MAX_BODY_BYTES at once ask for more memory than the pod has. The server must keep
 //! serving — shedding what does not fit with 503 — and never be killed for memory.
 
-mod common;
-
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{drivers, Client, Server};
+use crate::common::{drivers, Client, Server};
 
 /// The memory limit of the Deployment in k8s/base, in bytes.
 fn manifest_memory_limit() -> u64 {

@@ -1,11 +1,9 @@
 //! Metrics, request ids, logs and the profiling listener, against the real server.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{drivers, each_driver, Server};
+use crate::common::{drivers, each_driver, Server};
 use simd_json::prelude::*;
 
 /// The value of the sample line `name{labels}` (exact match of the part before the value).
@@ -278,7 +276,7 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn secrets_never_reach_the_logs() {
-    let closed = common::pg::free_port().to_string();
+    let closed = crate::common::pg::free_port().to_string();
     for format in ["text", "json"] {
         let url = format!("postgres://app:hunter2-url-secret@127.0.0.1:{closed}/db");
         let s = Server::start(drivers()[0], &[("DATABASE_URL", &url), ("LOG_FORMAT", format), ("RUST_LOG", "debug")]);
@@ -319,8 +317,8 @@ fn debug_addr(s: &Server) -> std::net::SocketAddr {
     line.split("http://").nth(1).unwrap().split('/').next().unwrap().parse().unwrap()
 }
 
-fn debug_get(addr: std::net::SocketAddr, path: &str) -> common::Response {
-    let mut c = common::Client::connect(addr);
+fn debug_get(addr: std::net::SocketAddr, path: &str) -> crate::common::Response {
+    let mut c = crate::common::Client::connect(addr);
     c.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
     c.response().expect("a response from the debug listener")
@@ -348,7 +346,7 @@ impl Load {
             .map(|_| {
                 let stop = stop.clone();
                 std::thread::spawn(move || {
-                    let mut c = common::Client::connect(server);
+                    let mut c = crate::common::Client::connect(server);
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         c.send(&b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n".repeat(32));
                         for _ in 0..32 {

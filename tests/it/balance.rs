@@ -2,11 +2,9 @@
 //! what an ingress or a sidecar holds — split evenly, every time (exact, the default), where
 //! the kernel's SO_REUSEPORT hash alone often puts them all on one worker.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{each_driver, Client, Server};
+use crate::common::{each_driver, Client, Server};
 
 const TWO: &[(&str, &str)] = &[("WORKERS", "2")];
 const TRIALS: usize = 100;
@@ -81,7 +79,7 @@ fn a_handful_of_connections_is_split_evenly_every_time() {
 /// of two connections on one worker about half the time), so the test above can fail.
 #[test]
 fn the_kernel_hash_alone_is_uneven() {
-    let s = Server::start(common::drivers()[0], &[("WORKERS", "2"), ("CONN_BALANCE", "kernel")]);
+    let s = Server::start(crate::common::drivers()[0], &[("WORKERS", "2"), ("CONN_BALANCE", "kernel")]);
     assert!(s.logs().contains("kernel connection balance"), "{}", s.logs());
     let uneven_trials = (0..TRIALS).filter(|_| uneven(&trial(&s, 2))).count();
     eprintln!("kernel: {uneven_trials} of {TRIALS} trials with both connections on one worker");

@@ -1,13 +1,11 @@
 //! The process around the requests: workers and their threads, the driver choice and its
 //! fallback, the connection cap, running out of descriptors, and the graceful drain.
 
-mod common;
-
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::{drivers, each_driver, Client, Server};
+use crate::common::{drivers, each_driver, Client, Server};
 
 /// `comm` → `Cpus_allowed_list` of every thread of `pid`.
 fn threads(pid: u32) -> Vec<(String, String)> {
@@ -110,7 +108,7 @@ fn accepting_pauses_at_max_connections_and_resumes() {
         third.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let mut probe = [0u8; 1];
         let before = s.cpu_seconds();
-        assert!(common::read_retrying(&mut third.stream, &mut probe).is_err(), "no answer past MAX_CONNECTIONS");
+        assert!(crate::common::read_retrying(&mut third.stream, &mut probe).is_err(), "no answer past MAX_CONNECTIONS");
         let used = s.cpu_seconds() - before;
         assert!(used < 0.15, "a paused accept loop must not spin: {used:.2} CPU s in 0.5 s");
         third.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -11,16 +11,14 @@
 //! door fails visibly. Every request must succeed, and every acknowledged write must be
 //! in the database afterwards.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pg::{free_port, TestDatabase};
-use common::{Client, Server};
+use crate::common::pg::{free_port, TestDatabase};
+use crate::common::{Client, Server};
 use simd_json::prelude::*;
 
 const REPLICAS: usize = 3;
@@ -185,7 +183,7 @@ fn rolling_restart(shutdown_delay: &str, take_out_first: bool) {
     let start = |port: &u16| {
         let env = env(port);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let s = Server::start(common::drivers()[0], &env);
+        let s = Server::start(crate::common::drivers()[0], &env);
         s.wait_ready();
         s
     };

@@ -2,11 +2,9 @@
 //! idle connection is closed, a client that does not read loses its connection, a slow
 //! handler gets 503, a panicking handler gets 500 and the worker keeps serving.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::each_driver;
+use crate::common::each_driver;
 
 #[test]
 fn a_trickling_request_gets_408_and_is_closed() {
@@ -80,7 +78,7 @@ fn a_client_that_does_not_read_loses_the_connection() {
         let mut chunk = vec![0u8; 1 << 16];
         c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         loop {
-            match common::read_retrying(&mut c.stream, &mut chunk) {
+            match crate::common::read_retrying(&mut c.stream, &mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => total += n,
             }

@@ -5,8 +5,6 @@
 //! without a certificate, and a Kubernetes-style Secret directory is swapped under load
 //! without one failed handshake or request. Certificates are made at test time.
 
-mod common;
-
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::certs::{KeyKind, Pair, Pki, Usage};
-use common::tls::{self, TlsClient};
-use common::{drivers, Server};
+use crate::common::certs::{KeyKind, Pair, Pki, Usage};
+use crate::common::tls::{self, TlsClient};
+use crate::common::{drivers, Server};
 
 /// A CA, and a server certificate for localhost and 127.0.0.1 issued by it.
 struct Fixture {
@@ -67,7 +65,7 @@ fn wait_ready(f: &Fixture, server: &Server) {
     }
 }
 
-fn get(c: &mut TlsClient, path: &str) -> common::Response {
+fn get(c: &mut TlsClient, path: &str) -> crate::common::Response {
     c.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
     c.response().unwrap_or_else(|| panic!("no response to GET {path}"))
 }
@@ -592,7 +590,7 @@ fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let findings = common::serde_json_lite::parse(report.as_bytes()).expect("testssl's JSON");
+    let findings = crate::common::serde_json_lite::parse(report.as_bytes()).expect("testssl's JSON");
     use simd_json::prelude::*;
     let mut bad = Vec::new();
     let mut offered = Vec::new();

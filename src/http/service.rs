@@ -1,19 +1,21 @@
-//! The one seam between the connection loop and the application it serves.
+//! The one seam between the connection loop and the application it serves, in neutral
+//! ground: it names only this layer's types, so the loop ([`crate::net::conn`]) and the
+//! application ([`crate::app`]) both see it and neither sees the other.
 //!
-//! [`super::conn`] knows sockets, framing, deadlines and batching; everything about routes
-//! and handlers is behind this trait. The worker hands the loop a concrete service, so
+//! The connection loop knows sockets, framing, deadlines and batching; everything about
+//! routes and handlers is behind this trait. The worker hands the loop a concrete service, so
 //! every call below is resolved at compile time and inlined as if the loop named the
 //! application itself (as hyper's connection knows only a `Service`): no dynamic dispatch
 //! on the request path.
 
 use std::future::Future;
 
-use crate::http::request::{Head, Method};
-use crate::http::response::Reply;
-use crate::http::route::{RequestView, Resolved};
+use super::request::{Head, Method};
+use super::response::Reply;
+use super::route::{RequestView, Resolved};
 
 /// An application, one instance per worker.
-pub trait Service: 'static {
+pub(crate) trait Service: 'static {
     /// A route of the application's table.
     type Route: Copy;
 
@@ -31,10 +33,10 @@ pub trait Service: 'static {
     fn slot(route: Self::Route) -> usize;
 
     /// Answers a request whose handler does not wait.
-    fn call_now(&self, route: Self::Route, request: RequestView<'_>, reply: &mut Reply<'_>);
+    fn handle_now(&self, route: Self::Route, request: RequestView<'_>, reply: &mut Reply<'_>);
 
     /// Answers a request whose handler waits.
-    fn call<'a>(
+    fn handle<'a>(
         &'a self,
         route: Self::Route,
         request: RequestView<'a>,

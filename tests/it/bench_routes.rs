@@ -1,10 +1,8 @@
 //! The TechEmpower test types, checked against the benchmark's rules on SQLite and
 //! PostgreSQL, on both drivers.
 
-mod common;
-
-use common::pg::PrivateCluster;
-use common::{each_store, Response, Server, Store};
+use crate::common::pg::PrivateCluster;
+use crate::common::{each_store, Response, Server, Store};
 use simd_json::prelude::*;
 
 const BENCH: &[(&str, &str)] = &[("BENCH_ROUTES", "1")];
@@ -147,7 +145,7 @@ fn updates_are_written_and_do_not_deadlock() {
 
 #[test]
 fn benchmark_tables_exist_only_with_bench_routes() {
-    let s = Server::start(common::drivers()[0], &[]);
+    let s = Server::start(crate::common::drivers()[0], &[]);
     s.wait_ready();
     assert_eq!(s.get("/db").status, 404);
     let db = rusqlite::Connection::open(s.sqlite_path().unwrap()).unwrap();
@@ -205,7 +203,7 @@ fn statements_per_request_are_what_techempower_counts() {
     admin.batch_execute("CREATE DATABASE hello_world").unwrap();
     admin.batch_execute("CREATE EXTENSION pg_stat_statements").unwrap();
     let url = cluster.url_of("hello_world");
-    let s = Server::start(common::drivers()[0], &[("BENCH_ROUTES", "1"), ("DATABASE_URL", &url)]);
+    let s = Server::start(crate::common::drivers()[0], &[("BENCH_ROUTES", "1"), ("DATABASE_URL", &url)]);
     s.wait_ready();
     // Ready means one pool thread is connected; the others' start-up statements (the schema
     // version check) must be over before the counting starts.

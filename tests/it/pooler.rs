@@ -5,14 +5,12 @@
 //! line naming the setting, never a reconnect loop). Also readiness that follows what the
 //! store does for requests.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::certs::{Pair, Pki, Usage};
-use common::pg::{free_port, TestDatabase};
-use common::Server;
+use crate::common::certs::{Pair, Pki, Usage};
+use crate::common::pg::{free_port, TestDatabase};
+use crate::common::Server;
 use simd_json::prelude::*;
 
 /// A PgBouncer of our own in front of the test server's PostgreSQL, as user postgres
@@ -40,7 +38,7 @@ impl Pgbouncer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("percore-pgbouncer-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let admin = common::pg::admin_url();
+        let admin = crate::common::pg::admin_url();
         let upstream = admin.split('@').nth(1).unwrap().split('/').next().unwrap();
         let (host, upstream_port) = upstream.split_once(':').unwrap_or((upstream, "5432"));
         std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").unwrap();
@@ -177,7 +175,7 @@ fn transaction_pooling_works_with_the_statement_cache_off_across_a_restart() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut kept_all = Vec::new();
     for run in 0..2 {
-        let mut s = Server::start(common::drivers()[0], &env);
+        let mut s = Server::start(crate::common::drivers()[0], &env);
         s.wait_ready();
         let (failures, kept) = users_api(&s, 8, 6, &format!("tx{run}"));
         assert!(
@@ -201,7 +199,7 @@ fn session_pooling_works_with_the_statement_cache_on() {
     let Some(db) = TestDatabase::create() else { return };
     let Some(bouncer) = Pgbouncer::start("session", 8) else { return };
     let url = bouncer.url(&db);
-    let s = Server::start(common::drivers()[0], &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "4")]);
+    let s = Server::start(crate::common::drivers()[0], &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "4")]);
     s.wait_ready();
     let (failures, kept) = users_api(&s, 8, 6, "session");
     assert!(failures.is_empty(), "{} failures, first: {:?}", failures.len(), failures.first());
@@ -217,13 +215,13 @@ fn transaction_pooling_with_the_statement_cache_on_says_what_to_set() {
     let Some(bouncer) = Pgbouncer::start("transaction", 1) else { return };
     let url = bouncer.url(&db);
     let env = [("DATABASE_URL", url.as_str()), ("DB_POOL_SIZE", "2")];
-    let mut first = Server::start(common::drivers()[0], &env);
+    let mut first = Server::start(crate::common::drivers()[0], &env);
     first.wait_ready();
     assert_eq!(first.get("/api/v1/users/1").status, 404);
     first.signal(libc::SIGTERM);
     assert!(first.wait_exit(Duration::from_secs(10)).is_some());
 
-    let s = Server::start(common::drivers()[0], &env);
+    let s = Server::start(crate::common::drivers()[0], &env);
     let deadline = Instant::now() + Duration::from_secs(15);
     let ready = loop {
         let answers: Vec<u16> = (1..10).map(|id| s.get(&format!("/api/v1/users/{id}")).status).collect();
@@ -254,7 +252,7 @@ fn transaction_pooling_with_the_statement_cache_on_says_what_to_set() {
 #[test]
 fn readiness_follows_failing_statements_and_recovers_by_itself() {
     let Some(db) = TestDatabase::create() else { return };
-    let s = Server::start(common::drivers()[0], &[("DATABASE_URL", &db.url)]);
+    let s = Server::start(crate::common::drivers()[0], &[("DATABASE_URL", &db.url)]);
     s.wait_ready();
     let mut admin = db.client();
     admin.batch_execute("ALTER TABLE users RENAME TO users_elsewhere").unwrap();
@@ -291,7 +289,7 @@ fn poolers_that_demand_tls_work_in_both_modes_with_verify_full() {
             ca.cert.display()
         );
         let env = [("DATABASE_URL", url.as_str()), ("DB_STATEMENT_CACHE", cache), ("DB_POOL_SIZE", "4")];
-        let s = Server::start(common::drivers()[0], &env);
+        let s = Server::start(crate::common::drivers()[0], &env);
         s.wait_ready();
         assert!(s.logs().contains("connected to postgres over TLS (sslmode=verify-full)"), "{}", s.logs());
         let (failures, kept) = users_api(&s, 8, 4, &format!("tls-{mode}"));

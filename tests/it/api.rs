@@ -1,10 +1,8 @@
 //! The /api/v1 contract, against SQLite and PostgreSQL, on both drivers.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{each_store, Response, Server};
+use crate::common::{each_store, Response, Server};
 use simd_json::prelude::*;
 
 fn create_user(s: &Server, name: &str, email: &str) -> i64 {
@@ -256,7 +254,7 @@ fn orders() {
         // Orders go with their user.
         assert_eq!(s.call("DELETE", &format!("/api/v1/users/{id}"), None).status, 204);
         assert_eq!(s.get(&path).status, 404);
-        if let common::Store::Postgres(db) = store {
+        if let crate::common::Store::Postgres(db) = store {
             let left: i64 =
                 db.client().query_one("SELECT count(*) FROM orders WHERE user_id = $1", &[&id]).unwrap().get(0);
             assert_eq!(left, 0, "ON DELETE CASCADE");

@@ -1,18 +1,16 @@
 //! The data layer under stress and failure: migrations with replicas, a store that is
 //! down, stopped and started, slow, full, broken — on both drivers.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::pg::{PrivateCluster, TestDatabase};
-use common::proxy::DelayProxy;
-use common::{drivers, Server};
+use crate::common::pg::{PrivateCluster, TestDatabase};
+use crate::common::proxy::DelayProxy;
+use crate::common::{drivers, Server};
 use simd_json::prelude::*;
 
 fn pg_upstream() -> SocketAddr {
-    let url = common::pg::admin_url();
+    let url = crate::common::pg::admin_url();
     let hostport = url.split('@').nth(1).unwrap_or("127.0.0.1:5432").split('/').next().unwrap();
     hostport.parse().unwrap_or_else(|_| "127.0.0.1:5432".parse().unwrap())
 }
@@ -23,7 +21,7 @@ fn via(proxy: &DelayProxy, db: &TestDatabase) -> String {
     format!("postgres://postgres@{}/{name}", proxy.addr)
 }
 
-fn create(s: &Server, email: &str) -> common::Response {
+fn create(s: &Server, email: &str) -> crate::common::Response {
     s.call("POST", "/api/v1/users", Some(&format!(r#"{{"name":"N","email":"{email}"}}"#)))
 }
 
@@ -99,7 +97,7 @@ fn replicas_starting_at_once_migrate_exactly_once() {
         assert!(!again.logs().contains("applied migration"), "{}", again.logs());
     }
     // SQLite: three servers on one file.
-    let path = common::temp_sqlite_path();
+    let path = crate::common::temp_sqlite_path();
     let path_str = path.display().to_string();
     let servers: Vec<Server> = std::thread::scope(|scope| {
         let handles: Vec<_> =
@@ -123,7 +121,7 @@ fn replicas_starting_at_once_migrate_exactly_once() {
 
 #[test]
 fn a_store_that_is_down_at_start() {
-    let closed = common::pg::free_port();
+    let closed = crate::common::pg::free_port();
     let url = format!("postgres://postgres@127.0.0.1:{closed}/nothing");
     for driver in drivers() {
         let s = Server::start(driver, &[("DATABASE_URL", &url)]);
@@ -322,7 +320,7 @@ fn busy_pool(url: &str, driver: &'static str, env: &[(&str, &str)]) -> Server {
     s
 }
 
-fn occupy(s: &Server, clients: usize) -> Vec<common::Client> {
+fn occupy(s: &Server, clients: usize) -> Vec<crate::common::Client> {
     (0..clients)
         .map(|_| {
             let mut c = s.connect();
@@ -352,7 +350,7 @@ fn a_write_whose_request_timed_out_is_skipped_not_run() {
 
 /// A client that gives up resets its connection (an abort, a killed process with unread
 /// bytes, a timeout with SO_LINGER 0): its queued write is skipped. A FIN alone is not
-/// leaving — see tests/half_close.rs, and the second half of this test.
+/// leaving — see tests/it/half_close.rs, and the second half of this test.
 #[test]
 fn a_write_whose_client_left_is_skipped_not_run() {
     let Some(db) = TestDatabase::create() else { return };
@@ -498,7 +496,7 @@ fn waiting_reads_are_batched_and_each_gets_its_own_answer() {
         s.get("/api/v1/users/999999"); // prepare the single read
         let asked: Vec<i64> = (0..16).map(|i| if i % 4 == 3 { 900_000 + i } else { users[i as usize % 4].0 }).collect();
         let server = &s;
-        let answers: Vec<common::Response> = std::thread::scope(|scope| {
+        let answers: Vec<crate::common::Response> = std::thread::scope(|scope| {
             let handles: Vec<_> =
                 asked.iter().map(|id| scope.spawn(move || server.get(&format!("/api/v1/users/{id}")))).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -652,7 +650,7 @@ fn database_errors_are_logged_with_what_the_server_said_and_counted_by_class() {
 
     // A connection refused by the server says why, with its SQLSTATE (3D000), in the log
     // and in the readiness reason an operator reads.
-    let missing = common::pg::with_database(&common::pg::admin_url(), "percore_no_such_database");
+    let missing = crate::common::pg::with_database(&crate::common::pg::admin_url(), "percore_no_such_database");
     let s = Server::start(drivers()[0], &[("DATABASE_URL", &missing)]);
     assert!(
         s.wait_for_log(r#"3D000: database "percore_no_such_database" does not exist"#, Duration::from_secs(5)),
