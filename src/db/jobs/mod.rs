@@ -19,9 +19,8 @@ pub(crate) use table::job_table;
 
 use super::error::StoreError;
 use super::store::{PgSql, Store};
-#[cfg(feature = "example-resource")]
-use crate::db::model::Product;
-use crate::db::model::{Fortune, Order, User, World};
+// Every model type, so a new resource's rows in the table need no line here.
+use crate::db::model::*;
 
 /// A page request for keyset pagination: rows with id > `after`, at most `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
