@@ -16,6 +16,12 @@ and are mostly system calls, which callgrind does not count.
     python3 perf/instructions.py                         # /plaintext and /json, this tree's build
     python3 perf/instructions.py --binary /tmp/old-percore --paths /json
     python3 perf/instructions.py --annotate              # and the costliest source lines
+    python3 perf/instructions.py --paths /api/v1/users/1 # a store route (SQLite): the
+                                                         # worker's side, delivery included
+
+For a route that waits on the store, the count also takes the worker's reply delivery
+(`deliver_replies`); the store's own work runs on the pool's threads and is not counted.
+A user with id 1 is created first.
 
 Needs valgrind (`apt-get install valgrind`). Builds percore in release first unless given
 --binary.
@@ -57,6 +63,17 @@ def drive(port, path, batches):
                 got = got[length:]
 
 
+def seed_user(port):
+    """Creates the user the store route reads (its first write is not counted: the counts
+    are zeroed after it)."""
+    body = b'{"name":"Ada","email":"ada@example.com"}'
+    head = f"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(head + body)
+        if not s.recv(64).startswith(b"HTTP/1.1 201"):
+            sys.exit("could not create the user the route reads")
+
+
 def receive(s, path):
     chunk = s.recv(65536)
     if not chunk:
@@ -69,12 +86,19 @@ def count(binary, path, batches, annotate):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = percore_env(port, IO_DRIVER="epoll", WORKERS=1, BENCH_ROUTES=1, RUST_LOG="error")
-        cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=*Conn*::answer_now*",
-               f"--callgrind-out-file={out}", binary]
+        waits = path.startswith("/api/")
+        env["SQLITE_PATH"] = str(Path(tmp) / "store.db")
+        toggles = ["--toggle-collect=*Conn*::answer*", "--toggle-collect=*deliver_replies*"] if waits else ["--toggle-collect=*Conn*::answer_now*"]
+        cmd = ["valgrind", "--tool=callgrind", *toggles, f"--callgrind-out-file={out}", binary]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if not wait_for_port(port, timeout=60, alive=lambda: server.poll() is None):
                 sys.exit("the server did not start under valgrind")
+            if waits:
+                seed_user(port)
+                reset = subprocess.run(["callgrind_control", "--zero", str(server.pid)], capture_output=True)
+                if reset.returncode != 0:
+                    sys.exit(f"callgrind_control --zero failed: {reset.stderr.decode()}")
             drive(port, path, batches)
         finally:
             server.terminate()
@@ -101,7 +125,8 @@ def main():
         binary = str(ROOT / "target" / "release" / "percore")
     for path in args.paths.split(","):
         per_request = count(binary, path, args.batches, args.annotate)
-        print(f"{path}: {per_request:,.1f} instructions a request in Conn::answer_now (callgrind, {args.batches} batches of {DEPTH})")
+        where = "the worker (Conn::answer*, deliver_replies)" if path.startswith("/api/") else "Conn::answer_now"
+        print(f"{path}: {per_request:,.1f} instructions a request in {where} (callgrind, {args.batches} batches of {DEPTH})")
 
 
 if __name__ == "__main__":
