@@ -144,6 +144,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "Postgres: answer user reads that wait together with one = ANY($1) query (on/off)",
     },
     Setting {
+        name: "DB_ADMISSION_TARGET",
+        default: "5ms",
+        help: "database jobs waiting longer than this in the queue are late; a queue late for a whole DB_ADMISSION_INTERVAL is standing, and new database requests get 503 + Retry-After before any work until it drains (off: never refuse, queue up to DB_QUEUE_DEPTH)",
+    },
+    Setting {
+        name: "DB_ADMISSION_INTERVAL",
+        default: "100ms",
+        help: "how long the queue's waits must stay above DB_ADMISSION_TARGET to count as a standing queue",
+    },
+    Setting {
         name: "TLS_CERT_FILE",
         default: "",
         help: "certificate chain (PEM); with TLS_KEY_FILE, SERVER_PORT speaks TLS 1.2/1.3 (ALPN http/1.1), reloading both files when they change",
@@ -202,6 +212,8 @@ pub struct Config {
     pub(crate) db_pipeline_jobs: usize,
     pub(crate) db_thread_sched: DbThreadSched,
     pub(crate) db_statement_cache: bool,
+    /// DB_ADMISSION_TARGET (`None`: off) and DB_ADMISSION_INTERVAL.
+    pub(crate) db_admission: Option<AdmissionConfig>,
     /// TLS_CERT_FILE and TLS_KEY_FILE (and TLS_CLIENT_CA_FILE): the listener speaks TLS.
     pub(crate) tls: Option<TlsFiles>,
     pub(crate) debug_addr: Option<SocketAddr>,
@@ -209,6 +221,22 @@ pub struct Config {
     pub(crate) log_filter: String,
     pub(crate) log_format: LogFormat,
     pub(crate) access_log: bool,
+}
+
+/// When the door to the store refuses (db/admission.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AdmissionConfig {
+    pub(crate) target: Duration,
+    pub(crate) interval: Duration,
+}
+
+fn admission_from(env: &Env<'_>) -> Result<Option<AdmissionConfig>, ConfigError> {
+    let target = env.parse("DB_ADMISSION_TARGET", &format!("off, or {DURATION}"), |v| match v {
+        "off" => Some(None),
+        v => parse_duration(v).filter(|d| !d.is_zero()).map(Some),
+    })?;
+    let interval = env.duration("DB_ADMISSION_INTERVAL")?;
+    Ok(target.map(|target| AdmissionConfig { target, interval }))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,6 +465,7 @@ impl Config {
                 _ => None,
             })?,
             db_statement_cache: env.parse("DB_STATEMENT_CACHE", "on or off", parse_bool)?,
+            db_admission: admission_from(&env)?,
             tls: tls_files(&env)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
@@ -805,6 +834,11 @@ mod tests {
         assert_eq!(c.db_queue_depth, 1024);
         assert_eq!(c.db_conn_max_lifetime, Duration::from_secs(300));
         assert!(c.db_batch_reads);
+        assert_eq!(
+            c.db_admission,
+            Some(AdmissionConfig { target: Duration::from_millis(5), interval: Duration::from_millis(100) })
+        );
+        assert_eq!(config(&[("DB_ADMISSION_TARGET", "off")]).unwrap().db_admission, None);
         assert_eq!(c.db_pipeline_jobs, 16);
         assert_eq!(c.db_thread_sched, DbThreadSched::Batch);
         assert_eq!(c.debug_addr, Some("127.0.0.1:6060".parse().unwrap()));
@@ -843,6 +877,9 @@ mod tests {
             ("DB_QUEUE_DEPTH", "-5", "whole number"),
             ("DB_PIPELINE_JOBS", "0", "whole number"),
             ("DB_THREAD_SCHED", "fifo", "batch or normal"),
+            ("DB_ADMISSION_TARGET", "0s", "off, or a duration above zero"),
+            ("DB_ADMISSION_TARGET", "soon", "off, or a duration above zero"),
+            ("DB_ADMISSION_INTERVAL", "0ms", "a duration above zero"),
             ("DEBUG_ADDR", "6060", "HOST:PORT"),
             ("BENCH_ROUTES", "yesplease", "on or off"),
             ("LOG_FORMAT", "xml", "text or json"),

@@ -20,9 +20,10 @@
 //! 6. [`db::calls`] — a handler's typed call (`ctx.db.get_user(id)`) becomes a database job
 //!    ([`db::jobs`], each declared once in its table) sent over a bounded channel
 //!    ([`db::client`]; full queue: 503 at once, never block a core), its answer awaited
-//!    without blocking;
-//! 7. [`db::pool`] — executed by a pool thread that owns its connection and prepared
-//!    statements ([`db::store`]).
+//!    without blocking, under the request's deadline ([`deadline`]). While the queue
+//!    stands, requests for the store are refused before this step ([`db::admission`]).
+//! 7. [`db::pool`] — taken by a pool thread ([`db::thread`]) that owns its connection and
+//!    prepared statements ([`db::store`]) and pipelines jobs on it ([`db::pipeline`]).
 //! 8. [`http::response`] — response → bytes in the connection's out buffer (cached Date,
 //!    simd-json, canned errors), written once per read batch.
 //!
@@ -68,6 +69,7 @@ pub mod app;
 pub(crate) mod clock;
 pub mod config;
 pub mod db;
+pub(crate) mod deadline;
 pub(crate) mod doorbell;
 pub mod http;
 pub(crate) mod lifecycle;

@@ -103,6 +103,11 @@ impl Service for App {
     }
 
     #[inline(always)]
+    fn admits(&self, route: Route, method: Method) -> bool {
+        !route.uses_store(method) || self.db.admits()
+    }
+
+    #[inline(always)]
     fn pattern(route: Route) -> &'static str {
         route.pattern()
     }

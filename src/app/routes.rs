@@ -1,5 +1,7 @@
 //! ④ Every route percore serves, each declared once: its pattern, when it is mounted, and
-//! for each method the handler and whether it waits (on the store, a scrape, a timer).
+//! for each method the handler and how it answers: `now` in place, `wait` awaiting (a
+//! scrape, a timer), `store` awaiting the database (and refused at the door while the store
+//! is overloaded).
 //!
 //! `routes!` turns the table into the [`Route`] enum, the router's rows, the `Allow` lists,
 //! the metrics labels ([`Route::pattern`]), and the two dispatch functions — so none of them
@@ -71,7 +73,7 @@ macro_rules! handle_now {
     (now, $handler:path, $app:ident, $req:ident, $reply:ident) => {
         $handler($app, $req, $reply)
     };
-    (wait, $handler:path, $app:ident, $req:ident, $reply:ident) => {{
+    ($waits:ident, $handler:path, $app:ident, $req:ident, $reply:ident) => {{
         let _ = ($app, $reply);
         unreachable!("a waiting route is handled through routes::handle")
     }};
@@ -85,6 +87,9 @@ macro_rules! handle_any {
     (wait, $handler:path, $app:ident, $req:ident, $reply:ident) => {
         $handler($app, $req, $reply).await
     };
+    (store, $handler:path, $app:ident, $req:ident, $reply:ident) => {
+        $handler($app, $req, $reply).await
+    };
 }
 
 macro_rules! is_wait {
@@ -92,6 +97,21 @@ macro_rules! is_wait {
         false
     };
     (wait) => {
+        true
+    };
+    (store) => {
+        true
+    };
+}
+
+macro_rules! is_store {
+    (now) => {
+        false
+    };
+    (wait) => {
+        false
+    };
+    (store) => {
         true
     };
 }
@@ -147,6 +167,13 @@ macro_rules! routes {
             pub(crate) fn waits(self, method: Method) -> bool {
                 match self { $( $(#[cfg($cfg)])? Route::$name => $name::waits(method), )* }
             }
+
+            /// Whether the handler for `method` works on the store: such a request is
+            /// refused at the door while the store is overloaded (db::admission).
+            #[inline]
+            pub(crate) fn uses_store(self, method: Method) -> bool {
+                match self { $( $(#[cfg($cfg)])? Route::$name => $name::uses_store(method), )* }
+            }
         }
 
         // One module per route holds its method dispatch, so a route's `cfg` covers it whole.
@@ -161,6 +188,15 @@ macro_rules! routes {
                     #[allow(unreachable_patterns)]
                     match method {
                         $( $(method!($method))|+ => is_wait!($kind), )+
+                        _ => false,
+                    }
+                }
+
+                #[inline]
+                pub(super) fn uses_store(method: Method) -> bool {
+                    #[allow(unreachable_patterns)]
+                    match method {
+                        $( $(method!($method))|+ => is_store!($kind), )+
                         _ => false,
                     }
                 }
@@ -206,29 +242,29 @@ routes! {
     Metrics "/metrics" Always { GET HEAD => wait metrics::metrics }
     /// `/openapi.json`: the API's description.
     OpenApi "/openapi.json" Always { GET HEAD => now health::openapi }
-    Users "/api/v1/users" Always { GET HEAD => wait users::list, POST => wait users::create }
+    Users "/api/v1/users" Always { GET HEAD => store users::list, POST => store users::create }
     User "/api/v1/users/{id}" Always {
-        GET HEAD => wait users::get,
-        PATCH => wait users::update,
-        DELETE => wait users::delete,
+        GET HEAD => store users::get,
+        PATCH => store users::update,
+        DELETE => store users::delete,
     }
-    UserOrders "/api/v1/users/{id}/orders" Always { GET HEAD => wait orders::list, POST => wait orders::create }
+    UserOrders "/api/v1/users/{id}/orders" Always { GET HEAD => store orders::list, POST => store orders::create }
     UserPreferences "/api/v1/users/{id}/preferences" Always {
-        GET HEAD => wait preferences::get,
-        PUT => wait preferences::put,
+        GET HEAD => store preferences::get,
+        PUT => store preferences::put,
     }
-    UserSummary "/api/v1/users/{id}/summary" Always { GET HEAD => wait users::summary }
+    UserSummary "/api/v1/users/{id}/summary" Always { GET HEAD => store users::summary }
     /// The guide's example resource (docs/adding-a-resource.md).
     #[cfg(feature = "example-resource")]
-    Products "/api/v1/products" Always { GET HEAD => wait products::list, POST => wait products::create }
+    Products "/api/v1/products" Always { GET HEAD => store products::list, POST => store products::create }
     #[cfg(feature = "example-resource")]
-    Product "/api/v1/products/{id}" Always { GET HEAD => wait products::get }
+    Product "/api/v1/products/{id}" Always { GET HEAD => store products::get }
     Plaintext "/plaintext" Bench { GET HEAD => now bench::plaintext }
     Json "/json" Bench { GET HEAD => now bench::json }
-    Db "/db" Bench { GET HEAD => wait bench::db }
-    Queries "/queries" Bench { GET HEAD => wait bench::queries }
-    Fortunes "/fortunes" Bench { GET HEAD => wait bench::fortunes }
-    Updates "/updates" Bench { GET HEAD => wait bench::updates }
+    Db "/db" Bench { GET HEAD => store bench::db }
+    Queries "/queries" Bench { GET HEAD => store bench::queries }
+    Fortunes "/fortunes" Bench { GET HEAD => store bench::fortunes }
+    Updates "/updates" Bench { GET HEAD => store bench::updates }
     #[cfg(feature = "test-routes")]
     TestPanic "/__test/panic" Always { GET HEAD => now testing::panic }
     #[cfg(feature = "test-routes")]

@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
 use slab::Slab;
@@ -47,6 +46,12 @@ impl DbClient {
         &self.pool
     }
 
+    /// Whether a new database request may come in now (the door of [`super::admission`]).
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        self.pool.admission.admits()
+    }
+
     fn mailbox(&self) -> &Mailbox {
         &self.pool.mailboxes[self.worker as usize]
     }
@@ -62,7 +67,14 @@ impl DbClient {
             slots.insert(Slot::default()) as u32
         };
         let generation = self.mailbox().generation(slot);
-        let envelope = Envelope { worker: self.worker, slot, generation, job, queued: Instant::now() };
+        let envelope = Envelope {
+            worker: self.worker,
+            slot,
+            generation,
+            job,
+            queued_ns: crate::clock::now_ns(),
+            deadline_ns: crate::deadline::current().unwrap_or(0),
+        };
         match self.pool.jobs.try_send(envelope) {
             Ok(()) => Ok(Pending { client: self, slot, done: false }),
             Err(e) => {

@@ -1,6 +1,7 @@
 //! ⑦ How the pool judges the store, for /readyz and /metrics: connections up, the newest
 //! statements' outcomes, prepared statements going missing (a transaction-mode pooler),
-//! failures by class — and what a failed job answers its request.
+//! failures by class, jobs skipped and statements cancelled for their budgets — and what a
+//! failed job answers its request.
 //!
 //! The pool threads record here; readiness and the scrape read. Nothing here is touched on
 //! a request's path except one atomic update per statement outcome.
@@ -139,6 +140,15 @@ pub(super) fn settle<T>(
 pub(super) fn judge(judged: &Judge<'_>, e: StoreError, lost: &Cell<Option<String>>) -> DbError {
     let health = judged.health;
     judged.errors.count(&e);
+    if let Some(how) = cancelled(&e) {
+        // Stopped at its request's deadline (a cancel request, or statement_timeout): the
+        // request is over, and the store did what it was asked. Not a store failure.
+        if how == Cancel::StatementTimeout {
+            judged.budgets.statement_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        health.record(false);
+        return DbError::Unavailable("the statement was cancelled at its request's deadline".into());
+    }
     health.record(e.is_store_side());
     if e.is_store_side() {
         health.failed(&e.to_string());
@@ -169,10 +179,35 @@ pub(super) fn judge(judged: &Judge<'_>, e: StoreError, lost: &Cell<Option<String
     }
 }
 
+/// How a statement was cancelled (SQLSTATE 57014).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    Request,
+    StatementTimeout,
+}
+
+fn cancelled(e: &StoreError) -> Option<Cancel> {
+    let StoreError::Other(fault) = e else { return None };
+    if !fault.message.contains("57014") {
+        return None;
+    }
+    Some(if fault.message.contains("statement timeout") { Cancel::StatementTimeout } else { Cancel::Request })
+}
+
+/// Jobs skipped and statements cancelled for their requests' budgets, for /metrics.
+#[derive(Default)]
+pub(crate) struct Budgets {
+    pub(crate) skipped_abandoned: AtomicU64,
+    pub(crate) skipped_deadline: AtomicU64,
+    pub(crate) cancel_requests: AtomicU64,
+    pub(crate) statement_timeouts: AtomicU64,
+}
+
 /// What judging a failure needs of the pool: where it records.
 pub(super) struct Judge<'a> {
     pub(crate) health: &'a StoreHealth,
     pub(crate) errors: &'a StoreErrors,
+    pub(crate) budgets: &'a Budgets,
 }
 
 /// The pool thread's name, for its log lines.

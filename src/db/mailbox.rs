@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Waker;
-use std::time::Instant;
 
 use crate::doorbell::Doorbell;
 
@@ -17,7 +16,10 @@ pub(crate) struct Envelope {
     pub(crate) slot: u32,
     pub(crate) generation: u32,
     pub(crate) job: Job,
-    pub(crate) queued: Instant,
+    /// When it was submitted (`clock::now_ns`).
+    pub(crate) queued_ns: u64,
+    /// When its request must be answered (`clock::now_ns`); 0: no deadline.
+    pub(crate) deadline_ns: u64,
 }
 
 /// A reply on its way back, with what the pool measured.

@@ -32,6 +32,7 @@
 //! write must not run twice), and the thread reconnects with backoff, answering 503 at once
 //! meanwhile. Readiness follows what the pool threads last saw ([`health::StoreHealth`]).
 
+pub(crate) mod admission;
 pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod error;
@@ -40,11 +41,13 @@ pub(crate) mod jobs;
 pub(crate) mod mailbox;
 pub mod migrations;
 pub mod model;
+pub(crate) mod pipeline;
 pub(crate) mod pool;
 pub(crate) mod postgres;
 pub(crate) mod sched;
 pub(crate) mod sqlite;
 pub(crate) mod store;
+pub(crate) mod thread;
 
 use std::fmt;
 

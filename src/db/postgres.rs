@@ -47,8 +47,23 @@ pub(crate) fn open(
     tls: Option<&Arc<rustls::ClientConfig>>,
     runtime: &tokio::runtime::Runtime,
     bench_routes: bool,
+    statement_timeout: Duration,
 ) -> Result<(Client, PgConnection, Transport), StoreError> {
-    let (mut client, connection, transport) = connect(pg, tls, runtime)?;
+    let options = (!NO_STARTUP_OPTIONS.load(Ordering::Relaxed))
+        .then(|| format!("-c statement_timeout={}", statement_timeout.as_millis()));
+    let (mut client, connection, transport) = match connect(pg, tls, runtime, options.as_deref()) {
+        // A pooler (PgBouncer) that refuses startup options: connect without them, and say
+        // once what that costs.
+        Err(e) if options.is_some() && e.to_string().contains("unsupported startup parameter") => {
+            if !NO_STARTUP_OPTIONS.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "postgres: the server refuses startup options ({e}); statements are not bounded by statement_timeout, only by cancel requests at their requests' deadlines"
+                );
+            }
+            connect(pg, tls, runtime, None)?
+        }
+        other => other?,
+    };
     let mut io = Some(connection);
     drive(runtime, &mut io, migrate(&mut client, bench_routes))?;
     let io = io.ok_or_else(|| StoreError::Connection(closed()))?;
@@ -60,9 +75,10 @@ fn connect(
     pg: &PgConfig,
     tls: Option<&Arc<rustls::ClientConfig>>,
     runtime: &tokio::runtime::Runtime,
+    options: Option<&str>,
 ) -> Result<(Client, PgConnection, Transport), StoreError> {
     use tokio_postgres::config::SslMode as Wire;
-    let attempt = |wire: Wire| attempt(pg, tls, runtime, wire);
+    let attempt = |wire: Wire| attempt(pg, tls, runtime, wire, options);
     let result = match pg.sslmode {
         SslMode::Disable => attempt(Wire::Disable),
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => attempt(Wire::Require),
@@ -104,6 +120,9 @@ fn connect(
     })
 }
 
+/// Set once a server refused startup options: later connections go without them.
+static NO_STARTUP_OPTIONS: AtomicBool = AtomicBool::new(false);
+
 /// A warning about `prefer` falling back to plain text is given once per process.
 static PREFER_DOWNGRADE_SAID: AtomicBool = AtomicBool::new(false);
 
@@ -121,8 +140,12 @@ fn attempt(
     tls: Option<&Arc<rustls::ClientConfig>>,
     runtime: &tokio::runtime::Runtime,
     wire: tokio_postgres::config::SslMode,
+    options: Option<&str>,
 ) -> Result<(Client, PgConnection, Transport), Failed> {
     let mut config = tokio_postgres::Config::new();
+    if let Some(options) = options {
+        config.options(options);
+    }
     config
         .host(&pg.host)
         .port(pg.port)
@@ -227,6 +250,27 @@ async fn migrate(client: &mut Client, bench_routes: bool) -> Result<(), StoreErr
 
 fn closed() -> Fault {
     Fault { class: ErrorClass::Io, message: "the connection closed while migrating".into() }
+}
+
+/// Asks the server to cancel what the connection `client` is executing: a cancel request,
+/// on a connection of its own (TLS as `tls` says), sent while the pipeline goes on.
+pub(crate) fn cancel(client: &Client, tls: Option<&Arc<rustls::ClientConfig>>) -> Pin<Box<dyn Future<Output = ()>>> {
+    let token = client.cancel_token();
+    match tls {
+        Some(config) => {
+            let tls = MakeRustlsConnect::new((**config).clone());
+            Box::pin(async move {
+                if let Err(e) = token.cancel_query(tls).await {
+                    log::debug!("postgres: a cancel request failed: {e}");
+                }
+            })
+        }
+        None => Box::pin(async move {
+            if let Err(e) = token.cancel_query(tokio_postgres::NoTls).await {
+                log::debug!("postgres: a cancel request failed: {e}");
+            }
+        }),
+    }
 }
 
 /// The connection's I/O half: it writes what the client queued and reads the replies.

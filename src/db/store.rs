@@ -184,18 +184,21 @@ impl StoreConn {
     /// Opens a connection to the configured store and brings its schema up to date.
     /// With `bench_routes`, the TechEmpower tables are created too. A Postgres connection
     /// is driven by `runtime`, the pool thread's own.
-    /// `pg_tls` is the Postgres TLS configuration (`None` under `sslmode=disable`).
+    /// `pg_tls` is the Postgres TLS configuration (`None` under `sslmode=disable`); no
+    /// Postgres statement runs longer than `statement_timeout` (HANDLER_TIMEOUT).
     pub(crate) fn open(
         config: &StoreConfig,
         pg_tls: Option<&Arc<rustls::ClientConfig>>,
         runtime: &tokio::runtime::Runtime,
         bench_routes: bool,
         statement_cache: bool,
+        statement_timeout: std::time::Duration,
     ) -> Result<StoreConn, StoreError> {
         let (kind, tls) = match config {
             StoreConfig::Sqlite { path } => (StoreKind::Sqlite(super::sqlite::open(path, bench_routes)?), false),
             StoreConfig::Postgres(pg) => {
-                let (client, io, transport) = super::postgres::open(pg, pg_tls, runtime, bench_routes)?;
+                let (client, io, transport) =
+                    super::postgres::open(pg, pg_tls, runtime, bench_routes, statement_timeout)?;
                 let link = PgLink { pg: Pg::new(client, statement_cache), io: Some(io) };
                 (StoreKind::Postgres(Box::new(link)), transport == super::postgres::Transport::Tls)
             }

@@ -2,6 +2,7 @@
 //! seam between the connection loop and the application ([`service`]). Nothing here does
 //! I/O, so all of it is unit-tested, property-tested and fuzzed directly.
 
+pub(crate) mod budget;
 pub(crate) mod chunked;
 pub mod date;
 pub mod query;

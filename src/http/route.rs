@@ -52,7 +52,14 @@ pub enum Resolved<R> {
     },
     /// A malformed percent-escape in the path.
     BadPath,
+    /// A route that works on the store, refused at the door while the store is overloaded.
+    Shed {
+        route: R,
+    },
 }
+
+/// The answer of a request refused at the door because the store is overloaded.
+pub(crate) const SHED: &str = "the store is overloaded: refused before any work was done; retry shortly";
 
 /// The error answer for a request that routing turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +79,7 @@ impl<R: Copy> Resolved<R> {
             Resolved::MethodNotAllowed { allow, .. } => (405, "Method Not Allowed", Some(allow)),
             Resolved::BadId { .. } => (400, "id: must be a positive integer", None),
             Resolved::BadPath => (400, "path: malformed percent-encoding", None),
+            Resolved::Shed { .. } => (503, SHED, None),
         };
         Some(Refusal { status, message, allow })
     }
@@ -79,9 +87,10 @@ impl<R: Copy> Resolved<R> {
     /// The route the path matched, if it matched one (for the metrics' route label).
     pub(crate) fn route(&self) -> Option<R> {
         match *self {
-            Resolved::Found { route, .. } | Resolved::MethodNotAllowed { route, .. } | Resolved::BadId { route } => {
-                Some(route)
-            }
+            Resolved::Found { route, .. }
+            | Resolved::MethodNotAllowed { route, .. }
+            | Resolved::BadId { route }
+            | Resolved::Shed { route } => Some(route),
             Resolved::NotFound | Resolved::BadPath => None,
         }
     }

@@ -26,6 +26,10 @@ pub(crate) trait Service: 'static {
     /// HANDLER_TIMEOUT and raced against the client leaving; the others run in place.
     fn waits(route: Self::Route, method: Method) -> bool;
 
+    /// Whether a request for this route may come in now: false for a route that works on
+    /// the store while the store is overloaded (it is then refused with 503 at once).
+    fn admits(&self, route: Self::Route, method: Method) -> bool;
+
     /// The route's pattern: the label of metrics, logs and the access log.
     fn pattern(route: Self::Route) -> &'static str;
 

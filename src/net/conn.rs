@@ -25,6 +25,8 @@ use super::catch::catch_unwind_future;
 use super::core::Core;
 use super::guard;
 use crate::clock;
+use crate::deadline;
+use crate::http::budget::{self, Stated};
 use crate::http::date::DATE_LEN;
 use crate::http::request::{begins_head_request, BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
@@ -375,14 +377,24 @@ impl<S: Service> Conn<'_, S> {
         }
     }
 
-    /// `Expect: 100-continue`: answers 100 when the body will be accepted, else the final
-    /// status (returned), before the client sends a body it would send in vain.
-    fn expectation(&mut self, start: usize) -> Option<Refusal> {
+    /// A whole head whose body is still to come: refused now, before the client sends a
+    /// body in vain, when its route works on the store and the store is overloaded;
+    /// `Expect: 100-continue` answered with 100 when the body will be accepted, else with
+    /// the final status (returned).
+    fn before_body(&mut self, start: usize) -> Option<Refusal> {
         let head = self.parser.pending_head()?;
+        let resolved = self.ctx.service.resolve(head, &self.rbuf[start..]);
+        if let Resolved::Found { route, .. } = resolved {
+            if S::waits(route, head.method) && !self.ctx.service.admits(route, head.method) {
+                self.ctx.metrics.shed();
+                self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
+                return Resolved::Shed { route }.refusal();
+            }
+        }
         if !head.expect_continue || self.rbuf.len() > start + head.len {
             return None;
         }
-        let Some(refused) = self.ctx.service.resolve(head, &self.rbuf[start..]).refusal() else {
+        let Some(refused) = resolved.refusal() else {
             self.wbuf.extend_from_slice(CONTINUE);
             return None;
         };
@@ -402,7 +414,7 @@ impl<S: Service> Conn<'_, S> {
             let request = match self.parser.parse(&mut self.rbuf[*start..]) {
                 Ok(Parsed::Complete(request)) => request,
                 Ok(Parsed::Partial) => {
-                    return Batch::Over(match self.expectation(*start) {
+                    return Batch::Over(match self.before_body(*start) {
                         Some(refused) => self.refuse(refused.status, refused.message, date, *start),
                         None => Next::Read,
                     })
@@ -410,10 +422,14 @@ impl<S: Service> Conn<'_, S> {
                 Err(e) => return Batch::Over(self.refuse_parse(e, date, *start)),
             };
             let head = &request.head;
-            let resolved = self.ctx.service.resolve(head, &self.rbuf[*start..]);
+            let mut resolved = self.ctx.service.resolve(head, &self.rbuf[*start..]);
             if let Resolved::Found { route, id } = resolved {
                 if S::waits(route, head.method) {
-                    return Batch::Waits(request, route, id);
+                    if self.ctx.service.admits(route, head.method) {
+                        return Batch::Waits(request, route, id);
+                    }
+                    self.ctx.metrics.shed();
+                    resolved = Resolved::Shed { route };
                 }
             }
             let next = self.respond_now(&request, *start, date, started, resolved);
@@ -500,9 +516,13 @@ impl<S: Service> Conn<'_, S> {
         let request_id = request_id.get(head_bytes);
         let mut reply = Reply::new(&mut self.wbuf, &ctx.scratch, date, framing, request_id).close_when(&ctx.draining);
         let fields = RequestFields { id: request_id, route: S::pattern(route), head: head_bytes };
+        let budget = Self::budget(ctx, head_bytes);
+        let deadline = clock::now_ns() + budget.as_nanos() as u64;
         let request = RequestView { head, bytes: head_bytes, body, id };
-        // Boxed: the handler's state lives only while the request does.
-        let handler = Box::pin(logging::in_request(&fields, guard::waiting(ctx, route, request, &mut reply)));
+        let handler = guard::waiting(ctx, route, request, &mut reply, budget);
+        // Boxed: the handler's state lives only while the request does. The deadline goes
+        // with whatever it asks of the store.
+        let handler = Box::pin(deadline::within(deadline, logging::in_request(&fields, handler)));
         let abandoned = matches!(race(handler, client_gone(&self.stream)).await, Either::Right(()));
         if abandoned {
             log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, S::pattern(route));
@@ -513,6 +533,22 @@ impl<S: Service> Conn<'_, S> {
         match Self::finish(ctx, &self.peer, head, head_bytes, request_id, started, done) {
             _ if abandoned => Next::Abandon,
             next => next,
+        }
+    }
+
+    /// A waiting request's budget: HANDLER_TIMEOUT, or less when the caller states less.
+    fn budget(ctx: &Core<S>, head_bytes: &[u8]) -> Duration {
+        let most = ctx.timeouts.handler;
+        match budget::stated(head_bytes) {
+            Stated::None => most,
+            Stated::Budget(stated) => {
+                ctx.metrics.budget(true);
+                stated.min(most)
+            }
+            Stated::Invalid => {
+                ctx.metrics.budget(false);
+                most
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 //! handlers pay for neither a future nor a timer.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use super::catch::catch_unwind_future;
 use super::core::Core;
@@ -32,10 +33,18 @@ pub(crate) async fn waiting<S: Service>(
     route: S::Route,
     request: RequestView<'_>,
     reply: &mut Reply<'_>,
+    budget: Duration,
 ) {
     let handler = catch_unwind_future(core.service.handle(route, request, reply));
-    match monoio::time::timeout(core.timeouts.handler, handler).await {
+    match monoio::time::timeout(budget, handler).await {
         Ok(outcome) => settle(core, S::pattern(route), reply, outcome),
+        Err(_) if budget < core.timeouts.handler => {
+            // The caller's own budget (x-envoy-expected-rq-timeout-ms, grpc-timeout): its
+            // choice, not a slow handler worth a warning.
+            log::debug!("worker {}: {} exceeded the caller's budget ({budget:?})", core.id, S::pattern(route));
+            reply.rollback();
+            reply.error(503, "the request took longer than its budget");
+        }
         Err(_) => {
             log::warn!(
                 "worker {}: {} exceeded HANDLER_TIMEOUT ({:?})",

@@ -8,10 +8,13 @@
 //! kernel's backlog) and on EMFILE/ENFILE/ENOMEM it logs, backs off and keeps serving the
 //! connections it has — an accept loop that retries at once on EMFILE burns a core.
 //!
-//! At the drain it first takes every connection already waiting in the backlog (their
-//! clients have sent requests the kernel acknowledged), and only then shuts the socket:
-//! shutting a listener resets the connections still queued on it, which a client sees as
-//! a lost request rather than a refused connection.
+//! The drain resets nothing. Shutting a listener resets the connections queued on it and
+//! those still completing their handshake, and a client that had already sent its request
+//! on one sees it lost. So the door closes in three steps: a socket filter on the listener
+//! drops new SYNs (an unprivileged classic-BPF program: a client's SYN goes unanswered, its
+//! retry a second later finds the port closed and is refused — no request was sent, none
+//! is lost); handshakes already under way get [`DRAIN_GRACE`] to complete; then every
+//! connection waiting in the backlog is taken and served, and only then is the socket shut.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -32,6 +35,9 @@ pub(crate) const BACKLOG: i32 = 4096;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a paused accept loop looks again at the connection count.
 const LIMIT_POLL: Duration = Duration::from_millis(10);
+/// At the drain, how long handshakes already under way have to complete once new SYNs are
+/// dropped: a round trip for the client's last ACK, with room to spare.
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(100);
 
 /// Binds one SO_REUSEPORT listener per worker on `addr`. With port 0 the first socket picks
 /// the port and the others join it.
@@ -130,6 +136,10 @@ pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListe
             },
         }
     }
+    match drop_new_syns(&listener) {
+        Ok(()) => monoio::time::sleep(DRAIN_GRACE).await,
+        Err(e) => log::warn!("worker {}: cannot filter new SYNs at the drain ({e}); closing at once", ctx.id),
+    }
     take_backlog(&ctx, &listener);
     shut(&listener);
     log::debug!("worker {}: listener closed", ctx.id);
@@ -177,6 +187,42 @@ pub(crate) async fn adopt<S: Service>(ctx: Rc<Core<S>>) {
         std::task::Poll::<()>::Pending
     })
     .await
+}
+
+/// Attaches a socket filter that drops TCP segments with SYN set and ACK clear — new
+/// connections — and lets every other segment through, so handshakes under way complete.
+/// A TCP socket filter sees the TCP header at offset 0; byte 13 holds the flags.
+pub(crate) fn drop_new_syns(fd: &impl AsRawFd) -> io::Result<()> {
+    const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SYN: u32 = 0x02;
+    const ACK: u32 = 0x10;
+    let program = [
+        libc::sock_filter { code: LDB_ABS, jt: 0, jf: 0, k: 13 },
+        libc::sock_filter { code: AND_K, jt: 0, jf: 0, k: SYN | ACK },
+        libc::sock_filter { code: JEQ_K, jt: 0, jf: 1, k: SYN },
+        libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: u32::MAX },
+    ];
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    // SAFETY: setsockopt reads `fprog` (and the program it points to, alive on this stack)
+    // during the call only; the descriptor is the listener's, which we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Accepts, without waiting, what is queued on the listener, to be answered and closed by

@@ -106,7 +106,7 @@ fn start(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ru
         None => None,
     };
     let inbox = start_workers(&plan, choice.driver, &env, &shared, listeners)?;
-    db.spawn_threads(db_queue, &shared.config, tls.postgres)
+    crate::db::thread::spawn(&db, db_queue, &shared.config, tls.postgres)
         .map_err(|e| format!("cannot start the database pool: {e}"))?;
     let sched = match shared.config.db_thread_sched {
         crate::config::DbThreadSched::Batch => " (SCHED_BATCH)",

@@ -43,8 +43,11 @@ pub(crate) fn run(
         monoio::spawn(adopt(core.clone()));
         accept_loop(core.clone(), listener).await;
         core.start_draining();
-        // A connection handed over just before the drain began is served too.
-        while !core.conns.borrow().is_empty() || core.shared.balance.inbox(id).is_pending() {
+        // Counted, not registered: a connection is counted on this worker from the moment
+        // it is accepted (or handed over), while its task registers only when first polled.
+        // Waiting on the registry let the worker end with the drain's last accepts spawned
+        // but never run, closing them with their requests unread — a reset for the client.
+        while core.shared.balance.live(id) > 0 || core.shared.balance.inbox(id).is_pending() {
             monoio::time::sleep(Duration::from_millis(20)).await;
         }
         log::debug!("worker {id}: drained");

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 /// What each top-level module may use (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("runtime", &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle"]),
-    ("app", &["obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle"]),
-    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle"]),
+    ("runtime", &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
+    ("app", &["obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
+    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
     ("obs", &["tls", "http", "config", "clock", "doorbell"]),
-    ("db", &["obs", "tls", "config", "clock", "doorbell"]),
+    ("db", &["obs", "tls", "config", "clock", "doorbell", "deadline"]),
     // Certificates, keys and the rustls configurations of both sides; no I/O of its own
     // beyond reading the files (the record layer is net's, the Postgres stream db's).
     ("tls", &["config", "clock"]),
@@ -26,6 +26,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("doorbell", &[]),
     ("lifecycle", &[]),
+    // The current request's deadline, from the loop to the store's jobs.
+    ("deadline", &[]),
 ];
 
 /// Every module of src/ by its path (`net::conn`), with its file.

@@ -263,3 +263,75 @@ fn the_shutdown_timeout_cuts_what_is_left_and_says_how_much() {
         assert!(s.logs().contains("cutting 1 connections"), "{}", s.logs());
     }
 }
+
+/// The drain resets nothing: twenty bare SIGTERMs (no SHUTDOWN_DELAY), each while clients
+/// keep connecting and sending on keep-alive connections. Every request written on an
+/// established connection is answered; a client finds the port closed (refused, or its SYN
+/// unanswered until it is), never a reset after its request went out.
+#[test]
+fn twenty_bare_drains_under_reconnecting_clients_lose_no_request() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    for driver in drivers() {
+        let (mut answered, mut refused) = (0, 0);
+        for round in 0..20 {
+            let mut s = Server::start(driver, &[("SHUTDOWN_TIMEOUT", "5s")]);
+            let addr = s.addr;
+            let stop = Arc::new(AtomicBool::new(false));
+            let (ok, gone) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let lost = Arc::new(Mutex::new(Vec::<String>::new()));
+            let clients: Vec<_> = (0..4)
+                .map(|_| {
+                    let (stop, ok, gone, lost) = (stop.clone(), ok.clone(), gone.clone(), lost.clone());
+                    std::thread::spawn(move || {
+                        'connect: while !stop.load(Ordering::Relaxed) {
+                            let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+                                gone.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            };
+                            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            for nth in 0..3 {
+                                if let Err(e) = c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n") {
+                                    lost.lock().unwrap().push(format!("request #{nth} on a connection: write: {e}"));
+                                    continue 'connect;
+                                }
+                                let (mut buf, mut got) = ([0u8; 512], Vec::new());
+                                while !got.windows(2).any(|w| w == b"OK") {
+                                    match c.read(&mut buf) {
+                                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                                        other => {
+                                            let got = String::from_utf8_lossy(&got).into_owned();
+                                            lost.lock()
+                                                .unwrap()
+                                                .push(format!("request #{nth}: read {other:?} after {got:?}"));
+                                            continue 'connect;
+                                        }
+                                    }
+                                }
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                if String::from_utf8_lossy(&got).to_ascii_lowercase().contains("connection: close") {
+                                    continue 'connect;
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(150));
+            s.signal(libc::SIGTERM);
+            let status = s.wait_exit(Duration::from_secs(10)).expect("exits after the drain");
+            assert_eq!(status.code(), Some(0), "{driver}, round {round}: {}", s.logs());
+            stop.store(true, Ordering::Relaxed);
+            for c in clients {
+                c.join().unwrap();
+            }
+            let lost = lost.lock().unwrap();
+            assert!(lost.is_empty(), "{driver}, drain {round}: requests lost:\n{}", lost.join("\n"));
+            answered += ok.load(Ordering::Relaxed);
+            refused += gone.load(Ordering::Relaxed);
+        }
+        assert!(answered > 0 && refused > 0, "{driver}: {answered} answered, {refused} refused");
+        eprintln!("{driver}: 20 drains, {answered} requests answered, {refused} connections refused, none lost");
+    }
+}

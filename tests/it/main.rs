@@ -20,6 +20,7 @@ mod load;
 mod memory_limit;
 mod observability;
 mod openapi;
+mod overload;
 mod pg_tls;
 mod pooler;
 mod store;

@@ -318,10 +318,17 @@ fn debug_addr(s: &Server) -> std::net::SocketAddr {
 }
 
 fn debug_get(addr: std::net::SocketAddr, path: &str) -> crate::common::Response {
+    try_debug_get(addr, path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A debug-listener response, or what went wrong and after how long (a profile under a
+/// loaded test machine is slow; a dead server is something else, and the logs tell which).
+fn try_debug_get(addr: std::net::SocketAddr, path: &str) -> Result<crate::common::Response, String> {
+    let started = std::time::Instant::now();
     let mut c = crate::common::Client::connect(addr);
-    c.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-    c.response().expect("a response from the debug listener")
+    c.response().ok_or_else(|| format!("no response to {path} from the debug listener after {:?}", started.elapsed()))
 }
 
 /// utime + stime of a process, in seconds (clock ticks of 1/100 s).
@@ -394,7 +401,8 @@ fn the_profiling_listener_serves_pprof_and_flamegraphs() {
         debug_get(addr, "/debug/pprof/profile?seconds=1").status
     });
     // The first profile also maps the executable's symbols; the measured one below does not.
-    let warm_up = debug_get(addr, "/debug/pprof/profile?seconds=2");
+    let warm_up = try_debug_get(addr, "/debug/pprof/profile?seconds=2")
+        .unwrap_or_else(|e| panic!("{e}; the server's logs:\n{}", s.logs()));
     assert_eq!(busy.join().unwrap(), 409, "one profile at a time");
     assert_eq!(warm_up.status, 200);
 

@@ -452,6 +452,12 @@ fn connections_older_than_their_lifetime_are_replaced() {
                     let mut answered = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         let r = c.call("GET", "/api/v1/users/999999", None).expect("an answer");
+                        // 32 clients on a store that answers 16 at a time every 40 ms stand
+                        // a queue: some are refused at the door, before any work — never
+                        // a job dropped at the swap (that would be another 503).
+                        if r.status == 503 && r.text().contains("overloaded") {
+                            continue;
+                        }
                         assert_eq!(r.status, 404, "{}", r.text());
                         answered += 1;
                     }

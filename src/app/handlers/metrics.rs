@@ -47,6 +47,7 @@ pub(crate) async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>
         db_threads: env.pool.threads,
         db_store_errors: env.pool.errors.by_class(),
         db_deadlock_retries: env.pool.errors.deadlock_retries(),
+        db_budgets: env.pool.budget_counts(),
         workers: per_worker(&parts, workers),
         db_threads_cpu: threads::db_threads_cpu(),
         tls: env.tls.as_ref().map(|tls| tls.stats.read()),

@@ -18,7 +18,7 @@ mod render;
 use std::cell::{Cell, RefCell};
 
 pub(crate) use process::Process;
-pub(crate) use render::{render, Gauges, Info, WorkerLine, CONTENT_TYPE};
+pub(crate) use render::{render, DbBudgets, Gauges, Info, WorkerLine, CONTENT_TYPE};
 
 use crate::http::request::{Method, ParseError};
 
@@ -169,6 +169,10 @@ pub(crate) struct WorkerMetrics {
     db_query: RefCell<Vec<Histogram>>,
     db_batched: Cell<u64>,
     db_errors: [Cell<u64>; DB_ERRORS.len()],
+    /// Requests refused at the door while the store was overloaded.
+    shed: Cell<u64>,
+    /// Caller-stated budgets honoured, and ones that did not parse (ignored).
+    budgets: [Cell<u64>; 2],
     /// Requests of the current batch, recorded at its end: (route slot, status, how many).
     deferred: RefCell<Vec<(usize, u16, u64)>>,
 }
@@ -189,6 +193,8 @@ impl WorkerMetrics {
             db_query: RefCell::new(vec![Histogram::default(); labels.jobs.len()]),
             db_batched: Cell::new(0),
             db_errors: Default::default(),
+            shed: Cell::new(0),
+            budgets: Default::default(),
             deferred: RefCell::new(Vec::new()),
         }
     }
@@ -319,6 +325,20 @@ impl WorkerMetrics {
         }
     }
 
+    /// A request for the store refused at the door: the store is overloaded.
+    pub(crate) fn shed(&self) {
+        if cfg!(feature = "metrics") {
+            bump(&self.shed);
+        }
+    }
+
+    /// A caller stated a budget: honoured (`valid`), or ignored because it did not parse.
+    pub(crate) fn budget(&self, valid: bool) {
+        if cfg!(feature = "metrics") {
+            bump(&self.budgets[usize::from(!valid)]);
+        }
+    }
+
     pub(crate) fn db_failure(&self, why: DbFailure) {
         if cfg!(feature = "metrics") {
             bump(&self.db_errors[why as usize]);
@@ -343,6 +363,8 @@ impl WorkerMetrics {
             db_query: self.db_query.borrow().clone(),
             db_batched: self.db_batched.get(),
             db_errors: self.db_errors.iter().map(Cell::get).collect(),
+            shed: self.shed.get(),
+            budgets: [self.budgets[0].get(), self.budgets[1].get()],
         }
     }
 }
@@ -366,6 +388,9 @@ pub(crate) struct Snapshot {
     pub(crate) db_query: Vec<Histogram>,
     pub(crate) db_batched: u64,
     pub(crate) db_errors: Vec<u64>,
+    pub(crate) shed: u64,
+    /// Caller-stated budgets: honoured, invalid.
+    pub(crate) budgets: [u64; 2],
 }
 
 impl Snapshot {
@@ -401,6 +426,8 @@ impl Snapshot {
             }
             total.db_batched += p.db_batched;
             add(&mut total.db_errors, &p.db_errors);
+            total.shed += p.shed;
+            add(&mut total.budgets, &p.budgets);
         }
         for r in &mut total.routes {
             r.statuses.sort_unstable();

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS, UNMATCHED};
+use super::{DbFailure, Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS, UNMATCHED};
 use crate::http::request::Method;
 use crate::tls::stats::{TlsCounts, FAILURE_REASONS, HANDSHAKE_KINDS};
 
@@ -25,6 +25,8 @@ pub(crate) struct Gauges {
     /// Store failures by class label (SQLSTATE class, `io`, `sqlite`, `internal`).
     pub(crate) db_store_errors: Vec<(String, u64)>,
     pub(crate) db_deadlock_retries: u64,
+    /// What the pool did with jobs and statements past their requests' budgets.
+    pub(crate) db_budgets: DbBudgets,
     /// Per worker, in worker order: live client connections and requests answered.
     pub(crate) workers: Vec<WorkerLine>,
     /// CPU seconds each database pool thread has used, by pool thread number.
@@ -152,6 +154,7 @@ pub(crate) fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &G
     for (class, n) in &gauges.db_store_errors {
         let _ = writeln!(out, "db_store_errors_total{{class=\"{class}\"}} {n}");
     }
+    render_overload(out, s, &gauges.db_budgets);
     single(
         out,
         "db_deadlock_retries_total",
@@ -224,6 +227,59 @@ pub(crate) fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &G
     );
 }
 
+/// The pool's view of overload and budgets: jobs past their budget never sent, statements
+/// cancelled at it, the bound on work in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DbBudgets {
+    /// Jobs not run because their request had gone (timed out, client left).
+    pub(crate) skipped_abandoned: u64,
+    /// Jobs not run because their request's budget ran out while they queued.
+    pub(crate) skipped_deadline: u64,
+    /// Statements cancelled by a cancel request at their request's deadline.
+    pub(crate) cancel_requests: u64,
+    /// Statements Postgres cancelled at statement_timeout (HANDLER_TIMEOUT).
+    pub(crate) statement_timeouts: u64,
+    /// Jobs the pool keeps in flight on the store at most.
+    pub(crate) inflight_limit: u64,
+}
+
+/// Refusals at the door, budgets, skipped jobs and cancelled statements.
+fn render_overload(out: &mut String, s: &Snapshot, b: &DbBudgets) {
+    family(
+        out,
+        "db_admission_refusals_total",
+        "counter",
+        "Requests for the store refused with 503 before any work: standing_queue (the queue's waits stayed above target), queue_full (DB_QUEUE_DEPTH).",
+    );
+    let _ = writeln!(out, "db_admission_refusals_total{{reason=\"standing_queue\"}} {}", s.shed);
+    let _ = writeln!(
+        out,
+        "db_admission_refusals_total{{reason=\"queue_full\"}} {}",
+        s.db_errors[DbFailure::QueueFull as usize]
+    );
+    family(
+        out,
+        "http_request_budgets_total",
+        "counter",
+        "Budgets callers stated (x-envoy-expected-rq-timeout-ms, grpc-timeout): honoured, or invalid and ignored.",
+    );
+    let _ = writeln!(out, "http_request_budgets_total{{result=\"honoured\"}} {}", s.budgets[0]);
+    let _ = writeln!(out, "http_request_budgets_total{{result=\"invalid\"}} {}", s.budgets[1]);
+    family(out, "db_jobs_skipped_total", "counter", "Database jobs never sent to the store: their request had gone (abandoned) or its budget ran out in the queue (deadline).");
+    let _ = writeln!(out, "db_jobs_skipped_total{{reason=\"abandoned\"}} {}", b.skipped_abandoned);
+    let _ = writeln!(out, "db_jobs_skipped_total{{reason=\"deadline\"}} {}", b.skipped_deadline);
+    family(out, "db_statements_cancelled_total", "counter", "Statements stopped on the server at their request's deadline: by a cancel request, or by statement_timeout (HANDLER_TIMEOUT).");
+    let _ = writeln!(out, "db_statements_cancelled_total{{by=\"cancel_request\"}} {}", b.cancel_requests);
+    let _ = writeln!(out, "db_statements_cancelled_total{{by=\"statement_timeout\"}} {}", b.statement_timeouts);
+    single(
+        out,
+        "db_inflight_limit",
+        "gauge",
+        "Database jobs the pool keeps in flight on the store at most (pool threads x DB_PIPELINE_JOBS).",
+        b.inflight_limit,
+    );
+}
+
 /// The TLS listener's families.
 fn render_tls(out: &mut String, tls: &TlsCounts) {
     single(
@@ -272,6 +328,7 @@ mod tests {
             db_threads: 3,
             db_store_errors: vec![("26".into(), 2)],
             db_deadlock_retries: 1,
+            db_budgets: DbBudgets { skipped_deadline: 4, inflight_limit: 48, ..DbBudgets::default() },
             workers: vec![WorkerLine { connections: 3, requests: 5, cpu_seconds: 1.25 }, WorkerLine::default()],
             db_threads_cpu: vec![(0, 0.5)],
             tls: Some(TlsCounts {
@@ -295,6 +352,9 @@ mod tests {
         ));
         assert!(out.contains("db_store_errors_total{class=\"26\"} 2\n"));
         assert!(out.contains("db_deadlock_retries_total 1\n"));
+        assert!(out.contains("db_jobs_skipped_total{reason=\"deadline\"} 4\n"));
+        assert!(out.contains("db_inflight_limit 48\n"));
+        assert!(out.contains("db_admission_refusals_total{reason=\"standing_queue\"} 0\n"));
         assert!(out.contains("percore_worker_connections{worker=\"0\"} 3\n"));
         assert!(out.contains("percore_worker_requests_total{worker=\"1\"} 0\n"));
         assert!(out.contains("percore_connections_rebalanced_total 0\n"));

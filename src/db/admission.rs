@@ -1,0 +1,171 @@
+//! ⑥ The door to the store: whether a new database request is let in, judged by how long
+//! jobs wait in the queue rather than by how many wait (CoDel's idea, as folly and
+//! Facebook's servers apply it to request queues).
+//!
+//! Each job a pool thread takes reports its wait. A queue whose waits stay above the target
+//! (DB_ADMISSION_TARGET, 5 ms) for a whole interval (DB_ADMISSION_INTERVAL, 100 ms: folly's
+//! pair) is a standing queue: the store cannot keep up, and a new request
+//! would only wait behind it and time out, its work done for nobody. While the queue
+//! stands, new database requests are refused at the door — 503 with `Retry-After`, before
+//! their body is read and before any SQL — and the ones already queued are served. The
+//! refusing stops as soon as a job is taken within the target (the queue has drained), or
+//! when no job has been taken for an interval (nothing queued at all). Within
+//! [`MEMORY`] of the last standing queue, waits above the target refuse again at once
+//! instead of after another interval, so a sustained overload cannot rebuild an
+//! interval's worth of queue on every cycle (CoDel's faster drops after a recent one).
+//!
+//! The queue never empties while the store is overloaded (it holds about a target's worth
+//! of work), so the store stays busy: the refused requests cost a 503 and nothing of the
+//! store, the admitted ones wait about the target. In-core routes never pass this door.
+//!
+//! The pool threads write (a few atomics per job taken); the workers read two relaxed
+//! loads per database request.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::AdmissionConfig;
+
+/// After a standing queue, this long during which late waits refuse again at once.
+pub(crate) const MEMORY: Duration = Duration::from_secs(1);
+
+const MEMORY_NS: u64 = MEMORY.as_nanos() as u64;
+
+/// The door's state (times in `clock::now_ns`).
+pub(crate) struct Admission {
+    /// A job waiting longer than this is late (DB_ADMISSION_TARGET).
+    target_ns: u64,
+    /// Late waits for this long make a standing queue (DB_ADMISSION_INTERVAL).
+    interval_ns: u64,
+    /// DB_ADMISSION_TARGET=off: the door never refuses.
+    enabled: bool,
+    /// Since when every wait seen was late; 0: the last one was on time.
+    late_since: AtomicU64,
+    /// Refusing new database requests.
+    refusing: AtomicBool,
+    /// When the last standing queue ended.
+    last_standing: AtomicU64,
+    /// When a pool thread last took a job.
+    last_take: AtomicU64,
+}
+
+impl Admission {
+    pub(crate) fn new(config: Option<AdmissionConfig>) -> Admission {
+        let nanos = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+        Admission {
+            target_ns: config.map_or(u64::MAX, |c| nanos(c.target)),
+            interval_ns: config.map_or(u64::MAX, |c| nanos(c.interval)),
+            enabled: config.is_some(),
+            late_since: AtomicU64::new(0),
+            refusing: AtomicBool::new(false),
+            last_standing: AtomicU64::new(0),
+            last_take: AtomicU64::new(0),
+        }
+    }
+
+    /// A pool thread took a job that waited `wait_ns`, at `now`.
+    pub(crate) fn observe(&self, wait_ns: u64, now: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.last_take.store(now, Ordering::Relaxed);
+        if wait_ns < self.target_ns {
+            self.late_since.store(0, Ordering::Relaxed);
+            if self.refusing.swap(false, Ordering::Relaxed) {
+                self.last_standing.store(now, Ordering::Relaxed);
+            }
+            return;
+        }
+        let since = match self.late_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
+        let last = self.last_standing.load(Ordering::Relaxed);
+        let recently = last != 0 && now.saturating_sub(last) < MEMORY_NS;
+        if now.saturating_sub(since) >= self.interval_ns || recently {
+            self.refusing.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a new database request may come in now.
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        !self.refusing.load(Ordering::Relaxed) || self.idle_since_last_take(crate::clock::now_ns())
+    }
+
+    /// Nothing taken for an interval: nothing is queued, whatever the last wait said.
+    fn idle_since_last_take(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_take.load(Ordering::Relaxed)) >= self.interval_ns
+    }
+
+    #[cfg(test)]
+    fn admits_at(&self, now: u64) -> bool {
+        !self.refusing.load(Ordering::Relaxed) || self.idle_since_last_take(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// The defaults: 5 ms, 100 ms.
+    fn door() -> Admission {
+        Admission::new(Some(AdmissionConfig { target: Duration::from_millis(5), interval: Duration::from_millis(100) }))
+    }
+
+    #[test]
+    fn a_burst_is_absorbed_and_a_standing_queue_refuses() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        // Late waits for less than an interval: a burst, let in.
+        for i in 0..9 {
+            a.observe(20 * MS, t0 + i * 10 * MS);
+        }
+        assert!(a.admits_at(t0 + 90 * MS));
+        // Late for a whole interval: a standing queue.
+        a.observe(20 * MS, t0 + 100 * MS);
+        assert!(!a.admits_at(t0 + 101 * MS));
+        // A job taken on time: drained, the door opens.
+        a.observe(MS, t0 + 150 * MS);
+        assert!(a.admits_at(t0 + 151 * MS));
+        // Soon after, a late wait refuses at once.
+        a.observe(6 * MS, t0 + 200 * MS);
+        assert!(!a.admits_at(t0 + 201 * MS));
+    }
+
+    #[test]
+    fn an_idle_pool_lets_everything_in() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        for i in 0..=10 {
+            a.observe(50 * MS, t0 + i * 10 * MS);
+        }
+        assert!(!a.admits_at(t0 + 100 * MS));
+        assert!(a.admits_at(t0 + 200 * MS + 1), "nothing taken for an interval: nothing queued");
+    }
+
+    #[test]
+    fn long_after_an_overload_a_late_burst_is_absorbed_again() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        for i in 0..=10 {
+            a.observe(50 * MS, t0 + i * 10 * MS);
+        }
+        a.observe(MS, t0 + 120 * MS);
+        let later = t0 + 120 * MS + MEMORY_NS + MS;
+        a.observe(20 * MS, later);
+        assert!(a.admits_at(later + MS), "the memory of the last standing queue has faded");
+    }
+
+    #[test]
+    fn switched_off_it_never_refuses() {
+        let a = Admission::new(None);
+        let t0 = 10_000 * MS;
+        for i in 0..=100 {
+            a.observe(500 * MS, t0 + i * 10 * MS);
+        }
+        assert!(a.admits_at(t0 + 1000 * MS));
+    }
+}
