@@ -144,14 +144,19 @@ pub const SETTINGS: &[Setting] = &[
         help: "Postgres: answer user reads that wait together with one = ANY($1) query (on/off)",
     },
     Setting {
-        name: "DB_ADMISSION_TARGET",
+        name: "ADMISSION_TARGET",
         default: "5ms",
-        help: "database jobs waiting longer than this in the queue are late; a queue late for a whole DB_ADMISSION_INTERVAL is standing, and new database requests get 503 + Retry-After before any work until it drains (off: never refuse, queue up to DB_QUEUE_DEPTH)",
+        help: "a database job waiting this long for a pool thread is late; late for a whole ADMISSION_INTERVAL is a standing queue, and new requests for the store get 503 + Retry-After before any work until it drains (off: never refuse)",
     },
     Setting {
-        name: "DB_ADMISSION_INTERVAL",
+        name: "ADMISSION_INTERVAL",
         default: "100ms",
-        help: "how long the queue's waits must stay above DB_ADMISSION_TARGET to count as a standing queue",
+        help: "how long waits must stay above ADMISSION_TARGET to count as a standing queue",
+    },
+    Setting {
+        name: "ADMISSION_LOOP_LAG",
+        default: "off",
+        help: "on: also refuse requests for the store while a worker's loop runs late by ADMISSION_TARGET for an ADMISSION_INTERVAL (shorter waits for accepted requests, less goodput: see the README)",
     },
     Setting {
         name: "TLS_CERT_FILE",
@@ -212,8 +217,10 @@ pub struct Config {
     pub(crate) db_pipeline_jobs: usize,
     pub(crate) db_thread_sched: DbThreadSched,
     pub(crate) db_statement_cache: bool,
-    /// DB_ADMISSION_TARGET (`None`: off) and DB_ADMISSION_INTERVAL.
-    pub(crate) db_admission: Option<AdmissionConfig>,
+    /// ADMISSION_TARGET (`None`: off) and ADMISSION_INTERVAL.
+    pub(crate) admission: Option<AdmissionConfig>,
+    /// ADMISSION_LOOP_LAG: the loop's lateness is a second door (net/lag.rs).
+    pub(crate) admission_loop_lag: bool,
     /// TLS_CERT_FILE and TLS_KEY_FILE (and TLS_CLIENT_CA_FILE): the listener speaks TLS.
     pub(crate) tls: Option<TlsFiles>,
     pub(crate) debug_addr: Option<SocketAddr>,
@@ -223,7 +230,7 @@ pub struct Config {
     pub(crate) access_log: bool,
 }
 
-/// When the door to the store refuses (db/admission.rs).
+/// When the doors to the store refuse (codel.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AdmissionConfig {
     pub(crate) target: Duration,
@@ -231,11 +238,11 @@ pub(crate) struct AdmissionConfig {
 }
 
 fn admission_from(env: &Env<'_>) -> Result<Option<AdmissionConfig>, ConfigError> {
-    let target = env.parse("DB_ADMISSION_TARGET", &format!("off, or {DURATION}"), |v| match v {
+    let target = env.parse("ADMISSION_TARGET", &format!("off, or {DURATION}"), |v| match v {
         "off" => Some(None),
         v => parse_duration(v).filter(|d| !d.is_zero()).map(Some),
     })?;
-    let interval = env.duration("DB_ADMISSION_INTERVAL")?;
+    let interval = env.duration("ADMISSION_INTERVAL")?;
     Ok(target.map(|target| AdmissionConfig { target, interval }))
 }
 
@@ -465,7 +472,8 @@ impl Config {
                 _ => None,
             })?,
             db_statement_cache: env.parse("DB_STATEMENT_CACHE", "on or off", parse_bool)?,
-            db_admission: admission_from(&env)?,
+            admission: admission_from(&env)?,
+            admission_loop_lag: env.parse("ADMISSION_LOOP_LAG", "on or off", parse_bool)?,
             tls: tls_files(&env)?,
             debug_addr: env.parse("DEBUG_ADDR", "HOST:PORT such as 127.0.0.1:6060, or empty to disable", |v| {
                 if v.is_empty() {
@@ -834,11 +842,12 @@ mod tests {
         assert_eq!(c.db_queue_depth, 1024);
         assert_eq!(c.db_conn_max_lifetime, Duration::from_secs(300));
         assert!(c.db_batch_reads);
+        assert!(!c.admission_loop_lag);
         assert_eq!(
-            c.db_admission,
+            c.admission,
             Some(AdmissionConfig { target: Duration::from_millis(5), interval: Duration::from_millis(100) })
         );
-        assert_eq!(config(&[("DB_ADMISSION_TARGET", "off")]).unwrap().db_admission, None);
+        assert_eq!(config(&[("ADMISSION_TARGET", "off")]).unwrap().admission, None);
         assert_eq!(c.db_pipeline_jobs, 16);
         assert_eq!(c.db_thread_sched, DbThreadSched::Batch);
         assert_eq!(c.debug_addr, Some("127.0.0.1:6060".parse().unwrap()));
@@ -877,9 +886,10 @@ mod tests {
             ("DB_QUEUE_DEPTH", "-5", "whole number"),
             ("DB_PIPELINE_JOBS", "0", "whole number"),
             ("DB_THREAD_SCHED", "fifo", "batch or normal"),
-            ("DB_ADMISSION_TARGET", "0s", "off, or a duration above zero"),
-            ("DB_ADMISSION_TARGET", "soon", "off, or a duration above zero"),
-            ("DB_ADMISSION_INTERVAL", "0ms", "a duration above zero"),
+            ("ADMISSION_TARGET", "0s", "off, or a duration above zero"),
+            ("ADMISSION_TARGET", "soon", "off, or a duration above zero"),
+            ("ADMISSION_INTERVAL", "0ms", "a duration above zero"),
+            ("ADMISSION_LOOP_LAG", "sometimes", "on or off"),
             ("DEBUG_ADDR", "6060", "HOST:PORT"),
             ("BENCH_ROUTES", "yesplease", "on or off"),
             ("LOG_FORMAT", "xml", "text or json"),

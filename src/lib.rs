@@ -21,7 +21,7 @@
 //!    ([`db::jobs`], each declared once in its table) sent over a bounded channel
 //!    ([`db::client`]; full queue: 503 at once, never block a core), its answer awaited
 //!    without blocking, under the request's deadline ([`deadline`]). While the queue
-//!    stands, requests for the store are refused before this step ([`db::admission`]).
+//!    stands, requests for the store are refused before this step ([`codel`]).
 //! 7. [`db::pool`] — taken by a pool thread ([`db::thread`]) that owns its connection and
 //!    prepared statements ([`db::store`]) and pipelines jobs on it ([`db::pipeline`]).
 //! 8. [`http::response`] — response → bytes in the connection's out buffer (cached Date,
@@ -67,6 +67,7 @@ macro_rules! labelled {
 
 pub mod app;
 pub(crate) mod clock;
+pub(crate) mod codel;
 pub mod config;
 pub mod db;
 pub(crate) mod deadline;

@@ -23,7 +23,7 @@ use crate::db::{DbClient, Pool};
 use crate::doorbell::Doorbell;
 use crate::http::request::{Head, Method};
 use crate::http::response::Reply;
-use crate::http::route::{RequestView, Resolved};
+use crate::http::route::{RequestView, Resolved, Shed};
 use crate::http::service::Service;
 use crate::lifecycle::Lifecycle;
 use crate::obs::metrics::{SnapshotRequest, WorkerMetrics};
@@ -103,8 +103,16 @@ impl Service for App {
     }
 
     #[inline(always)]
-    fn admits(&self, route: Route, method: Method) -> bool {
-        !route.uses_store(method) || self.db.admits()
+    fn sheds(&self, route: Route, method: Method, loop_late: bool) -> Option<Shed> {
+        if !route.uses_store(method) {
+            None
+        } else if loop_late {
+            Some(Shed::LoopLag)
+        } else if !self.db.admits() {
+            Some(Shed::StandingQueue)
+        } else {
+            None
+        }
     }
 
     #[inline(always)]

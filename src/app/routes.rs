@@ -169,7 +169,7 @@ macro_rules! routes {
             }
 
             /// Whether the handler for `method` works on the store: such a request is
-            /// refused at the door while the store is overloaded (db::admission).
+            /// refused at the door while the store is overloaded (codel.rs).
             #[inline]
             pub(crate) fn uses_store(self, method: Method) -> bool {
                 match self { $( $(#[cfg($cfg)])? Route::$name => $name::uses_store(method), )* }

@@ -46,10 +46,10 @@ impl DbClient {
         &self.pool
     }
 
-    /// Whether a new database request may come in now (the door of [`super::admission`]).
+    /// Whether a new database request may come in now (the store's door, [`crate::codel`]).
     #[inline]
     pub(crate) fn admits(&self) -> bool {
-        self.pool.admission.admits()
+        self.pool.admits()
     }
 
     fn mailbox(&self) -> &Mailbox {

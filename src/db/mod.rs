@@ -32,7 +32,6 @@
 //! write must not run twice), and the thread reconnects with backoff, answering 503 at once
 //! meanwhile. Readiness follows what the pool threads last saw ([`health::StoreHealth`]).
 
-pub(crate) mod admission;
 pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod error;

@@ -1,5 +1,5 @@
 //! ⑦ The pool as the workers and the pool threads share it: the job channel, each worker's
-//! mailbox for replies, the door (db/admission.rs), health and counters — and the one
+//! mailbox for replies, the store's door (codel.rs), health and counters — and the one
 //! step every job goes through when a pool thread takes it ([`Pool::take`]): its wait is
 //! reported to the door, and it is dropped if its request has gone or its budget ran out.
 //! The threads themselves are in db/thread.rs.
@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::admission::Admission;
 use super::health::{Budgets, Judge, StoreErrors, StoreHealth};
 use super::jobs;
 use super::jobs::Job;
 use super::mailbox::{Completion, Envelope, Mailbox};
 use super::DbError;
+use crate::codel::Door;
 use crate::config::{Config, StoreConfig};
 
 /// The pool as the rest of the server sees it.
@@ -24,7 +24,7 @@ pub(crate) struct Pool {
     pub(crate) health: StoreHealth,
     pub(crate) errors: StoreErrors,
     /// The door: whether new database requests come in (judged from the queue's waits).
-    pub(crate) admission: Admission,
+    pub(crate) door: Door,
     /// Jobs skipped and statements cancelled for their requests' budgets.
     pub(crate) budgets: Budgets,
     /// Jobs in flight on the store at most: threads × DB_PIPELINE_JOBS (Postgres), threads
@@ -47,7 +47,7 @@ impl Pool {
             mailboxes: (0..workers).map(|_| Mailbox::new(slots)).collect(),
             health: StoreHealth::new(),
             errors: StoreErrors::default(),
-            admission: Admission::new(config.db_admission),
+            door: Door::new(config.admission),
             budgets: Budgets::default(),
             inflight_limit: match config.store {
                 StoreConfig::Sqlite { .. } => threads,
@@ -83,7 +83,7 @@ impl Pool {
     /// A job a pool thread took at `now`: its wait is reported to the door; it is not run
     /// if its request has gone or its budget has run out (then it is answered at once).
     pub(super) fn take(&self, e: Envelope, now: u64) -> Option<(ReturnAddress, Job)> {
-        self.admission.observe(now.saturating_sub(e.queued_ns), now);
+        self.door.observe(now.saturating_sub(e.queued_ns), now);
         if !self.mailboxes[e.worker as usize].is_current(e.slot, e.generation) {
             // Its request timed out or its client left: do not run it.
             self.budgets.skipped_abandoned.fetch_add(1, Ordering::Relaxed);
@@ -97,6 +97,20 @@ impl Pool {
             return None;
         }
         Some((reply, job))
+    }
+
+    /// Whether a new request for the store may come in now: not while the job queue
+    /// stands, unless it has emptied since (the door then opens at once).
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        if self.door.admits() {
+            return true;
+        }
+        if self.jobs.is_empty() {
+            self.door.reopen(crate::clock::now_ns());
+            return true;
+        }
+        false
     }
 
     /// `Err` with what /readyz says while the store cannot serve requests: no connection,

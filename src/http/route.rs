@@ -58,6 +58,16 @@ pub enum Resolved<R> {
     },
 }
 
+labelled! {
+    /// Why a request for the store was refused at the door (db_admission_refusals_total).
+    pub(crate) enum Shed / SHED_REASONS {
+        /// The store's job queue stands: jobs wait longer than ADMISSION_TARGET.
+        StandingQueue = "standing_queue",
+        /// The worker's loop runs late: requests wait in its sockets, past its cores.
+        LoopLag = "loop_lag",
+    }
+}
+
 /// The answer of a request refused at the door because the store is overloaded.
 pub(crate) const SHED: &str = "the store is overloaded: refused before any work was done; retry shortly";
 

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use super::request::{Head, Method};
 use super::response::Reply;
-use super::route::{RequestView, Resolved};
+use super::route::{RequestView, Resolved, Shed};
 
 /// An application, one instance per worker.
 pub(crate) trait Service: 'static {
@@ -26,9 +26,10 @@ pub(crate) trait Service: 'static {
     /// HANDLER_TIMEOUT and raced against the client leaving; the others run in place.
     fn waits(route: Self::Route, method: Method) -> bool;
 
-    /// Whether a request for this route may come in now: false for a route that works on
-    /// the store while the store is overloaded (it is then refused with 503 at once).
-    fn admits(&self, route: Self::Route, method: Method) -> bool;
+    /// Why a request for this route is refused now, if it is: a route that works on the
+    /// store, while the store's queue stands or (`loop_late`) while the worker's own loop
+    /// runs late. It is then answered 503 at once. Other routes are never refused here.
+    fn sheds(&self, route: Self::Route, method: Method, loop_late: bool) -> Option<Shed>;
 
     /// The route's pattern: the label of metrics, logs and the access log.
     fn pattern(route: Self::Route) -> &'static str;

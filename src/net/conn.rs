@@ -30,7 +30,7 @@ use crate::http::budget::{self, Stated};
 use crate::http::date::DATE_LEN;
 use crate::http::request::{begins_head_request, BodyLength, Head, Method, ParseError, Parsed, Parser, Request, Span};
 use crate::http::response::{Framing, Reply, CONTINUE};
-use crate::http::route::{Refusal, RequestView, Resolved};
+use crate::http::route::{Refusal, RequestView, Resolved, Shed};
 use crate::http::service::Service;
 use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
@@ -377,6 +377,14 @@ impl<S: Service> Conn<'_, S> {
         }
     }
 
+    /// Why this request for `route` is refused at the door, if it is: the store's queue
+    /// stands, or this worker's loop runs late (net/lag.rs, which this also feeds).
+    #[inline]
+    fn shed(&self, route: S::Route, method: Method) -> Option<Shed> {
+        self.ctx.seen.one();
+        self.ctx.service.sheds(route, method, !self.ctx.lag.admits())
+    }
+
     /// A whole head whose body is still to come: refused now, before the client sends a
     /// body in vain, when its route works on the store and the store is overloaded;
     /// `Expect: 100-continue` answered with 100 when the body will be accepted, else with
@@ -385,10 +393,12 @@ impl<S: Service> Conn<'_, S> {
         let head = self.parser.pending_head()?;
         let resolved = self.ctx.service.resolve(head, &self.rbuf[start..]);
         if let Resolved::Found { route, .. } = resolved {
-            if S::waits(route, head.method) && !self.ctx.service.admits(route, head.method) {
-                self.ctx.metrics.shed();
-                self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
-                return Resolved::Shed { route }.refusal();
+            if S::waits(route, head.method) {
+                if let Some(why) = self.shed(route, head.method) {
+                    self.ctx.metrics.shed(why);
+                    self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
+                    return Resolved::Shed { route }.refusal();
+                }
             }
         }
         if !head.expect_continue || self.rbuf.len() > start + head.len {
@@ -425,10 +435,10 @@ impl<S: Service> Conn<'_, S> {
             let mut resolved = self.ctx.service.resolve(head, &self.rbuf[*start..]);
             if let Resolved::Found { route, id } = resolved {
                 if S::waits(route, head.method) {
-                    if self.ctx.service.admits(route, head.method) {
+                    let Some(why) = self.shed(route, head.method) else {
                         return Batch::Waits(request, route, id);
-                    }
-                    self.ctx.metrics.shed();
+                    };
+                    self.ctx.metrics.shed(why);
                     resolved = Resolved::Shed { route };
                 }
             }

@@ -18,6 +18,7 @@ use super::buffers::{BufferPool, READ_BUFFER, WRITE_BUFFER};
 use super::shared::Shared;
 use super::timeouts::{ConnCtl, Cut};
 use super::tls::{Acceptor, TLS_READ_BUFFER};
+use crate::codel::Door;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::http::service::Service;
@@ -58,6 +59,10 @@ pub(crate) struct Core<S> {
     pub(crate) metrics: Rc<WorkerMetrics>,
     pub(crate) ids: request_id::Generator,
     pub(crate) access_log: Option<AccessLog>,
+    /// The door of this worker's loop: closed while the loop runs late (net/lag.rs).
+    pub(crate) lag: Door,
+    /// Requests that wait seen, for the lag watcher.
+    pub(crate) seen: Seen,
 }
 
 impl<S: Service> Core<S> {
@@ -85,6 +90,8 @@ impl<S: Service> Core<S> {
             metrics,
             ids: request_id::Generator::new(shared.id_seed, id),
             access_log: shared.access_log.clone().map(|w| AccessLog::new(c.log_format, w)),
+            lag: Door::new(c.admission.filter(|_| c.admission_loop_lag)),
+            seen: Seen::default(),
             shared,
         }
     }
@@ -118,5 +125,20 @@ impl<S: Service> Core<S> {
         for (conn, why) in overdue.drain(..) {
             conn.cut(why);
         }
+    }
+}
+
+/// Requests that wait seen since the last look (the loop counts, net/lag.rs reads).
+#[derive(Default)]
+pub(crate) struct Seen(Cell<u64>);
+
+impl Seen {
+    #[inline]
+    pub(crate) fn one(&self) {
+        self.0.set(self.0.get().wrapping_add(1));
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.get()
     }
 }

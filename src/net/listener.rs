@@ -33,6 +33,8 @@ use crate::obs::metrics::Reject;
 pub(crate) const BACKLOG: i32 = 4096;
 /// Back-off when the process is out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Most connections taken from the backlog after each accept completes.
+const ACCEPT_BATCH: usize = 64;
 /// How often a paused accept loop looks again at the connection count.
 const LIMIT_POLL: Duration = Duration::from_millis(10);
 /// At the drain, how long handshakes already under way have to complete once new SYNs are
@@ -106,6 +108,7 @@ pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListe
                 ctx.metrics.accepted();
                 let _ = stream.set_nodelay(true);
                 place(&ctx, stream, peer);
+                accept_queued(&ctx, &listener, ACCEPT_BATCH, false);
             }
             Err(_) if ctx.draining.get() || ctx.shared.is_draining() => {
                 ctx.start_draining();
@@ -228,10 +231,30 @@ pub(crate) fn drop_new_syns(fd: &impl AsRawFd) -> io::Result<()> {
 /// Accepts, without waiting, what is queued on the listener, to be answered and closed by
 /// the drain like every other connection.
 fn take_backlog<S: Service>(ctx: &Rc<Core<S>>, listener: &monoio::net::TcpListener) {
+    let taken = accept_queued(ctx, listener, usize::MAX, true);
+    if taken > 0 {
+        log::debug!("worker {}: took {taken} queued connections before closing the listener", ctx.id);
+    }
+}
+
+/// Accepts, without waiting, up to `max` connections already queued on the listener, and
+/// serves them (`draining`: here, without handing any over). Returns how many.
+///
+/// Why after every accept: io_uring completes one accept per loop turn. A worker whose
+/// turns are long — thousands of busy connections, past its cores — would take one
+/// connection a turn while the rest wait in the backlog, their requests sent (the kernel
+/// completed the handshake) and unread for seconds. The epoll driver's accept drains the
+/// backlog the same way.
+fn accept_queued<S: Service>(
+    ctx: &Rc<Core<S>>,
+    listener: &monoio::net::TcpListener,
+    max: usize,
+    draining: bool,
+) -> usize {
     let mut taken = 0;
-    while ctx.shared.try_open_connection() {
-        // SAFETY: accept4 on the listener we own; the new descriptor is owned by the
-        // TcpStream built from it below.
+    while taken < max && ctx.shared.try_open_connection() {
+        // SAFETY: accept4 on the listener we own (non-blocking); the new descriptor is
+        // owned by the TcpStream built from it below.
         let fd = unsafe {
             libc::accept4(
                 listener.as_raw_fd(),
@@ -252,13 +275,15 @@ fn take_backlog<S: Service>(ctx: &Rc<Core<S>>, listener: &monoio::net::TcpListen
             Ok(stream) => {
                 ctx.metrics.accepted();
                 taken += 1;
-                ctx.shared.balance.keep(ctx.id);
-                monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+                if draining {
+                    ctx.shared.balance.keep(ctx.id);
+                    monoio::spawn(crate::net::conn::serve(ctx.clone(), stream, peer));
+                } else {
+                    place(ctx, stream, peer);
+                }
             }
             Err(_) => ctx.shared.close_connection(),
         }
     }
-    if taken > 0 {
-        log::debug!("worker {}: took {taken} queued connections before closing the listener", ctx.id);
-    }
+    taken
 }

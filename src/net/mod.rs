@@ -9,6 +9,7 @@ pub(crate) mod conn;
 pub(crate) mod core;
 pub(crate) mod gone;
 pub(crate) mod guard;
+pub(crate) mod lag;
 pub(crate) mod listener;
 pub(crate) mod send;
 pub(crate) mod shared;

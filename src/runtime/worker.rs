@@ -41,6 +41,7 @@ pub(crate) fn run(
         monoio::spawn(core.service.db.clone().deliver_replies());
         monoio::spawn(answer_snapshot_requests(core.clone(), env));
         monoio::spawn(adopt(core.clone()));
+        monoio::spawn(crate::net::lag::watch(core.clone()));
         accept_loop(core.clone(), listener).await;
         core.start_draining();
         // Counted, not registered: a connection is counted on this worker from the moment

@@ -12,11 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// What each top-level module may use (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("runtime", &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
+    (
+        "runtime",
+        &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline", "codel"],
+    ),
     ("app", &["obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
-    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
+    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline", "codel"]),
     ("obs", &["tls", "http", "config", "clock", "doorbell"]),
-    ("db", &["obs", "tls", "config", "clock", "doorbell", "deadline"]),
+    ("db", &["obs", "tls", "config", "clock", "doorbell", "deadline", "codel"]),
     // Certificates, keys and the rustls configurations of both sides; no I/O of its own
     // beyond reading the files (the record layer is net's, the Postgres stream db's).
     ("tls", &["config", "clock"]),
@@ -28,6 +31,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("lifecycle", &[]),
     // The current request's deadline, from the loop to the store's jobs.
     ("deadline", &[]),
+    // The doors' rule (CoDel), for the store's queue and the workers' loops.
+    ("codel", &["config", "clock"]),
 ];
 
 /// Every module of src/ by its path (`net::conn`), with its file.

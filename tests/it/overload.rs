@@ -1,6 +1,6 @@
-//! Overload and budgets against a real PostgreSQL: a store made slow on purpose (a delaying
-//! proxy, one pool thread, one job at a time) under more load than it can take, and a
-//! store whose table is locked so statements hang — on both drivers.
+//! Overload and budgets: a real PostgreSQL made slow on purpose (a delaying proxy, one
+//! pool thread, one job at a time) under more load than it can take, a store whose `users`
+//! table is locked so statements hang, and a worker whose loop runs late — on both drivers.
 //!
 //! What is checked is behaviour, not speed: which requests are refused and how, that a
 //! refused or expired request never reaches Postgres (pg_stat_statements, rows written),
@@ -335,5 +335,95 @@ fn no_statement_starts_past_its_deadline_and_one_running_past_it_is_cancelled() 
             .as_bytes(),
         );
         assert_eq!(c.response().expect("an answer").status, 201, "{driver}");
+    }
+}
+
+/// Sends `batch` pipelined `/health` requests on a new connection, the last asking to
+/// close, and returns how many were answered 200.
+fn health_batch(s: &Server, batch: usize) -> usize {
+    let mut c = s.connect();
+    let mut requests = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n".repeat(batch - 1);
+    requests.push_str("GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    c.send(requests.as_bytes());
+    let mut answers = Vec::new();
+    let _ = c.stream.read_to_end(&mut answers);
+    answers.windows(13).filter(|w| w == b"HTTP/1.1 200 ").count()
+}
+
+/// With ADMISSION_LOOP_LAG=on, a worker whose loop runs late refuses requests for the
+/// store (reason `loop_lag`) and answers its in-core ones; with the default (off) the same
+/// lateness refuses nothing. One worker is made late by a flood of pipelined `/health`
+/// requests from many connections: every connection readable in a turn is served in it.
+#[test]
+fn a_late_loop_refuses_requests_for_the_store_only_when_asked_to() {
+    for driver in drivers() {
+        for door in ["on", "off"] {
+            let s = Server::start(
+                driver,
+                &[
+                    ("WORKERS", "1"),
+                    ("ADMISSION_LOOP_LAG", door),
+                    ("ADMISSION_TARGET", "1ms"),
+                    ("ADMISSION_INTERVAL", "10ms"),
+                ],
+            );
+            s.wait_ready();
+            let (tally, stop, in_core_failed) = (Tally::default(), AtomicBool::new(false), AtomicUsize::new(0));
+            std::thread::scope(|scope| {
+                for _ in 0..24 {
+                    scope.spawn(|| {
+                        while !stop.load(Ordering::Relaxed) {
+                            let answered = health_batch(&s, 256);
+                            in_core_failed.fetch_add(256 - answered, Ordering::Relaxed);
+                        }
+                    });
+                }
+                for _ in 0..4 {
+                    scope.spawn(|| {
+                        let mut c = s.connect();
+                        while !stop.load(Ordering::Relaxed) {
+                            let Some(r) = c.call("GET", "/api/v1/users/1", None) else {
+                                c = s.connect();
+                                continue;
+                            };
+                            if r.status == 404 {
+                                tally.found.fetch_add(1, Ordering::Relaxed);
+                            } else if is_shed(&r) && r.header("retry-after") == Some("1") {
+                                tally.shed.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                tally.other.lock().unwrap().push(format!("{} {}", r.status, r.text()));
+                            }
+                        }
+                    });
+                }
+                std::thread::sleep(Duration::from_secs(3));
+                stop.store(true, Ordering::Relaxed);
+            });
+            let (found, shed) = (tally.found.load(Ordering::Relaxed), tally.shed.load(Ordering::Relaxed));
+            assert!(tally.other.lock().unwrap().is_empty(), "{driver}: {:?}", tally.other.lock().unwrap());
+            assert_eq!(in_core_failed.load(Ordering::Relaxed), 0, "{driver}, door {door}: /health not answered 200");
+            let metrics = s.get("/metrics").text();
+            assert!(
+                metric(&metrics, "percore_worker_loop_lag_seconds_count") > 0,
+                "{driver}: the lateness was not measured\n{metrics}"
+            );
+            let counted = metric(&metrics, "db_admission_refusals_total{reason=\"loop_lag\"}");
+            eprintln!("{driver}, door {door}: {found} reads answered, {shed} refused, {counted} counted as loop_lag");
+            if door == "on" {
+                assert!(shed > 0 && found > 0, "{driver}: {found} answered, {shed} refused");
+                assert!(
+                    counted > 0 && counted as usize <= shed,
+                    "{driver}: {shed} refused, {counted} for loop lag\n{metrics}"
+                );
+            } else {
+                assert_eq!(counted, 0, "{driver}: the loop's door refused while off");
+            }
+            // The flood is over: the door is open again.
+            std::thread::sleep(Duration::from_millis(500));
+            for _ in 0..10 {
+                let r = s.get("/api/v1/users/1");
+                assert_eq!(r.status, 404, "{driver}, door {door}: refused after the flood: {}", r.text());
+            }
+        }
     }
 }

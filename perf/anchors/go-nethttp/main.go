@@ -76,6 +76,28 @@ func main() {
 			body, _ := json.Marshal(wd)
 			w.Write(body)
 		})
+		// TechEmpower's multiple queries: N point reads, one after another, as a
+		// database/sql handler makes them.
+		mux.HandleFunc("/queries", func(w http.ResponseWriter, r *http.Request) {
+			n, err := strconv.Atoi(r.URL.Query().Get("queries"))
+			if err != nil || n < 1 {
+				n = 1
+			} else if n > 500 {
+				n = 500
+			}
+			worlds := make([]world, n)
+			for i := range worlds {
+				err := db.QueryRowContext(r.Context(), "SELECT id, randomnumber FROM world WHERE id = $1", rand.Intn(10000)+1).Scan(&worlds[i].ID, &worlds[i].RandomNumber)
+				if err != nil {
+					http.Error(w, `{"error":"database"}`, http.StatusServiceUnavailable)
+					return
+				}
+			}
+			w.Header().Set("Server", "go")
+			w.Header().Set("Content-Type", "application/json")
+			body, _ := json.Marshal(worlds)
+			w.Write(body)
+		})
 		mux.HandleFunc("/api/v1/users/", func(w http.ResponseWriter, r *http.Request) {
 			id, err := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/api/v1/users/"), 10, 64)
 			if err != nil || id <= 0 {

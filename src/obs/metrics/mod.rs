@@ -21,6 +21,7 @@ pub(crate) use process::Process;
 pub(crate) use render::{render, DbBudgets, Gauges, Info, WorkerLine, CONTENT_TYPE};
 
 use crate::http::request::{Method, ParseError};
+use crate::http::route::{Shed, SHED_REASONS};
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds (100 µs … 10 s).
 pub(crate) const BUCKETS_NS: [u64; 16] = [
@@ -169,8 +170,10 @@ pub(crate) struct WorkerMetrics {
     db_query: RefCell<Vec<Histogram>>,
     db_batched: Cell<u64>,
     db_errors: [Cell<u64>; DB_ERRORS.len()],
-    /// Requests refused at the door while the store was overloaded.
-    shed: Cell<u64>,
+    /// Requests for the store refused at the door, by reason ([`Shed`]).
+    shed: [Cell<u64>; SHED_REASONS.len()],
+    /// How late the loop's lag timer fired (net/lag.rs), while requests for the store came.
+    loop_lag: RefCell<Histogram>,
     /// Caller-stated budgets honoured, and ones that did not parse (ignored).
     budgets: [Cell<u64>; 2],
     /// Requests of the current batch, recorded at its end: (route slot, status, how many).
@@ -193,7 +196,8 @@ impl WorkerMetrics {
             db_query: RefCell::new(vec![Histogram::default(); labels.jobs.len()]),
             db_batched: Cell::new(0),
             db_errors: Default::default(),
-            shed: Cell::new(0),
+            shed: Default::default(),
+            loop_lag: RefCell::new(Histogram::default()),
             budgets: Default::default(),
             deferred: RefCell::new(Vec::new()),
         }
@@ -325,10 +329,17 @@ impl WorkerMetrics {
         }
     }
 
-    /// A request for the store refused at the door: the store is overloaded.
-    pub(crate) fn shed(&self) {
+    /// A request for the store refused at the door, and why.
+    pub(crate) fn shed(&self, why: Shed) {
         if cfg!(feature = "metrics") {
-            bump(&self.shed);
+            bump(&self.shed[why as usize]);
+        }
+    }
+
+    /// How late the loop ran, measured by its lag timer.
+    pub(crate) fn loop_lag(&self, ns: u64) {
+        if cfg!(feature = "metrics") {
+            self.loop_lag.borrow_mut().observe(ns);
         }
     }
 
@@ -363,7 +374,8 @@ impl WorkerMetrics {
             db_query: self.db_query.borrow().clone(),
             db_batched: self.db_batched.get(),
             db_errors: self.db_errors.iter().map(Cell::get).collect(),
-            shed: self.shed.get(),
+            shed: self.shed.iter().map(Cell::get).collect(),
+            loop_lag: self.loop_lag.borrow().clone(),
             budgets: [self.budgets[0].get(), self.budgets[1].get()],
         }
     }
@@ -388,7 +400,9 @@ pub(crate) struct Snapshot {
     pub(crate) db_query: Vec<Histogram>,
     pub(crate) db_batched: u64,
     pub(crate) db_errors: Vec<u64>,
-    pub(crate) shed: u64,
+    /// Requests for the store refused at the door, by [`Shed`] reason.
+    pub(crate) shed: Vec<u64>,
+    pub(crate) loop_lag: Histogram,
     /// Caller-stated budgets: honoured, invalid.
     pub(crate) budgets: [u64; 2],
 }
@@ -426,7 +440,8 @@ impl Snapshot {
             }
             total.db_batched += p.db_batched;
             add(&mut total.db_errors, &p.db_errors);
-            total.shed += p.shed;
+            add(&mut total.shed, &p.shed);
+            total.loop_lag.merge(&p.loop_lag);
             add(&mut total.budgets, &p.budgets);
         }
         for r in &mut total.routes {

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::{DbFailure, Histogram, Process, Snapshot, BUCKETS_NS, DB_ERRORS, PARSE_ERRORS, REJECT_REASONS, UNMATCHED};
 use crate::http::request::Method;
+use crate::http::route::SHED_REASONS;
 use crate::tls::stats::{TlsCounts, FAILURE_REASONS, HANDSHAKE_KINDS};
 
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -129,6 +130,13 @@ pub(crate) fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &G
     );
     family(out, "db_pool_wait_seconds", "histogram", "Time database jobs waited in the queue.");
     histogram(out, "db_pool_wait_seconds", "", &s.db_wait);
+    family(
+        out,
+        "percore_worker_loop_lag_seconds",
+        "histogram",
+        "How late the workers' loops ran (a 1 ms timer's lateness, measured while requests for the store come): the wait of requests in socket buffers.",
+    );
+    histogram(out, "percore_worker_loop_lag_seconds", "", &s.loop_lag);
     family(out, "db_query_duration_seconds", "histogram", "Time database jobs ran on their connection, by job.");
     for (name, h) in s.labels.jobs.iter().zip(&s.db_query).filter(|(_, h)| h.count > 0) {
         histogram(out, "db_query_duration_seconds", &format!("query=\"{name}\""), h);
@@ -249,9 +257,11 @@ fn render_overload(out: &mut String, s: &Snapshot, b: &DbBudgets) {
         out,
         "db_admission_refusals_total",
         "counter",
-        "Requests for the store refused with 503 before any work: standing_queue (the queue's waits stayed above target), queue_full (DB_QUEUE_DEPTH).",
+        "Requests for the store refused with 503 before any work: standing_queue (jobs waited above ADMISSION_TARGET for an interval), loop_lag (a worker's loop ran that late, ADMISSION_LOOP_LAG=on), queue_full (DB_QUEUE_DEPTH).",
     );
-    let _ = writeln!(out, "db_admission_refusals_total{{reason=\"standing_queue\"}} {}", s.shed);
+    for (reason, n) in SHED_REASONS.iter().zip(&s.shed) {
+        let _ = writeln!(out, "db_admission_refusals_total{{reason=\"{reason}\"}} {n}");
+    }
     let _ = writeln!(
         out,
         "db_admission_refusals_total{{reason=\"queue_full\"}} {}",

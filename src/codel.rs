@@ -1,25 +1,27 @@
-//! ⑥ The door to the store: whether a new database request is let in, judged by how long
-//! jobs wait in the queue rather than by how many wait (CoDel's idea, as folly and
-//! Facebook's servers apply it to request queues).
+//! The door's rule: CoDel's (Nichols and Jacobson), applied to admission as folly and
+//! Facebook's servers apply it to request queues — judge a queue by how long its items
+//! wait, not by how many wait.
 //!
-//! Each job a pool thread takes reports its wait. A queue whose waits stay above the target
-//! (DB_ADMISSION_TARGET, 5 ms) for a whole interval (DB_ADMISSION_INTERVAL, 100 ms: folly's
-//! pair) is a standing queue: the store cannot keep up, and a new request
-//! would only wait behind it and time out, its work done for nobody. While the queue
-//! stands, new database requests are refused at the door — 503 with `Retry-After`, before
-//! their body is read and before any SQL — and the ones already queued are served. The
-//! refusing stops as soon as a job is taken within the target (the queue has drained), or
-//! when no job has been taken for an interval (nothing queued at all). Within
-//! [`MEMORY`] of the last standing queue, waits above the target refuse again at once
-//! instead of after another interval, so a sustained overload cannot rebuild an
-//! interval's worth of queue on every cycle (CoDel's faster drops after a recent one).
+//! The door is told each wait as it is seen. Waits above the target for a whole interval
+//! mean a standing queue: the work cannot keep up, and a new request would only wait
+//! behind it and time out, its work done for nobody. While the queue stands the door
+//! refuses. It opens again as soon as a wait is seen within the target (the queue has
+//! drained), or when its owner says the queue is empty ([`Door::reopen`]), or when no wait
+//! has been seen for an interval (nothing queued at all). Within [`MEMORY`] of the last
+//! standing queue, waits above the target close it again at once instead of after another
+//! interval, so a sustained overload cannot rebuild an interval's worth of queue on every
+//! cycle (CoDel's faster drops after a recent one).
 //!
-//! The queue never empties while the store is overloaded (it holds about a target's worth
-//! of work), so the store stays busy: the refused requests cost a 503 and nothing of the
-//! store, the admitted ones wait about the target. In-core routes never pass this door.
+//! Two doors use it, both in front of requests that work on the store (in-core routes pass
+//! neither): the store's job queue, judged by how long jobs wait for a pool thread
+//! (db/pool.rs), and, with ADMISSION_LOOP_LAG=on, each worker's event loop, judged by how
+//! late its timer fires (net/lag.rs) — past its cores' capacity a worker's requests wait in
+//! socket buffers, where no queue of percore's own can see them, and the loop's lateness is
+//! that wait.
 //!
-//! The pool threads write (a few atomics per job taken); the workers read two relaxed
-//! loads per database request.
+//! Settings: ADMISSION_TARGET (5 ms) and ADMISSION_INTERVAL (100 ms), folly's pair. The
+//! state is a few relaxed atomics: the pool threads write the store's door, the workers read
+//! it with one load per request.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,13 +33,13 @@ pub(crate) const MEMORY: Duration = Duration::from_secs(1);
 
 const MEMORY_NS: u64 = MEMORY.as_nanos() as u64;
 
-/// The door's state (times in `clock::now_ns`).
-pub(crate) struct Admission {
-    /// A job waiting longer than this is late (DB_ADMISSION_TARGET).
+/// A door's state (times in `clock::now_ns`).
+pub(crate) struct Door {
+    /// A wait longer than this is late (ADMISSION_TARGET).
     target_ns: u64,
-    /// Late waits for this long make a standing queue (DB_ADMISSION_INTERVAL).
+    /// Late waits for this long make a standing queue (ADMISSION_INTERVAL).
     interval_ns: u64,
-    /// DB_ADMISSION_TARGET=off: the door never refuses.
+    /// ADMISSION_TARGET=off: the door never refuses.
     enabled: bool,
     /// Since when every wait seen was late; 0: the last one was on time.
     late_since: AtomicU64,
@@ -45,14 +47,14 @@ pub(crate) struct Admission {
     refusing: AtomicBool,
     /// When the last standing queue ended.
     last_standing: AtomicU64,
-    /// When a pool thread last took a job.
+    /// When a wait was last seen.
     last_take: AtomicU64,
 }
 
-impl Admission {
-    pub(crate) fn new(config: Option<AdmissionConfig>) -> Admission {
+impl Door {
+    pub(crate) fn new(config: Option<AdmissionConfig>) -> Door {
         let nanos = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
-        Admission {
+        Door {
             target_ns: config.map_or(u64::MAX, |c| nanos(c.target)),
             interval_ns: config.map_or(u64::MAX, |c| nanos(c.interval)),
             enabled: config.is_some(),
@@ -63,7 +65,7 @@ impl Admission {
         }
     }
 
-    /// A pool thread took a job that waited `wait_ns`, at `now`.
+    /// A wait of `wait_ns` was seen at `now`.
     pub(crate) fn observe(&self, wait_ns: u64, now: u64) {
         if !self.enabled {
             return;
@@ -87,10 +89,20 @@ impl Admission {
         }
     }
 
-    /// Whether a new database request may come in now.
+    /// Whether a new request may come in now.
     #[inline]
     pub(crate) fn admits(&self) -> bool {
         !self.refusing.load(Ordering::Relaxed) || self.idle_since_last_take(crate::clock::now_ns())
+    }
+
+    /// The queue is empty (its owner can see it): whatever the last waits said, it no
+    /// longer stands. Without this, a door that refuses everything would keep the store
+    /// idle until an interval without waits had passed.
+    pub(crate) fn reopen(&self, now: u64) {
+        self.late_since.store(0, Ordering::Relaxed);
+        if self.refusing.swap(false, Ordering::Relaxed) {
+            self.last_standing.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Nothing taken for an interval: nothing is queued, whatever the last wait said.
@@ -111,8 +123,8 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     /// The defaults: 5 ms, 100 ms.
-    fn door() -> Admission {
-        Admission::new(Some(AdmissionConfig { target: Duration::from_millis(5), interval: Duration::from_millis(100) }))
+    fn door() -> Door {
+        Door::new(Some(AdmissionConfig { target: Duration::from_millis(5), interval: Duration::from_millis(100) }))
     }
 
     #[test]
@@ -160,8 +172,22 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_queue_reopens_the_door_and_a_late_wait_soon_after_closes_it() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        for i in 0..=10 {
+            a.observe(50 * MS, t0 + i * 10 * MS);
+        }
+        assert!(!a.admits_at(t0 + 101 * MS));
+        a.reopen(t0 + 110 * MS);
+        assert!(a.admits_at(t0 + 111 * MS));
+        a.observe(30 * MS, t0 + 120 * MS);
+        assert!(!a.admits_at(t0 + 121 * MS), "within MEMORY of a standing queue");
+    }
+
+    #[test]
     fn switched_off_it_never_refuses() {
-        let a = Admission::new(None);
+        let a = Door::new(None);
         let t0 = 10_000 * MS;
         for i in 0..=100 {
             a.observe(500 * MS, t0 + i * 10 * MS);
