@@ -299,9 +299,7 @@ def suite_neighbour(args, servers, results):
     cap = args.capacity.get(route) or results.get("capacity", {}).get(route) or capacity(servers["percore"], route, args)
     results.setdefault("capacity", {})[route] = cap
     for n in range(args.rounds):
-        for name in ("percore", "go", "actix-web"):
-            if name not in servers:
-                continue
+        for name in [n for n in servers if n.startswith("percore") or n in ("go", "actix-web")]:
             for hog in (False, True):
                 tag = f"neighbour-{name}-{'busy' if hog else 'quiet'}-{n}"
                 try:
