@@ -156,7 +156,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "ADMISSION_LOOP_LAG",
         default: "off",
-        help: "on: also refuse requests for the store while a worker's loop runs late by ADMISSION_TARGET for an ADMISSION_INTERVAL (shorter waits for accepted requests, less goodput: see the README)",
+        help: "on: also refuse requests for the store while a worker's loop runs late by ADMISSION_TARGET for an ADMISSION_INTERVAL (shorter waits for accepted requests, less goodput: perf/README.md)",
     },
     Setting {
         name: "TLS_CERT_FILE",

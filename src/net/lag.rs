@@ -10,11 +10,11 @@
 //! door (a 503 costs a fraction of a database answer), so its turns shorten and the
 //! requests it admits are answered in time.
 //!
-//! The door is opt-in (ADMISSION_LOOP_LAG=on). Measured at twice capacity from 2,000
-//! connections it cut the admitted requests' p99 by 13–22% and cost 2–7% of the goodput:
-//! each refusal still costs the loop a read, a parse and a write, and the refused client
-//! sends again at once, so as many requests wait as before (perf/README.md, 2026-12-06).
-//! The lateness is measured either way, for the metric.
+//! The door is opt-in (ADMISSION_LOOP_LAG=on): at twice capacity it shortened the admitted
+//! requests' wait a little and cost goodput (perf/README.md, 2026-12-06), because each
+//! refusal still costs the loop a read, a parse and a write, and a refused client that
+//! sends again at once keeps as many requests waiting. The lateness is measured either
+//! way, for the metric.
 //!
 //! The timer runs only while requests that wait (the store's) arrive; a worker serving
 //! in-core routes alone, or nothing, is not woken for it.
