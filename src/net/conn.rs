@@ -67,6 +67,7 @@ pub(crate) async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer:
         last_read: 0,
         draining: false,
         body_share: Share::new(&ctx.shared.body_memory),
+        head_judged: false,
     };
     if let Err(panic) = catch_unwind_future(conn.run()).await {
         log::error!("worker {}: connection from {peer} panicked and was closed: {panic}", ctx.id);
@@ -119,6 +120,9 @@ struct Conn<'a, S> {
     draining: bool,
     /// What the read buffer holds of MAX_BODY_MEMORY.
     body_share: Share<'a>,
+    /// The request whose body is arriving was judged at the door on its head: it is not
+    /// judged again when whole (its client has sent the body since), nor on every read.
+    head_judged: bool,
 }
 
 /// A request's id: the client's, or one made for it.
@@ -391,17 +395,23 @@ impl<S: Service> Conn<'_, S> {
     /// the final status (returned).
     fn before_body(&mut self, start: usize) -> Option<Refusal> {
         let head = self.parser.pending_head()?;
+        let awaits_continue = head.expect_continue && self.rbuf.len() <= start + head.len;
+        if self.head_judged && !awaits_continue {
+            return None;
+        }
         let resolved = self.ctx.service.resolve(head, &self.rbuf[start..]);
-        if let Resolved::Found { route, .. } = resolved {
-            if S::waits(route, head.method) {
-                if let Some(why) = self.shed(route, head.method) {
-                    self.ctx.metrics.shed(why);
-                    self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
-                    return Resolved::Shed { route }.refusal();
+        if !std::mem::replace(&mut self.head_judged, true) {
+            if let Resolved::Found { route, .. } = resolved {
+                if S::waits(route, head.method) {
+                    if let Some(why) = self.shed(route, head.method) {
+                        self.ctx.metrics.shed(why);
+                        self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
+                        return Resolved::Shed { route }.refusal();
+                    }
                 }
             }
         }
-        if !head.expect_continue || self.rbuf.len() > start + head.len {
+        if !awaits_continue {
             return None;
         }
         let Some(refused) = resolved.refusal() else {
@@ -431,11 +441,12 @@ impl<S: Service> Conn<'_, S> {
                 }
                 Err(e) => return Batch::Over(self.refuse_parse(e, date, *start)),
             };
+            let judged = std::mem::take(&mut self.head_judged);
             let head = &request.head;
             let mut resolved = self.ctx.service.resolve(head, &self.rbuf[*start..]);
             if let Resolved::Found { route, id } = resolved {
                 if S::waits(route, head.method) {
-                    let Some(why) = self.shed(route, head.method) else {
+                    let Some(why) = (if judged { None } else { self.shed(route, head.method) }) else {
                         return Batch::Waits(request, route, id);
                     };
                     self.ctx.metrics.shed(why);

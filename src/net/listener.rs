@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::balance::Handed;
 use super::core::Core;
@@ -71,7 +71,9 @@ pub(crate) fn shut(fd: &impl AsRawFd) {
 }
 
 /// Accepts connections until the worker drains, spawning a task for each.
-pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener) {
+/// `take_queued`: after each accept, take what else is queued without waiting (io_uring,
+/// whose accepts complete one a loop turn: see [`accept_queued`]).
+pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListener, take_queued: bool) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -108,7 +110,9 @@ pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListe
                 ctx.metrics.accepted();
                 let _ = stream.set_nodelay(true);
                 place(&ctx, stream, peer);
-                accept_queued(&ctx, &listener, ACCEPT_BATCH, false);
+                if take_queued {
+                    accept_queued(&ctx, &listener, ACCEPT_BATCH, false);
+                }
             }
             Err(_) if ctx.draining.get() || ctx.shared.is_draining() => {
                 ctx.start_draining();
@@ -243,8 +247,8 @@ fn take_backlog<S: Service>(ctx: &Rc<Core<S>>, listener: &monoio::net::TcpListen
 /// Why after every accept: io_uring completes one accept per loop turn. A worker whose
 /// turns are long — thousands of busy connections, past its cores — would take one
 /// connection a turn while the rest wait in the backlog, their requests sent (the kernel
-/// completed the handshake) and unread for seconds. The epoll driver's accept drains the
-/// backlog the same way.
+/// completed the handshake) and unread for seconds. The epoll driver's accept already
+/// takes the backlog until EAGAIN, so there this would only add a failing accept4.
 fn accept_queued<S: Service>(
     ctx: &Rc<Core<S>>,
     listener: &monoio::net::TcpListener,
@@ -253,23 +257,24 @@ fn accept_queued<S: Service>(
 ) -> usize {
     let mut taken = 0;
     while taken < max && ctx.shared.try_open_connection() {
-        // SAFETY: accept4 on the listener we own (non-blocking); the new descriptor is
-        // owned by the TcpStream built from it below.
-        let fd = unsafe {
-            libc::accept4(
-                listener.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
+        // SAFETY: accept4 on the listener we own (non-blocking) writes the peer's address
+        // into the storage and length try_init hands it, and nowhere else.
+        let accepted = unsafe {
+            SockAddr::try_init(|storage, len| {
+                let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+                match libc::accept4(listener.as_raw_fd(), storage.cast(), len, flags) {
+                    fd if fd < 0 => Err(io::Error::last_os_error()),
+                    fd => Ok(fd),
+                }
+            })
         };
-        if fd < 0 {
+        let Ok((fd, addr)) = accepted else {
             ctx.shared.close_connection();
             break;
-        }
+        };
         // SAFETY: fd was just returned by accept4 and is owned by nothing else.
         let std_stream = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let peer = std_stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let peer = addr.as_socket().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = std_stream.set_nodelay(true);
         match monoio::net::TcpStream::from_std(std_stream) {
             Ok(stream) => {

@@ -42,7 +42,10 @@ pub(crate) fn run(
         monoio::spawn(answer_snapshot_requests(core.clone(), env));
         monoio::spawn(adopt(core.clone()));
         monoio::spawn(crate::net::lag::watch(core.clone()));
-        accept_loop(core.clone(), listener).await;
+        // io_uring completes one accept a loop turn: the accept loop takes the rest of the
+        // backlog itself. The epoll driver's accept already takes it until EAGAIN.
+        let one_accept_a_turn = matches!(driver, IoDriver::IoUring(_));
+        accept_loop(core.clone(), listener, one_accept_a_turn).await;
         core.start_draining();
         // Counted, not registered: a connection is counted on this worker from the moment
         // it is accepted (or handed over), while its task registers only when first polled.
