@@ -86,6 +86,10 @@ TESTS = {
     "pipelined": Test("/plaintext", depth=16),
     "json-5000": Test("/json", conns=5000),
     "db": Test("/db", store="pg"),
+    # TechEmpower's fortunes and 20 queries against percore_bench (its 12 fortunes, its
+    # world table), where no private cluster is at hand.
+    "fortunes": Test("/fortunes", store="pg"),
+    "queries": Test("/queries?queries=20", store="pg"),
     "users-pg": Test("/api/v1/users/1", script="random_user.lua", store="pg"),
     "users-sqlite": Test("/api/v1/users/1", script="random_user.lua", store="sqlite"),
     "summary-pg": Test("/api/v1/users/1/summary", script="random_user.lua", store="pg", script_args=["/summary"]),

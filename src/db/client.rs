@@ -75,7 +75,7 @@ impl DbClient {
             queued_ns: crate::clock::now_ns(),
             deadline_ns: crate::deadline::current().unwrap_or(0),
         };
-        match self.pool.jobs.try_send(envelope) {
+        match self.pool.jobs.submit(envelope) {
             Ok(()) => Ok(Pending { client: self, slot, done: false }),
             Err(e) => {
                 self.release(slot);

@@ -4,7 +4,9 @@
 //! blocked worker would stall every connection on its core. So a handler turns its work into
 //! a [`jobs::Job`] — plain data — and sends it over a bounded crossbeam channel to
 //! DB_POOL_SIZE threads `percore-db{N}`, each owning one connection and its prepared
-//! statements. A full channel is answered 503 at once: a core never waits for room.
+//! statements. A full channel is answered 503 at once: a core never waits for room. The
+//! waking is [`queue`]'s, not the channel's: a burst of jobs wakes at most one parked
+//! thread, which takes what its pipeline has room for and wakes the next only for the rest.
 //!
 //! A Postgres pool thread drives its connection with tokio-postgres on a current-thread
 //! runtime of its own, so it can keep many statements in flight: up to DB_PIPELINE_JOBS
@@ -43,6 +45,7 @@ pub mod model;
 pub(crate) mod pipeline;
 pub(crate) mod pool;
 pub(crate) mod postgres;
+pub(crate) mod queue;
 pub(crate) mod sched;
 pub(crate) mod sqlite;
 pub(crate) mod store;

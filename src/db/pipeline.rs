@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::health::settle;
@@ -46,7 +45,6 @@ pub(super) struct How<'a> {
 /// waits, the connection is lost, or it is due for replacement; returns why it was lost.
 pub(super) fn run(
     pool: &Pool,
-    queue: &Receiver<Envelope>,
     runtime: &tokio::runtime::Runtime,
     link: &mut PgLink,
     taken: &mut Vec<Envelope>,
@@ -65,11 +63,13 @@ pub(super) fn run(
             let room = how.jobs.saturating_sub(running.len());
             if room > 0 && !is_lost(&lost) && now < how.retire_at {
                 while taken.len() < room {
-                    match queue.try_recv() {
-                        Ok(e) => taken.push(e),
-                        Err(_) => break,
+                    match pool.jobs.try_take() {
+                        Some(e) => taken.push(e),
+                        None => break,
                     }
                 }
+                // What this pipeline has no room for goes to another thread.
+                pool.jobs.spread();
             }
             if !taken.is_empty() {
                 let now_ns = crate::clock::now_ns();

@@ -1,4 +1,4 @@
-//! ⑦ The pool as the workers and the pool threads share it: the job channel, each worker's
+//! ⑦ The pool as the workers and the pool threads share it: the job queue (db/queue.rs), each worker's
 //! mailbox for replies, the store's door (codel.rs), health and counters — and the one
 //! step every job goes through when a pool thread takes it ([`Pool::take`]): its wait is
 //! reported to the door, and it is dropped if its request has gone or its budget ran out.
@@ -7,19 +7,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
-
 use super::health::{Budgets, Judge, StoreErrors, StoreHealth};
 use super::jobs;
 use super::jobs::Job;
 use super::mailbox::{Completion, Envelope, Mailbox};
+use super::queue::JobQueue;
 use super::DbError;
 use crate::codel::Door;
 use crate::config::{Config, StoreConfig};
 
 /// The pool as the rest of the server sees it.
 pub(crate) struct Pool {
-    pub(crate) jobs: Sender<Envelope>,
+    pub(crate) jobs: JobQueue,
     pub(crate) mailboxes: Box<[Mailbox]>,
     pub(crate) health: StoreHealth,
     pub(crate) errors: StoreErrors,
@@ -38,11 +37,11 @@ pub(crate) struct Pool {
 impl Pool {
     /// The pool's channel and mailboxes, without its threads yet: the workers can be built
     /// (and start serving) first, then [`super::thread::spawn`] starts the database side.
-    pub(crate) fn new(config: &Config, workers: usize) -> (Arc<Pool>, Receiver<Envelope>) {
+    pub(crate) fn new(config: &Config, workers: usize) -> Arc<Pool> {
         let threads = config.db_pool_size.unwrap_or(default_pool_size(workers));
-        let (jobs, queue) = crossbeam_channel::bounded(config.db_queue_depth);
+        let jobs = JobQueue::bounded(config.db_queue_depth);
         let slots = config.db_queue_depth + threads;
-        let pool = Arc::new(Pool {
+        Arc::new(Pool {
             jobs,
             mailboxes: (0..workers).map(|_| Mailbox::new(slots)).collect(),
             health: StoreHealth::new(),
@@ -58,8 +57,7 @@ impl Pool {
                 StoreConfig::Postgres(_) => "postgres",
             },
             threads,
-        });
-        (pool, queue)
+        })
     }
 
     /// Where failures are recorded.

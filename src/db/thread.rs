@@ -12,14 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-
 use super::error::StoreError;
 use super::health::{judge, settle, thread_name};
 use super::jobs;
 use super::mailbox::Envelope;
 use super::pool::Pool;
 use super::postgres::drive;
+use super::queue::Wait;
 use super::store::{PgLink, Store, StoreConn, StoreKind};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
@@ -37,12 +36,11 @@ const IDLE_PING: Duration = Duration::from_secs(1);
 /// SQLite).
 pub(crate) fn spawn(
     pool: &Arc<Pool>,
-    queue: Receiver<Envelope>,
     config: &Config,
     pg_tls: Option<Arc<rustls::ClientConfig>>,
 ) -> std::io::Result<()> {
     for id in 0..pool.threads {
-        let (pool, queue, store) = (pool.clone(), queue.clone(), config.store.clone());
+        let (pool, store) = (pool.clone(), config.store.clone());
         let sched = config.db_thread_sched;
         let settings = Settings {
             lifetime: config.db_conn_max_lifetime,
@@ -71,7 +69,7 @@ pub(crate) fn spawn(
                     );
                 }
             }
-            run(&pool, &queue, &store, &settings, runtime)
+            run(&pool, &store, &settings, runtime)
         })?;
     }
     Ok(())
@@ -89,17 +87,10 @@ struct Settings {
     statement_timeout: Duration,
 }
 
-/// One pool thread, until the job channel closes.
-fn run(
-    pool: &Pool,
-    queue: &Receiver<Envelope>,
-    store: &StoreConfig,
-    settings: &Settings,
-    runtime: tokio::runtime::Runtime,
-) {
+/// One pool thread, for the life of the process.
+fn run(pool: &Pool, store: &StoreConfig, settings: &Settings, runtime: tokio::runtime::Runtime) {
     let mut t = PoolThread {
         pool,
-        queue,
         settings,
         runtime,
         conn: None,
@@ -116,15 +107,10 @@ fn run(
             continue;
         }
         let wait = if t.conn.is_some() { IDLE_PING } else { until_attempt };
-        let first = match queue.recv_timeout(wait) {
-            Ok(envelope) => envelope,
-            Err(RecvTimeoutError::Timeout) => {
-                t.ping();
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        t.run_pipelined(first);
+        match pool.jobs.wait(wait) {
+            Wait::Job(first) => t.run_pipelined(first),
+            Wait::Idle => t.ping(),
+        }
     }
 }
 
@@ -132,7 +118,6 @@ fn run(
 /// schedule, and the jobs it took for the next pipeline.
 struct PoolThread<'a> {
     pool: &'a Pool,
-    queue: &'a Receiver<Envelope>,
     settings: &'a Settings,
     runtime: tokio::runtime::Runtime,
     conn: Option<StoreConn>,
@@ -215,6 +200,8 @@ impl PoolThread<'_> {
     /// One job alone: SQLite's way, and the answer while there is no connection.
     fn run_one(&mut self, envelope: Envelope) {
         let pool = self.pool;
+        // One job at a time here: any behind it are for another thread.
+        pool.jobs.spread();
         let started = crate::clock::now_ns();
         let Some((reply, job)) = pool.take(envelope, started) else { return };
         let lost = Cell::new(None);
@@ -244,7 +231,7 @@ impl PoolThread<'_> {
         if !matches!(self.conn.as_ref().map(|c| &c.kind), Some(StoreKind::Postgres(_))) {
             return self.run_one(first);
         }
-        let PoolThread { pool, queue, settings, runtime, conn, taken, .. } = self;
+        let PoolThread { pool, settings, runtime, conn, taken, .. } = self;
         let Some(StoreConn { kind: StoreKind::Postgres(link), opened, .. }) = conn.as_mut() else { return };
         let how = super::pipeline::How {
             jobs: settings.pipeline_jobs,
@@ -253,7 +240,7 @@ impl PoolThread<'_> {
             tls: settings.pg_tls.as_ref(),
         };
         taken.push(first);
-        let lost = super::pipeline::run(pool, queue, runtime, link, taken, &how);
+        let lost = super::pipeline::run(pool, runtime, link, taken, &how);
         self.after(lost);
     }
 

@@ -80,7 +80,7 @@ fn start(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ru
     let local = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let signals = Signals::block().map_err(|e| format!("cannot block SIGTERM/SIGINT: {e}"))?;
 
-    let (db, db_queue) = Pool::new(&config, plan.workers());
+    let db = Pool::new(&config, plan.workers());
     let access_log = match config.access_log {
         true => Some(access_log::start_writer().map_err(|e| format!("cannot start the access log writer: {e}"))?),
         false => None,
@@ -106,7 +106,7 @@ fn start(config: Config, tls: crate::tls::Loaded, started: Instant) -> Result<Ru
         None => None,
     };
     let inbox = start_workers(&plan, choice.driver, &env, &shared, listeners)?;
-    crate::db::thread::spawn(&db, db_queue, &shared.config, tls.postgres)
+    crate::db::thread::spawn(&db, &shared.config, tls.postgres)
         .map_err(|e| format!("cannot start the database pool: {e}"))?;
     let sched = match shared.config.db_thread_sched {
         crate::config::DbThreadSched::Batch => " (SCHED_BATCH)",

@@ -9,6 +9,7 @@ mod balance;
 mod bench_routes;
 mod cli;
 mod common;
+mod crossing;
 mod fleet;
 mod guide;
 mod half_close;

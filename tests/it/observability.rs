@@ -74,6 +74,7 @@ fn metrics_count_what_happened() {
             "http_requests_in_flight",
             "http_connections_open",
             "db_pool_queue_depth",
+            "db_pool_wakeups_total",
         ] {
             assert!(sample(&after, family).is_some(), "{family} missing");
         }

@@ -43,6 +43,7 @@ pub(crate) async fn metrics(ctx: &App, _: RequestView<'_>, reply: &mut Reply<'_>
     let info = Info { version: env!("CARGO_PKG_VERSION"), io_driver: env.io_driver, store: env.pool.store, workers };
     let gauges = Gauges {
         db_queue_depth: env.pool.jobs.len(),
+        db_wakeups: env.pool.jobs.wakes(),
         db_connections: env.pool.health.connected(),
         db_threads: env.pool.threads,
         db_store_errors: env.pool.errors.by_class(),

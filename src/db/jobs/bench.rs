@@ -7,7 +7,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use crate::db::error::StoreError;
-use crate::db::model::{Fortune, World};
+use crate::db::model::{Fortunes, World};
 use crate::db::store::{Pg, PgSql, Store};
 
 const WORLD_SQLITE: &str = "SELECT id, randomnumber FROM world WHERE id = ?1";
@@ -50,14 +50,27 @@ async fn worlds_pg(pg: &Pg, ids: &[i32]) -> Result<Vec<World>, StoreError> {
 const FORTUNES: &str = "SELECT id, message FROM fortune";
 const FORTUNES_PG: PgSql = PgSql::new(FORTUNES, &[]);
 
-pub(crate) async fn fortunes(store: Store<'_>) -> Result<Vec<Fortune>, StoreError> {
+/// Every fortune, with room for the one the page adds.
+pub(crate) async fn fortunes(store: Store<'_>) -> Result<Fortunes, StoreError> {
     match store {
-        Store::Sqlite(c) => Ok(c
-            .prepare_cached(FORTUNES)?
-            .query_map([], |r| Ok(Fortune { id: r.get(0)?, message: r.get(1)? }))?
-            .collect::<Result<_, _>>()?),
+        Store::Sqlite(c) => {
+            let mut fortunes = Fortunes::with_capacity(16, 1024);
+            let mut statement = c.prepare_cached(FORTUNES)?;
+            let mut rows = statement.query([])?;
+            while let Some(r) = rows.next()? {
+                let message = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                fortunes.push(r.get(0)?, message);
+            }
+            Ok(fortunes)
+        }
         Store::Postgres(pg) => {
-            Ok(pg.query(&FORTUNES_PG, &[]).await?.iter().map(|r| Fortune { id: r.get(0), message: r.get(1) }).collect())
+            let rows = pg.query(&FORTUNES_PG, &[]).await?;
+            let text = rows.iter().map(|r| r.get::<_, &str>(1).len()).sum::<usize>() + 64;
+            let mut fortunes = Fortunes::with_capacity(rows.len() + 1, text);
+            for r in &rows {
+                fortunes.push(r.get(0), r.get(1));
+            }
+            Ok(fortunes)
         }
     }
 }

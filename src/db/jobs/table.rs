@@ -47,7 +47,7 @@ macro_rules! job_table {
             /// TechEmpower: several worlds, one query each.
             Worlds { ids: Vec<i32> } -> Vec<World> => "worlds", worlds, bench::worlds(conn, &ids).await;
             /// TechEmpower: every fortune.
-            Fortunes -> Vec<Fortune> => "fortunes", fortunes, bench::fortunes(conn).await;
+            Fortunes -> Fortunes => "fortunes", fortunes, bench::fortunes(conn).await;
             /// TechEmpower: give the worlds `ids[i]` the numbers `numbers[i]`.
             UpdateWorlds { ids: Vec<i32>, numbers: Vec<i32> } -> Vec<World> => "update_worlds", update_worlds,
                 bench::update(conn, &ids, &numbers).await;

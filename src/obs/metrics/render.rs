@@ -21,6 +21,8 @@ pub(crate) struct Info<'a> {
 /// Gauges read at scrape time, outside the workers.
 pub(crate) struct Gauges {
     pub(crate) db_queue_depth: usize,
+    /// Parked pool threads woken for a job (db/queue.rs).
+    pub(crate) db_wakeups: usize,
     pub(crate) db_connections: usize,
     pub(crate) db_threads: usize,
     /// Store failures by class label (SQLSTATE class, `io`, `sqlite`, `internal`).
@@ -120,6 +122,13 @@ pub(crate) fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &G
     let _ = writeln!(out, "http_response_writes_total {}", s.writes);
 
     single(out, "db_pool_queue_depth", "gauge", "Database jobs waiting for a pool thread.", gauges.db_queue_depth);
+    single(
+        out,
+        "db_pool_wakeups_total",
+        "counter",
+        "Parked database pool threads woken for a job: at most one per burst of jobs.",
+        gauges.db_wakeups,
+    );
     single(out, "db_pool_threads", "gauge", "Database pool threads.", gauges.db_threads);
     single(
         out,
@@ -334,6 +343,7 @@ mod tests {
         let info = Info { version: "0.1.0", io_driver: "io_uring", store: "sqlite", workers: 2 };
         let gauges = Gauges {
             db_queue_depth: 0,
+            db_wakeups: 7,
             db_connections: 3,
             db_threads: 3,
             db_store_errors: vec![("26".into(), 2)],
