@@ -60,7 +60,7 @@ pub(super) fn run(
         let mut next = 0u64;
         std::future::poll_fn(|cx| loop {
             let now = Instant::now();
-            let room = how.jobs.saturating_sub(running.len());
+            let room = pool.jobs.share(how.jobs.saturating_sub(running.len()));
             if room > 0 && !is_lost(&lost) && now < how.retire_at {
                 while taken.len() < room {
                     match pool.jobs.try_take() {

@@ -13,10 +13,16 @@
 //!   and 24k requests a second alike (perf/README.md, 2026-12-06), since on two cores the
 //!   spinning thread takes the CPU a worker or a Postgres backend wanted.
 //! - Threads that are looking (woken and not yet looked, or about to park) are counted. A
-//!   submit wakes a parked thread only when nobody is looking, so a burst costs one wake,
-//!   and the woken thread takes the whole burst into its pipeline.
+//!   submit wakes a parked thread only when nobody is looking, or when [`BACKLOG_PER_LOOKER`]
+//!   jobs per looking thread have queued (a woken thread may wait milliseconds for a CPU),
+//!   so a burst costs one wake, and the woken thread takes its share of it.
+//! - While other threads sleep, a pipeline takes only its share of what is queued
+//!   ([`JobQueue::share`]) and wakes the next for the rest: Postgres runs one connection's
+//!   statements in order, so a burst on one connection would use one core.
 //! - A thread that takes jobs and leaves more queued, with nobody looking, wakes the next
-//!   one: the work spreads over as many threads as it needs, no more.
+//!   one: the work spreads over as many threads as it needs, no more. Measured with
+//!   perf/openloop.py (perf/README.md, 2026-12-06): without the share and the backlog rule,
+//!   /db's p99 at 90% of capacity went from 25 to 81 ms.
 //!
 //! Nothing is lost between a submit and a thread going to sleep: the thread counts itself
 //! parked, then checks the queue once more; the submitter queues, then reads the counts.
@@ -30,6 +36,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::mailbox::Envelope;
+
+/// Jobs queued per looking thread beyond which a submit wakes another anyway: a woken
+/// thread may wait for a CPU for milliseconds (SCHED_BATCH on busy cores), and the queue
+/// must not wait with it.
+const BACKLOG_PER_LOOKER: usize = 4;
 
 pub(crate) struct JobQueue {
     tx: Sender<Envelope>,
@@ -77,7 +88,8 @@ impl JobQueue {
     /// Wakes one parked thread if jobs are queued and no thread is looking for them.
     fn wake_if_unwatched(&self) {
         fence(Ordering::SeqCst);
-        if self.looking.load(Ordering::SeqCst) > 0 || self.sleeping.load(Ordering::SeqCst) == 0 {
+        let looking = self.looking.load(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) == 0 || (looking > 0 && self.rx.len() < BACKLOG_PER_LOOKER * looking) {
             return;
         }
         let woken = {
@@ -114,6 +126,18 @@ impl JobQueue {
     /// Pool side, inside a pipeline: a job if one is queued now, never waiting.
     pub(crate) fn try_take(&self) -> Option<Envelope> {
         self.rx.try_recv().ok()
+    }
+
+    /// Pool side: how many of the queued jobs a pipeline with `room` should take now. While
+    /// other threads sleep, only its share: Postgres runs one connection's statements one
+    /// after another, so a burst taken whole by one thread runs on one backend (one core)
+    /// while the others idle.
+    pub(crate) fn share(&self, room: usize) -> usize {
+        let sleeping = self.sleeping.load(Ordering::Relaxed);
+        if sleeping == 0 {
+            return room;
+        }
+        room.min(self.rx.len().div_ceil(sleeping + 1).max(1))
     }
 
     /// Pool side: a pipeline took what it had room for; if jobs are still queued and
@@ -238,23 +262,27 @@ mod tests {
             q.lock().push(t.thread().clone());
             q.sleeping.fetch_add(1, Ordering::SeqCst);
         }
-        for slot in 0..10 {
+        for slot in 0..3 {
             q.submit(envelope(slot)).unwrap();
         }
-        assert_eq!(q.wakes(), 1, "one wake for a burst of ten");
+        assert_eq!(q.wakes(), 1, "one wake for a burst of three");
         assert_eq!(q.looking.load(Ordering::SeqCst), 1, "the woken thread counts as looking");
         assert_eq!(q.sleeping.load(Ordering::SeqCst), 2);
-        // The woken thread takes what its pipeline has room for and leaves the rest.
-        q.looking.fetch_sub(1, Ordering::SeqCst);
-        for _ in 0..4 {
-            q.try_take().unwrap();
-        }
+        // The woken thread has not run yet (no CPU free): a backlog of BACKLOG_PER_LOOKER
+        // wakes another rather than waiting with it.
+        q.submit(envelope(3)).unwrap();
+        assert_eq!(q.wakes(), 2, "a standing backlog wakes a second thread");
+        // Both woken threads take a job each and leave two: nobody is looking any more, so
+        // the jobs left behind wake the last thread.
+        q.looking.fetch_sub(2, Ordering::SeqCst);
+        q.try_take().unwrap();
+        q.try_take().unwrap();
         q.spread();
-        assert_eq!(q.wakes(), 2, "the jobs left behind wake the next thread");
+        assert_eq!(q.wakes(), 3, "the jobs left behind wake the next thread");
         q.looking.fetch_sub(1, Ordering::SeqCst);
         while q.try_take().is_some() {}
         q.spread();
-        assert_eq!(q.wakes(), 2, "an empty queue wakes nobody");
+        assert_eq!(q.wakes(), 3, "an empty queue wakes nobody");
         gate.wait();
         parked.into_iter().for_each(|t| t.join().unwrap());
     }
