@@ -148,8 +148,9 @@ impl JobQueue {
         }
     }
 
-    /// Pool side: the next job, parking until one is submitted or `idle` has passed. The caller is counted as looking from here until it
-    /// returns; once it has taken what it will run, it calls [`JobQueue::spread`].
+    /// Pool side: the next job, parking until one is submitted or `idle` has passed. The
+    /// caller is counted as looking from here until it returns; once it has taken what it
+    /// will run, it calls [`JobQueue::spread`].
     pub(crate) fn wait(&self, idle: Duration) -> Wait {
         self.looking.fetch_add(1, Ordering::SeqCst);
         let found = self.look(idle);
@@ -195,7 +196,8 @@ impl JobQueue {
             if let Some(at) = parked.iter().position(|t| t.id() == me.id()) {
                 // Not woken by a submit (a timeout, a spurious wake-up, or a job seen
                 // before parking): counted as looking again by itself.
-                parked.swap_remove(at);
+                // `remove`, not `swap_remove`: the list stays in parking order.
+                parked.remove(at);
                 self.sleeping.fetch_sub(1, Ordering::SeqCst);
                 self.looking.fetch_add(1, Ordering::SeqCst);
             }
