@@ -73,21 +73,20 @@ impl Fortunes {
         self.rows.push((id, at as u32, message.len() as u32));
     }
 
-    fn message(&self, &(_, at, len): &(i32, u32, u32)) -> &str {
-        &self.text[at as usize..(at + len) as usize]
-    }
-
     /// Sorts the rows by message, in place.
     pub(crate) fn sort_by_message(&mut self) {
-        let mut rows = std::mem::take(&mut self.rows);
-        rows.sort_unstable_by(|a, b| self.message(a).cmp(self.message(b)));
-        self.rows = rows;
+        let text = &self.text;
+        self.rows.sort_unstable_by(|a, b| message(text, a).cmp(message(text, b)));
     }
 
     /// (id, message) in their current order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (i32, &str)> {
-        self.rows.iter().map(|row| (row.0, self.message(row)))
+        self.rows.iter().map(|row| (row.0, message(&self.text, row)))
     }
+}
+
+fn message<'t>(text: &'t str, &(_, at, len): &(i32, u32, u32)) -> &'t str {
+    &text[at as usize..(at + len) as usize]
 }
 
 /// A field that broke a rule: `{field}: {message}`.

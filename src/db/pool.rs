@@ -1,8 +1,8 @@
-//! ⑦ The pool as the workers and the pool threads share it: the job queue (db/queue.rs), each worker's
-//! mailbox for replies, the store's door (codel.rs), health and counters — and the one
-//! step every job goes through when a pool thread takes it ([`Pool::take`]): its wait is
-//! reported to the door, and it is dropped if its request has gone or its budget ran out.
-//! The threads themselves are in db/thread.rs.
+//! ⑦ The pool as the workers and the pool threads share it: the job queue (db/queue.rs),
+//! each worker's mailbox for replies, the store's door (codel.rs), health and counters —
+//! and the one step every job goes through when a pool thread takes it ([`Pool::take`]):
+//! its wait is reported to the door, and it is dropped if its request has gone or its
+//! budget ran out. The threads themselves are in db/thread.rs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// The pool's channel and mailboxes, without its threads yet: the workers can be built
+    /// The pool's job queue and mailboxes, without its threads yet: the workers can be built
     /// (and start serving) first, then [`super::thread::spawn`] starts the database side.
     pub(crate) fn new(config: &Config, workers: usize) -> Arc<Pool> {
         let threads = config.db_pool_size.unwrap_or(default_pool_size(workers));

@@ -53,15 +53,8 @@ pub(crate) struct JobQueue {
     /// Threads awake that will look at the queue before they sleep or run anything:
     /// woken for a job and not yet there, or on their way to park.
     looking: AtomicUsize,
-    /// Parked threads woken for a job (the counter `perf/` and the tests read).
+    /// Parked threads woken for a job (`db_pool_wakeups_total`).
     wakes: AtomicUsize,
-}
-
-/// What a pool thread found when it asked for a job.
-pub(crate) enum Wait {
-    Job(Envelope),
-    /// Nothing came within the time given: the thread's idle turn (a ping, a reconnect).
-    Idle,
 }
 
 impl JobQueue {
@@ -134,7 +127,7 @@ impl JobQueue {
     /// while the others idle.
     pub(crate) fn share(&self, room: usize) -> usize {
         let sleeping = self.sleeping.load(Ordering::Relaxed);
-        if sleeping == 0 {
+        if room == 0 || sleeping == 0 {
             return room;
         }
         room.min(self.rx.len().div_ceil(sleeping + 1).max(1))
@@ -148,17 +141,15 @@ impl JobQueue {
         }
     }
 
-    /// Pool side: the next job, parking until one is submitted or `idle` has passed. The
-    /// caller is counted as looking from here until it returns; once it has taken what it
-    /// will run, it calls [`JobQueue::spread`].
-    pub(crate) fn wait(&self, idle: Duration) -> Wait {
+    /// Pool side: the next job, parking until one is submitted; `None` when `idle` passed
+    /// first (the thread's idle turn: a ping, a reconnect). The caller is counted as
+    /// looking from here until it returns; once it has taken what it will run, it calls
+    /// [`JobQueue::spread`].
+    pub(crate) fn wait(&self, idle: Duration) -> Option<Envelope> {
         self.looking.fetch_add(1, Ordering::SeqCst);
         let found = self.look(idle);
         self.looking.fetch_sub(1, Ordering::SeqCst);
-        match found {
-            Some(envelope) => Wait::Job(envelope),
-            None => Wait::Idle,
-        }
+        found
     }
 
     /// Looks, then parks, while counted as looking; `None` when `idle` passed first.
@@ -241,7 +232,7 @@ mod tests {
     #[test]
     fn an_idle_wait_times_out_and_leaves_the_counts_as_they_were() {
         let q = JobQueue::bounded(4);
-        assert!(matches!(q.wait(Duration::from_millis(5)), Wait::Idle));
+        assert!(q.wait(Duration::from_millis(5)).is_none());
         assert_eq!(q.looking.load(Ordering::SeqCst), 0);
         assert_eq!(q.sleeping.load(Ordering::SeqCst), 0);
     }
@@ -297,7 +288,7 @@ mod tests {
             .map(|_| {
                 let (q, taken) = (q.clone(), taken.clone());
                 std::thread::spawn(move || {
-                    while let Wait::Job(e) = q.wait(Duration::from_millis(300)) {
+                    while let Some(e) = q.wait(Duration::from_millis(300)) {
                         q.spread();
                         taken.lock().unwrap().push(e.slot);
                     }
@@ -345,9 +336,9 @@ mod tests {
             let q = q.clone();
             std::thread::spawn(move || loop {
                 match q.wait(Duration::from_secs(30)) {
-                    Wait::Job(e) if e.slot == u32::MAX => return,
-                    Wait::Job(e) => done_tx.send(e.slot).unwrap(),
-                    Wait::Idle => {}
+                    Some(e) if e.slot == u32::MAX => return,
+                    Some(e) => done_tx.send(e.slot).unwrap(),
+                    None => {}
                 }
             })
         };

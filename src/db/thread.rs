@@ -18,7 +18,6 @@ use super::jobs;
 use super::mailbox::Envelope;
 use super::pool::Pool;
 use super::postgres::drive;
-use super::queue::Wait;
 use super::store::{PgLink, Store, StoreConn, StoreKind};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
@@ -108,8 +107,8 @@ fn run(pool: &Pool, store: &StoreConfig, settings: &Settings, runtime: tokio::ru
         }
         let wait = if t.conn.is_some() { IDLE_PING } else { until_attempt };
         match pool.jobs.wait(wait) {
-            Wait::Job(first) => t.run_pipelined(first),
-            Wait::Idle => t.ping(),
+            Some(first) => t.run_pipelined(first),
+            None => t.ping(),
         }
     }
 }

@@ -374,6 +374,7 @@ mod tests {
         assert!(out.contains("db_deadlock_retries_total 1\n"));
         assert!(out.contains("db_jobs_skipped_total{reason=\"deadline\"} 4\n"));
         assert!(out.contains("db_inflight_limit 48\n"));
+        assert!(out.contains("db_pool_wakeups_total 7\n"));
         assert!(out.contains("db_admission_refusals_total{reason=\"standing_queue\"} 0\n"));
         assert!(out.contains("percore_worker_connections{worker=\"0\"} 3\n"));
         assert!(out.contains("percore_worker_requests_total{worker=\"1\"} 0\n"));
