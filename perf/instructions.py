@@ -19,7 +19,9 @@ and are mostly system calls, which callgrind does not count.
     python3 perf/instructions.py --paths /api/v1/users/1 # a store route (SQLite): the
                                                          # worker's side, delivery included
 
-For a route that waits on the store, the count also takes the worker's reply delivery
+For a route that waits on the store (/api/…, /db, /queries, /fortunes), the count is the
+whole connection task (`Conn::run`: the batch's read and write, the parse, the handler before
+and after the store answers, the response) and the worker's reply delivery
 (`deliver_replies`); the store's own work runs on the pool's threads and is not counted.
 A user with id 1 is created first.
 
@@ -86,9 +88,9 @@ def count(binary, path, batches, annotate):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = percore_env(port, IO_DRIVER="epoll", WORKERS=1, BENCH_ROUTES=1, RUST_LOG="error")
-        waits = path.startswith("/api/")
+        waits = path.startswith(("/api/", "/db", "/queries", "/fortunes"))
         env["SQLITE_PATH"] = str(Path(tmp) / "store.db")
-        toggles = ["--toggle-collect=*Conn*::answer*", "--toggle-collect=*deliver_replies*"] if waits else ["--toggle-collect=*Conn*::answer_now*"]
+        toggles = ["--toggle-collect=*Conn*::run*", "--toggle-collect=*deliver_replies*"] if waits else ["--toggle-collect=*Conn*::answer_now*"]
         cmd = ["valgrind", "--tool=callgrind", *toggles, f"--callgrind-out-file={out}", binary]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -125,7 +127,7 @@ def main():
         binary = str(ROOT / "target" / "release" / "percore")
     for path in args.paths.split(","):
         per_request = count(binary, path, args.batches, args.annotate)
-        where = "the worker (Conn::answer*, deliver_replies)" if path.startswith("/api/") else "Conn::answer_now"
+        where = "the worker (Conn::run, deliver_replies)" if path.startswith(("/api/", "/db", "/queries", "/fortunes")) else "Conn::answer_now"
         print(f"{path}: {per_request:,.1f} instructions a request in {where} (callgrind, {args.batches} batches of {DEPTH})")
 
 

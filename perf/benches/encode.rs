@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use percore::db::model::{Timestamp, User};
 use percore::http::date::{imf_fixdate, DateCache};
 use percore::http::response::{Framing, Reply};
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 #[derive(Serialize)]
 struct Message {

@@ -5,14 +5,16 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use simd_json_derive::Serialize;
 
 pub use crate::clock::Timestamp;
 
+/// A JSON string of RFC 3339 text: digits, `-`, `:`, `T` and `Z`, nothing to escape.
 impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = self.rfc3339();
-        s.serialize_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00Z"))
+    fn json_write<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        writer.write_all(b"\"")?;
+        writer.write_all(&self.rfc3339())?;
+        writer.write_all(b"\"")
     }
 }
 
@@ -47,7 +49,7 @@ pub(crate) struct Order {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) struct World {
     pub(crate) id: i32,
-    #[serde(rename = "randomNumber")]
+    #[simd_json(rename = "randomNumber")]
     pub(crate) random_number: i32,
 }
 
@@ -182,9 +184,43 @@ mod tests {
         let user =
             User { id: 1, name: "Ada".into(), email: "ada@example.com".into(), created_at: Timestamp(1_767_323_045) };
         assert_eq!(
-            simd_json::serde::to_string(&user).unwrap(),
+            user.json_string().unwrap(),
             r#"{"id":1,"name":"Ada","email":"ada@example.com","created_at":"2026-01-02T03:04:05Z"}"#
         );
+    }
+
+    #[test]
+    fn worlds_keep_their_camel_case_key() {
+        let world = World { id: 4711, random_number: -8 };
+        assert_eq!(world.json_string().unwrap(), r#"{"id":4711,"randomNumber":-8}"#);
+    }
+
+    /// Reads a serialized user back with simd-json's parser: every string, whatever it
+    /// holds, comes back as it went in.
+    fn round_trip(user: &User) -> (i64, String, String, String) {
+        use simd_json::prelude::*;
+        let mut json = user.json_vec().unwrap();
+        let value = simd_json::to_owned_value(&mut json).unwrap();
+        let text = |key: &str| value.get_str(key).unwrap().to_owned();
+        (value.get_i64("id").unwrap(), text("name"), text("email"), text("created_at"))
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let name = "\"quoted\" back\\slash \u{0}\u{1f}\n\t é 中 🦀 </script>".to_owned();
+        let user = User { id: -3, name: name.clone(), email: "a\"b@example.com".into(), created_at: Timestamp(0) };
+        let json = user.json_string().unwrap();
+        assert!(json.contains(r#"\"quoted\" back\\slash \u0000\u001f\n\t é"#), "{json}");
+        assert_eq!(round_trip(&user), (-3, name, "a\"b@example.com".into(), "1970-01-01T00:00:00Z".into()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_user_round_trips(id in proptest::num::i64::ANY, name in ".*", email in ".*", at in 0i64..253_402_300_799) {
+            let user = User { id, name: name.clone(), email: email.clone(), created_at: Timestamp(at) };
+            let rfc3339 = String::from_utf8(Timestamp(at).rfc3339().to_vec()).unwrap();
+            proptest::prop_assert_eq!(round_trip(&user), (id, name, email, rfc3339));
+        }
     }
 
     #[test]

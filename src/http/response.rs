@@ -14,7 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use super::date::DATE_LEN;
 
@@ -181,7 +181,7 @@ impl<'a> Reply<'a> {
         let cell = self.scratch;
         let mut scratch = cell.borrow_mut();
         scratch.clear();
-        match simd_json::serde::to_writer(&mut *scratch, value) {
+        match value.json_write(&mut *scratch) {
             Ok(()) => self.send(status, JSON, &scratch, extra),
             Err(e) => {
                 drop(scratch);
@@ -245,7 +245,7 @@ impl<'a> Reply<'a> {
                 let cell = self.scratch;
                 let mut scratch = cell.borrow_mut();
                 scratch.clear();
-                if simd_json::serde::to_writer(&mut *scratch, &body).is_err() {
+                if body.json_write(&mut *scratch).is_err() {
                     scratch.clear();
                     scratch.extend_from_slice(canned_error(500).unwrap_or_default());
                 }

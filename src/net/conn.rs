@@ -36,7 +36,7 @@ use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
 use crate::net::gone::{client_gone, race, Either};
 use crate::net::send::send_now;
-use crate::net::timeouts::{ConnCtl, Cut, Phase};
+use crate::net::timeouts::{ConnCtl, Cut, Phase, SWEPT_BUDGET};
 use crate::net::tls::Session;
 use crate::obs::access_log::Entry;
 use crate::obs::logging::{self, RequestFields};
@@ -539,12 +539,39 @@ impl<S: Service> Conn<'_, S> {
         let fields = RequestFields { id: request_id, route: S::pattern(route), head: head_bytes };
         let budget = Self::budget(ctx, head_bytes);
         let deadline = clock::now_ns() + budget.as_nanos() as u64;
+        // A budget of seconds is the sweep's, from this connection's Handling deadline; a
+        // shorter one is the handler's own timer.
+        let timer = if budget < SWEPT_BUDGET {
+            Some(budget)
+        } else {
+            if budget != ctx.timeouts.handler {
+                self.ctl.enter(Phase::Handling, state.0, budget);
+            }
+            None
+        };
         let request = RequestView { head, bytes: head_bytes, body, id };
-        let handler = guard::waiting(ctx, route, request, &mut reply, budget);
+        let handler = guard::waiting(ctx, route, request, &mut reply, timer);
         // Boxed: the handler's state lives only while the request does. The deadline goes
         // with whatever it asks of the store.
         let handler = Box::pin(deadline::within(deadline, logging::in_request(&fields, handler)));
-        let abandoned = matches!(race(handler, client_gone(&self.stream)).await, Either::Right(()));
+        let raced = race(handler, race(client_gone(&self.stream), self.ctl.interrupted())).await;
+        let abandoned = match raced {
+            // Done, but past its budget: the sweep (up to a tick late) had not cut it yet, and
+            // the store, which stops a job at the deadline itself, may have answered first.
+            // Answered as a timer at the deadline would have.
+            Either::Left(()) if timer.is_none() && clock::now_ns() >= deadline => {
+                guard::timed_out(ctx, route, &mut reply, budget);
+                false
+            }
+            Either::Left(()) => false,
+            Either::Right(Either::Left(())) => true,
+            // The sweep found the budget spent (a Handling phase is cut for nothing else).
+            Either::Right(Either::Right(())) => {
+                self.ctl.uncut();
+                guard::timed_out(ctx, route, &mut reply, budget);
+                false
+            }
+        };
         if abandoned {
             log::debug!("worker {}: client left during {}; its work was abandoned", ctx.id, S::pattern(route));
         }

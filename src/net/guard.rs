@@ -1,15 +1,18 @@
 //! ⑤ The loop's guarantees around the application's handler for one request.
 //!
 //! A panic becomes 500, is logged with the route, and the worker keeps serving; a handler
-//! that wrote nothing is a bug answered 500; a waiting handler past HANDLER_TIMEOUT is
-//! dropped (which abandons its database job) and answered 503 with Retry-After. In-core
-//! handlers pay for neither a future nor a timer.
+//! that wrote nothing is a bug answered 500; a waiting handler past its budget
+//! (HANDLER_TIMEOUT, or less when the caller says so) is dropped (which abandons its
+//! database job) and answered 503 with Retry-After. In-core handlers pay for neither a
+//! future nor a timer, and a waiting one for a timer only when its budget is under
+//! [`super::timeouts::SWEPT_BUDGET`].
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use super::catch::catch_unwind_future;
 use super::core::Core;
+use super::gone::{race, Either};
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
 use crate::http::service::Service;
@@ -25,7 +28,8 @@ pub(crate) fn now<S: Service>(core: &Core<S>, route: S::Route, request: RequestV
     }
 }
 
-/// Runs a waiting handler under HANDLER_TIMEOUT. The caller boxes this future, so that a
+/// Runs a waiting handler; with a `timer`, under that budget (a budget of seconds is the
+/// sweep's: [`super::timeouts::SWEPT_BUDGET`]). The caller boxes this future, so that a
 /// connection task does not carry the largest handler's state while it waits for its next
 /// request.
 pub(crate) async fn waiting<S: Service>(
@@ -33,28 +37,38 @@ pub(crate) async fn waiting<S: Service>(
     route: S::Route,
     request: RequestView<'_>,
     reply: &mut Reply<'_>,
-    budget: Duration,
+    timer: Option<Duration>,
 ) {
     let handler = catch_unwind_future(core.service.handle(route, request, reply));
-    match monoio::time::timeout(budget, handler).await {
-        Ok(outcome) => settle(core, S::pattern(route), reply, outcome),
-        Err(_) if budget < core.timeouts.handler => {
-            // The caller's own budget (x-envoy-expected-rq-timeout-ms, grpc-timeout): its
-            // choice, not a slow handler worth a warning.
-            log::debug!("worker {}: {} exceeded the caller's budget ({budget:?})", core.id, S::pattern(route));
-            reply.rollback();
-            reply.error(503, "the request took longer than its budget");
+    let outcome = match timer {
+        None => handler.await,
+        Some(budget) => {
+            // Boxed: the timer's entry is aligned to 128 bytes, and only this path should pay
+            // for that.
+            let raced = race(handler, Box::pin(monoio::time::sleep(budget))).await;
+            match raced {
+                Either::Left(outcome) => outcome,
+                Either::Right(()) => return timed_out(core, route, reply, budget),
+            }
         }
-        Err(_) => {
-            log::warn!(
-                "worker {}: {} exceeded HANDLER_TIMEOUT ({:?})",
-                core.id,
-                S::pattern(route),
-                core.timeouts.handler
-            );
-            reply.rollback();
-            reply.error(503, "the request took longer than HANDLER_TIMEOUT");
-        }
+    };
+    settle(core, S::pattern(route), reply, outcome);
+}
+
+/// A waiting handler that outlived its budget (its own timer or the sweep): 503 with
+/// Retry-After, in place of whatever it wrote.
+#[cold]
+pub(crate) fn timed_out<S: Service>(core: &Core<S>, route: S::Route, reply: &mut Reply<'_>, budget: Duration) {
+    if budget < core.timeouts.handler {
+        // The caller's own budget (x-envoy-expected-rq-timeout-ms, grpc-timeout): its
+        // choice, not a slow handler worth a warning.
+        log::debug!("worker {}: {} exceeded the caller's budget ({budget:?})", core.id, S::pattern(route));
+        reply.rollback();
+        reply.error(503, "the request took longer than its budget");
+    } else {
+        log::warn!("worker {}: {} exceeded HANDLER_TIMEOUT ({:?})", core.id, S::pattern(route), core.timeouts.handler);
+        reply.rollback();
+        reply.error(503, "the request took longer than HANDLER_TIMEOUT");
     }
 }
 

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use crate::config::{Config, LogFormat};
 use crate::http::request::Method;
@@ -106,15 +106,15 @@ struct JsonLine<'a> {
     level: &'a str,
     target: &'a str,
     message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[simd_json(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[simd_json(skip_serializing_if = "Option::is_none")]
     method: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[simd_json(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[simd_json(skip_serializing_if = "Option::is_none")]
     trace_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[simd_json(skip_serializing_if = "Option::is_none")]
     parent_id: Option<&'a str>,
 }
 
@@ -140,7 +140,7 @@ pub fn init(config: &Config) {
                     trace_id: trace.map(TraceContext::trace_id),
                     parent_id: trace.map(TraceContext::parent_id),
                 };
-                simd_json::serde::to_string(&line).unwrap_or_default()
+                line.json_string().unwrap_or_default()
             });
             writeln!(buf, "{json}")
         }),

@@ -103,6 +103,46 @@ fn a_slow_handler_gets_503_with_retry_after() {
     });
 }
 
+/// A budget of two seconds or more has no timer of its own: the worker's sweep (every
+/// 250 ms) cuts the handler, answers 503, and the connection goes on. Both a
+/// HANDLER_TIMEOUT and a caller's stated budget of that length.
+#[test]
+fn a_budget_of_seconds_is_cut_by_the_sweep() {
+    each_driver(&[("HANDLER_TIMEOUT", "2s")], |s| {
+        let mut c = s.connect();
+        let began = Instant::now();
+        c.send(b"GET /__test/sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response().unwrap_or_else(|| panic!("no 503 ({}):\n{}", s.driver, s.logs()));
+        let took = began.elapsed();
+        assert_eq!((r.status, r.header("retry-after")), (503, Some("1")), "{}", r.text());
+        assert!(r.json()["message"].to_string().contains("HANDLER_TIMEOUT"), "{}", r.text());
+        assert!(
+            took >= Duration::from_millis(1950) && took < Duration::from_secs(4),
+            "{} answered at {took:?}",
+            s.driver
+        );
+        c.send(b"GET /__test/sleep?ms=10 HTTP/1.1\r\nHost: t\r\n\r\n");
+        let next = c.response().unwrap_or_else(|| panic!("no response after the 503 ({}):\n{}", s.driver, s.logs()));
+        assert_eq!(next.text(), "slept", "the connection goes on");
+    });
+    each_driver(&[("HANDLER_TIMEOUT", "30s")], |s| {
+        let mut c = s.connect();
+        let began = Instant::now();
+        c.send(b"GET /__test/sleep?ms=10000 HTTP/1.1\r\nHost: t\r\nx-envoy-expected-rq-timeout-ms: 2500\r\n\r\n");
+        let r = c.response().unwrap_or_else(|| panic!("no 503 ({}):\n{}", s.driver, s.logs()));
+        let took = began.elapsed();
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.json()["message"].to_string().contains("budget"), "{}", r.text());
+        assert!(
+            took >= Duration::from_millis(2450) && took < Duration::from_secs(4),
+            "{} answered at {took:?}",
+            s.driver
+        );
+        c.send(b"GET /__test/sleep?ms=10 HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response().map(|r| r.text()).as_deref(), Some("slept"), "the connection goes on");
+    });
+}
+
 #[test]
 fn a_panicking_handler_gets_500_and_the_worker_keeps_serving() {
     each_driver(&[("WORKERS", "1")], |s| {

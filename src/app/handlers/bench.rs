@@ -5,7 +5,7 @@
 //! escaped, UTF-8 HTML with one fortune added at request time. Their headers are the
 //! benchmark's: no `Cache-Control` (the route table's `Bench` mount says so).
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use super::api::db_error;
 use crate::app::App;
@@ -118,12 +118,32 @@ const ESCAPES: [&[u8]; 256] = {
 
 /// Copies `text` in runs up to each byte that needs escaping, rather than byte by byte.
 fn escape_html(out: &mut Vec<u8>, mut text: &[u8]) {
-    while let Some(at) = text.iter().position(|&b| !ESCAPES[b as usize].is_empty()) {
+    while let Some(at) = next_special(text) {
         out.extend_from_slice(&text[..at]);
         out.extend_from_slice(ESCAPES[text[at] as usize]);
         text = &text[at + 1..];
     }
     out.extend_from_slice(text);
+}
+
+/// Where the first byte that needs escaping is. Blocks of 16 bytes are tested with
+/// comparisons ORed together, which compile to a few vector instructions a block, where a
+/// table lookup costs several instructions a byte; only the block that holds one is searched
+/// byte by byte.
+fn next_special(text: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 16;
+    fn special(b: u8) -> bool {
+        (b == b'&') | (b == b'<') | (b == b'>') | (b == b'"') | (b == b'\'')
+    }
+    let mut blocks = text.chunks_exact(BLOCK);
+    let mut start = 0;
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | special(b)) {
+            return block.iter().position(|&b| special(b)).map(|i| start + i);
+        }
+        start += BLOCK;
+    }
+    blocks.remainder().iter().position(|&b| special(b)).map(|i| start + i)
 }
 
 #[cfg(test)]
@@ -171,10 +191,28 @@ mod tests {
             ("<<>>", "&lt;&lt;&gt;&gt;"),
             ("フレームワークのベンチマーク", "フレームワークのベンチマーク"),
             ("x\"'", "x&quot;&#39;"),
+            // Specials on both sides of a 16-byte block's edge, and in the remainder.
+            ("0123456789abcde<f>0123456789abcdef&", "0123456789abcde&lt;f&gt;0123456789abcdef&amp;"),
+            ("0123456789abcdef0123456789abcdef'", "0123456789abcdef0123456789abcdef&#39;"),
         ] {
             let mut out = Vec::new();
             escape_html(&mut out, text.as_bytes());
             assert_eq!(String::from_utf8(out).unwrap(), escaped, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The block-wise search escapes exactly what a byte-by-byte pass does.
+        #[test]
+        fn escaping_matches_a_byte_by_byte_pass(text in proptest::collection::vec(
+            proptest::sample::select(b"&<>\"'ab \xe3\x83\x95".to_vec()), 0..80)) {
+            let mut out = Vec::new();
+            escape_html(&mut out, &text);
+            let expected: Vec<u8> = text
+                .iter()
+                .flat_map(|&b| if ESCAPES[b as usize].is_empty() { vec![b] } else { ESCAPES[b as usize].to_vec() })
+                .collect();
+            proptest::prop_assert_eq!(out, expected);
         }
     }
 

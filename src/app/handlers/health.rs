@@ -5,7 +5,7 @@
 //! moment the drain begins, so the endpoints controller takes the pod out of the Service
 //! before its connections are closed.
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use super::OPENAPI;
 use crate::app::App;

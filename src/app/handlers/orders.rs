@@ -1,6 +1,6 @@
 //! /api/v1/users/{id}/orders: a user's orders, a page at a time, and new ones.
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use super::api::{self, db_error, next_page};
 use crate::app::decode;

@@ -1,7 +1,7 @@
 //! /api/v1/products and /api/v1/products/{id}: the guide's example resource
 //! (docs/adding-a-resource.md), compiled and tested with the `example-resource` feature.
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use super::api::{self, db_error, next_page};
 use crate::app::decode;

@@ -1,7 +1,7 @@
 //! /api/v1/users and /api/v1/users/{id}: list, create, get, update, delete — and the
 //! summary, whose three reads run at once.
 
-use serde::Serialize;
+use simd_json_derive::Serialize;
 
 use super::api::{self, db_error, next_page};
 use crate::app::decode;
@@ -98,11 +98,11 @@ pub(crate) async fn summary(ctx: &App, req: RequestView<'_>, reply: &mut Reply<'
 
 /// `{"details":…,"orders":[…],"preferences":{…}}`, with the stored preferences JSON
 /// spliced in as it is.
-fn write_summary(out: &mut Vec<u8>, user: &User, orders: &[Order], preferences: &str) -> Result<(), simd_json::Error> {
+fn write_summary(out: &mut Vec<u8>, user: &User, orders: &[Order], preferences: &str) -> std::io::Result<()> {
     out.extend_from_slice(b"{\"details\":");
-    simd_json::serde::to_writer(&mut *out, user)?;
+    user.json_write(out)?;
     out.extend_from_slice(b",\"orders\":");
-    simd_json::serde::to_writer(&mut *out, orders)?;
+    orders.json_write(out)?;
     out.extend_from_slice(b",\"preferences\":");
     out.extend_from_slice(preferences.as_bytes());
     out.push(b'}');
