@@ -83,20 +83,24 @@ def receive(s, path):
     return chunk
 
 
+def waits(path):
+    """Whether the route waits on the store (its handler's second half runs after an await)."""
+    return path.startswith(("/api/", "/db", "/queries", "/fortunes"))
+
+
 def count(binary, path, batches, annotate):
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = percore_env(port, IO_DRIVER="epoll", WORKERS=1, BENCH_ROUTES=1, RUST_LOG="error")
-        waits = path.startswith(("/api/", "/db", "/queries", "/fortunes"))
         env["SQLITE_PATH"] = str(Path(tmp) / "store.db")
-        toggles = ["--toggle-collect=*Conn*::run*", "--toggle-collect=*deliver_replies*"] if waits else ["--toggle-collect=*Conn*::answer_now*"]
+        toggles = ["--toggle-collect=*Conn*::run*", "--toggle-collect=*deliver_replies*"] if waits(path) else ["--toggle-collect=*Conn*::answer_now*"]
         cmd = ["valgrind", "--tool=callgrind", *toggles, f"--callgrind-out-file={out}", binary]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if not wait_for_port(port, timeout=60, alive=lambda: server.poll() is None):
                 sys.exit("the server did not start under valgrind")
-            if waits:
+            if waits(path):
                 seed_user(port)
                 reset = subprocess.run(["callgrind_control", "--zero", str(server.pid)], capture_output=True)
                 if reset.returncode != 0:
@@ -127,7 +131,7 @@ def main():
         binary = str(ROOT / "target" / "release" / "percore")
     for path in args.paths.split(","):
         per_request = count(binary, path, args.batches, args.annotate)
-        where = "the worker (Conn::run, deliver_replies)" if path.startswith(("/api/", "/db", "/queries", "/fortunes")) else "Conn::answer_now"
+        where = "the worker (Conn::run, deliver_replies)" if waits(path) else "Conn::answer_now"
         print(f"{path}: {per_request:,.1f} instructions a request in {where} (callgrind, {args.batches} batches of {DEPTH})")
 
 

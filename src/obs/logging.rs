@@ -127,7 +127,8 @@ pub fn init(config: &Config) {
         LogFormat::Json => builder.format(|buf, record| {
             let time = buf.timestamp_millis().to_string();
             let message = record.args().to_string();
-            let json = with_current(|req| {
+            // Written straight into the logger's buffer: no string of its own a line.
+            with_current(|req| {
                 let trace = req.and_then(|r| trace_context::find(r.head));
                 let line = JsonLine {
                     time: &time,
@@ -140,9 +141,9 @@ pub fn init(config: &Config) {
                     trace_id: trace.map(TraceContext::trace_id),
                     parent_id: trace.map(TraceContext::parent_id),
                 };
-                line.json_string().unwrap_or_default()
-            });
-            writeln!(buf, "{json}")
+                line.json_write(&mut *buf)
+            })?;
+            writeln!(buf)
         }),
         LogFormat::Text => builder.format(|buf, record| {
             let time = buf.timestamp_millis();
