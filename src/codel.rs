@@ -70,7 +70,19 @@ impl Door {
         if !self.enabled {
             return;
         }
-        self.last_take.store(now, Ordering::Relaxed);
+        let previous = self.last_take.swap(now, Ordering::Relaxed);
+        if now.saturating_sub(wait_ns).saturating_sub(previous) >= self.interval_ns {
+            // This wait began an interval or more after the last one was seen: for that
+            // interval nothing was seen and nothing waited, so whatever stood then has
+            // drained, and it ended when its last wait was seen. Without this, the first late
+            // wait after a quiet spell would count as the same standing queue, however long
+            // ago that was. (A long wait is no quiet spell: a loop late by more than an
+            // interval sees its lateness that far apart.)
+            self.late_since.store(0, Ordering::Relaxed);
+            if self.refusing.swap(false, Ordering::Relaxed) {
+                self.last_standing.store(previous, Ordering::Relaxed);
+            }
+        }
         if wait_ns < self.target_ns {
             self.late_since.store(0, Ordering::Relaxed);
             if self.refusing.swap(false, Ordering::Relaxed) {
@@ -183,6 +195,29 @@ mod tests {
         assert!(a.admits_at(t0 + 111 * MS));
         a.observe(30 * MS, t0 + 120 * MS);
         assert!(!a.admits_at(t0 + 121 * MS), "within MEMORY of a standing queue");
+    }
+
+    #[test]
+    fn after_a_quiet_spell_a_late_wait_starts_a_new_interval() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        for i in 0..=10 {
+            a.observe(50 * MS, t0 + i * 10 * MS);
+        }
+        assert!(!a.admits_at(t0 + 101 * MS));
+        // Nothing seen for longer than MEMORY: the late wait that comes next is a burst's
+        // first, not the old standing queue's.
+        let later = t0 + 100 * MS + MEMORY_NS + MS;
+        a.observe(50 * MS, later);
+        assert!(a.admits_at(later + MS), "a quiet spell ended the standing queue");
+        for i in 1..=10 {
+            a.observe(50 * MS, later + i * 10 * MS);
+        }
+        assert!(!a.admits_at(later + 101 * MS), "late for a whole interval again: it stands");
+        // A quiet spell of an interval, within MEMORY of that queue: a late wait refuses at once.
+        let soon = later + 300 * MS;
+        a.observe(50 * MS, soon);
+        assert!(!a.admits_at(soon + MS), "within MEMORY of the queue that stood");
     }
 
     #[test]
