@@ -16,8 +16,13 @@
 //! sends again at once keeps as many requests waiting. The lateness is measured either
 //! way, for the metric.
 //!
-//! The timer runs only while requests that wait (the store's) arrive; a worker serving
-//! in-core routes alone, or nothing, is not woken for it.
+//! With the door on, a worker looks every [`PERIOD`] while requests that wait (the store's)
+//! arrive, so that it closes within an interval of the loop falling behind. With the door
+//! off, the lateness feeds only the metric, and a look every [`QUIET_PERIOD`] samples it
+//! as well: a timer every millisecond woke a worker that was otherwise asleep between
+//! requests up to a thousand times a second: 4–5 µs of a worker's CPU a /db request at a
+//! fixed 6k or 12k a second (perf/README.md, 2026-12-06, "the crossing's own costs"). A
+//! worker serving in-core routes alone, or nothing, is not woken for it either way.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -26,19 +31,21 @@ use super::core::Core;
 use crate::clock;
 use crate::http::service::Service;
 
-/// How often a busy worker checks its lateness.
+/// How often a busy worker checks its lateness while the door is on.
 pub(crate) const PERIOD: Duration = Duration::from_millis(1);
-/// How often a worker without waiting requests looks whether some have come.
+/// How often a worker without waiting requests looks whether some have come, and how
+/// often a busy one samples its lateness while the door is off.
 const QUIET_PERIOD: Duration = Duration::from_millis(50);
 
 /// Measures the loop's lateness for as long as the worker runs.
 pub(crate) async fn watch<S: Service>(core: Rc<Core<S>>) {
     let mut last_seen = core.seen.get();
+    let busy_period = if core.lag.is_enabled() { PERIOD } else { QUIET_PERIOD };
     loop {
         let seen = core.seen.get();
         let busy = seen != last_seen;
         last_seen = seen;
-        let period = if busy { PERIOD } else { QUIET_PERIOD };
+        let period = if busy { busy_period } else { QUIET_PERIOD };
         let asked = clock::now_ns();
         monoio::time::sleep(period).await;
         let now = clock::now_ns();

@@ -256,6 +256,9 @@ fn a_caller_budget_is_honoured_and_an_invalid_one_is_ignored_and_counted() {
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(r.text().contains("HANDLER_TIMEOUT"), "{}", r.text());
         assert!(took >= Duration::from_millis(2900), "{driver}: an invalid budget cut the request at {took:?}");
+        // The sweep that answered may run a moment before the pool's own timer sends the
+        // cancel: wait for the statement to end before the lock goes, or it would finish.
+        assert!(wait_until(Duration::from_secs(2), || locked.waiting() == 0), "{driver}: still running");
         let db = locked.release();
 
         let metrics = s.get("/metrics").text();

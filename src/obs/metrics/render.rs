@@ -143,7 +143,7 @@ pub(crate) fn render(out: &mut String, info: &Info<'_>, s: &Snapshot, gauges: &G
         out,
         "percore_worker_loop_lag_seconds",
         "histogram",
-        "How late the workers' loops ran (a 1 ms timer's lateness, measured while requests for the store come): the wait of requests in socket buffers.",
+        "How late the workers' loops ran (a timer's lateness, sampled while requests for the store come: every 1 ms with ADMISSION_LOOP_LAG=on, every 50 ms without): the wait of requests in socket buffers.",
     );
     histogram(out, "percore_worker_loop_lag_seconds", "", &s.loop_lag);
     family(out, "db_query_duration_seconds", "histogram", "Time database jobs ran on their connection, by job.");
