@@ -144,6 +144,27 @@ def http_status(port, path):
         return None
 
 
+def queue_wait(port):
+    """The store queue's wait over the run, from percore's `db_pool_wait_seconds`: how many
+    jobs, and the bucket bounds (ms) that hold half and 99% of them, and the share of jobs
+    that waited longer than 5 ms. Tells whether the order of the queue (LIFO) could matter."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            text = b""
+            while chunk := s.recv(65536):
+                text += chunk
+    except OSError:
+        return None
+    buckets = sorted((float("inf") if le == b"+Inf" else float(le), float(n)) for le, n in re.findall(rb'^db_pool_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M))
+    if not buckets or not buckets[-1][1]:
+        return None
+    total = buckets[-1][1]
+    bound = lambda q: next(le * 1000 for le, n in buckets if n >= q * total)
+    within_5ms = max((n for le, n in buckets if le <= 0.005), default=0)
+    return {"jobs": int(total), "p50_ms_at_most": bound(0.5), "p99_ms_at_most": bound(0.99), "over_5ms": round(1 - within_5ms / total, 4)}
+
+
 def metric(port, name):
     """The sum of a metric's samples on percore's /metrics."""
     try:
@@ -206,6 +227,7 @@ def one_run(args, server, route, rate, conns, tag, extra_env=None, probe_rate=0,
         if server.name.startswith("percore"):
             result["refused"] = metric(running.port, "db_admission_refusals_total")
             result["refused_by"] = {reason: metric(running.port, f'db_admission_refusals_total{{reason="{reason}"}}') for reason in ("standing_queue", "loop_lag", "queue_full")}
+            result["queue_wait"] = queue_wait(running.port)
         return result
     finally:
         running.stop()
@@ -290,7 +312,7 @@ def suite_overload(args, servers, results, variants=None, shares=(0.5, 2.0), key
                         log(f"!! {tag}: {e}")
                         continue
                     p = r["probe"]
-                    log(f"-- {key} {route} {share}x round {n + 1} {label}: {summary(r)}; probe ok p99 {(p.get('ok_latency_ms') or {}).get('p99')} ms, probe status {p['status']}, refused {r.get('refused_by') or r.get('refused')}")
+                    log(f"-- {key} {route} {share}x round {n + 1} {label}: {summary(r)}; probe ok p99 {(p.get('ok_latency_ms') or {}).get('p99')} ms, probe status {p['status']}, refused {r.get('refused_by') or r.get('refused')}, queue wait {r.get('queue_wait')}")
                     results.setdefault(key, {}).setdefault(route, {}).setdefault(str(share), {}).setdefault(label, []).append(r)
 
 

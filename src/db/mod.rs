@@ -36,6 +36,7 @@
 
 pub(crate) mod calls;
 pub(crate) mod client;
+pub(crate) mod drive;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod jobs;

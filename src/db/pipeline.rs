@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use super::drive::drive;
 use super::health::settle;
 use super::jobs::{self, Job};
 use super::mailbox::Envelope;
 use super::pool::{Pool, ReturnAddress};
-use super::postgres::{cancel, drive};
+use super::postgres::cancel;
 use super::store::{Pg, PgLink, Store};
 
 /// How a pipeline runs, from the pool thread's settings.

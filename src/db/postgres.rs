@@ -8,12 +8,11 @@
 //! handshake checks of the certificate is [`crate::tls::client`]'s.
 
 use std::cell::Cell;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -21,6 +20,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::drive::drive;
 use super::error::{ErrorClass, Fault, StoreError};
 use super::migrations;
 use crate::config::{PgConfig, SslMode};
@@ -275,30 +275,3 @@ pub(crate) fn cancel(client: &Client, tls: Option<&Arc<rustls::ClientConfig>>) -
 
 /// The connection's I/O half: it writes what the client queued and reads the replies.
 pub(crate) type PgConnection = tokio_postgres::Connection<Socket, RustlsStream>;
-
-/// Runs `work` (statements on a connection's client) to completion on the pool thread's
-/// runtime, driving the connection's I/O in the same task, as the `postgres` crate does:
-/// no task of its own to schedule and wake for every message. A connection that ends is
-/// dropped, so each statement still waiting fails as closed and `work` finishes.
-pub(crate) fn drive<T>(
-    runtime: &tokio::runtime::Runtime,
-    io: &mut Option<PgConnection>,
-    work: impl Future<Output = T>,
-) -> T {
-    let mut work = pin!(work);
-    runtime.block_on(poll_fn(|cx| loop {
-        if let Poll::Ready(out) = work.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        let Some(connection) = io.as_mut() else { return Poll::Pending };
-        match Pin::new(connection).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(ended) => {
-                if let Err(e) = ended {
-                    log::debug!("postgres connection ended: {e}");
-                }
-                *io = None;
-            }
-        }
-    }))
-}

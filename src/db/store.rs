@@ -15,8 +15,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
+use super::drive::drive;
 use super::error::StoreError;
-use super::postgres::{drive, PgConnection};
+use super::postgres::PgConnection;
 use crate::config::StoreConfig;
 
 /// A live connection and when it was opened (for DB_CONN_MAX_LIFETIME).

@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::drive::drive;
 use super::error::StoreError;
 use super::health::{judge, settle, thread_name};
 use super::jobs;
 use super::mailbox::Envelope;
 use super::pool::Pool;
-use super::postgres::drive;
 use super::store::{PgLink, Store, StoreConn, StoreKind};
 use super::DbError;
 use crate::config::{Config, StoreConfig};
