@@ -65,12 +65,12 @@ impl Door {
         }
     }
 
-    /// A wait of `wait_ns` was seen at `now`.
     /// Whether this door ever refuses (its admission settings were given).
     pub(crate) fn is_enabled(&self) -> bool {
         self.enabled
     }
 
+    /// A wait of `wait_ns` was seen at `now`.
     pub(crate) fn observe(&self, wait_ns: u64, now: u64) {
         if !self.enabled {
             return;

@@ -24,8 +24,9 @@ use std::task::{Context, Poll, Wake, Waker};
 const ROUNDS: usize = 8;
 
 /// Runs `work` (statements on a connection's client) to completion, driving the
-/// connection's I/O (`io`, a `tokio_postgres::Connection`) in the same task. A connection that ends is dropped, so each statement
-/// still waiting fails as closed and `work` finishes.
+/// connection's I/O (`io`, a `tokio_postgres::Connection`) in the same task. A connection
+/// that ends is dropped, so each statement still waiting fails as closed and `work`
+/// finishes.
 pub(crate) fn drive<T, E: std::fmt::Display>(
     runtime: &tokio::runtime::Runtime,
     io: &mut Option<impl Future<Output = Result<(), E>> + Unpin>,
