@@ -144,17 +144,25 @@ def http_status(port, path):
         return None
 
 
-def queue_wait(port):
-    """The store queue's wait over the run, from percore's `db_pool_wait_seconds`: how many
-    jobs, and the bucket bounds (ms) that hold half and 99% of them, and the share of jobs
-    that waited longer than 5 ms. Tells whether the order of the queue (LIFO) could matter."""
+def metrics_text(port):
+    """percore's /metrics page, or None if it cannot be read."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             text = b""
             while chunk := s.recv(65536):
                 text += chunk
+            return text
     except OSError:
+        return None
+
+
+def queue_wait(port):
+    """The store queue's wait over the run, from percore's `db_pool_wait_seconds`: how many
+    jobs, and the bucket bounds (ms) that hold half and 99% of them, and the share of jobs
+    that waited longer than 5 ms. Tells whether the order of the queue (LIFO) could matter."""
+    text = metrics_text(port)
+    if text is None:
         return None
     buckets = sorted((float("inf") if le == b"+Inf" else float(le), float(n)) for le, n in re.findall(rb'^db_pool_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M))
     if not buckets or not buckets[-1][1]:
@@ -167,13 +175,8 @@ def queue_wait(port):
 
 def metric(port, name):
     """The sum of a metric's samples on percore's /metrics."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            text = b""
-            while chunk := s.recv(65536):
-                text += chunk
-    except OSError:
+    text = metrics_text(port)
+    if text is None:
         return None
     values = re.findall(rb"^" + re.escape(name.encode()) + rb"(?:\{[^}]*\})? (\S+)$", text, re.M)
     return sum(float(v) for v in values)

@@ -7,24 +7,30 @@
 //! owner (through the waker its task registered — monoio's cross-thread waker when the
 //! poster is another thread), and the owner lowers the flag *before* draining, so a post
 //! that lands after the drain wakes it again.
+//!
+//! The waker is futures' [`AtomicWaker`], which hands it over without a lock: the owner,
+//! woken, runs at once and registers again while the poster may still be waking it. With a
+//! mutex around the waker held across the wake, the owner blocked on it and was woken a
+//! second time by the unlock: a futex wait, a futex wake and a context switch a reply
+//! (strace at 200 /db requests a second).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::task::Waker;
 
 use crossbeam_channel::{Receiver, Sender};
+use futures_util::task::AtomicWaker;
 
 pub(crate) struct Doorbell<T> {
     tx: Sender<T>,
     rx: Receiver<T>,
     flagged: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    waker: AtomicWaker,
 }
 
 impl<T> Default for Doorbell<T> {
     fn default() -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        Doorbell { tx, rx, flagged: AtomicBool::new(false), waker: Mutex::new(None) }
+        Doorbell { tx, rx, flagged: AtomicBool::new(false), waker: AtomicWaker::new() }
     }
 }
 
@@ -33,15 +39,7 @@ impl<T> Doorbell<T> {
     pub(crate) fn post(&self, item: T) {
         let _ = self.tx.send(item);
         if !self.flagged.swap(true, Ordering::SeqCst) {
-            // Woken outside the lock: the wake writes the owner's eventfd, and an owner that
-            // was asleep runs at once and drains, which takes this lock. Holding it across the
-            // wake made the owner block on it and be woken a second time, by the unlock: a
-            // futex wait, a futex wake and a context switch a reply (strace at 200 /db
-            // requests a second).
-            let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            self.waker.wake();
         }
     }
 
@@ -52,12 +50,7 @@ impl<T> Doorbell<T> {
 
     /// Owner side: registers `waker`, lowers the flag, then hands every posted item to `each`.
     pub(crate) fn drain(&self, waker: &Waker, mut each: impl FnMut(T)) {
-        {
-            let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
-            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                *slot = Some(waker.clone());
-            }
-        }
+        self.waker.register(waker);
         self.flagged.store(false, Ordering::SeqCst);
         while let Ok(item) = self.rx.try_recv() {
             each(item);
@@ -116,9 +109,9 @@ mod tests {
         assert!(count.0.load(Ordering::SeqCst) >= 1);
     }
 
-    /// The owner woken by a post runs at once and drains, which takes the lock the waker
-    /// sits behind; the post must not hold it while waking. Here the wake itself drains,
-    /// on the posting thread: with the lock held across the wake, that deadlocks.
+    /// The owner woken by a post runs at once and drains, registering its waker again
+    /// while the post may still be waking it. Here the wake itself drains, on the posting
+    /// thread: with a lock held across the wake, that deadlocks.
     #[test]
     fn an_owner_woken_by_a_post_can_drain_while_the_post_returns() {
         struct DrainsAtOnce {

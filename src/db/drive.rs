@@ -35,7 +35,7 @@ pub(crate) fn drive<T, E: std::fmt::Display>(
     let mut work = pin!(work);
     runtime.block_on(poll_fn(|cx| {
         let turn = TURN.with(|slot| Turn::for_task(&mut slot.borrow_mut(), cx.waker()));
-        turn.rounds(cx.waker(), |inner| {
+        turn.rounds(|inner| {
             if let Poll::Ready(out) = work.as_mut().poll(inner) {
                 return Poll::Ready(out);
             }
@@ -91,7 +91,7 @@ impl Turn {
     /// Polls `round` with this waker until it is ready, or a round passes with no wake-up
     /// (then the task waits for its socket or a timer), or [`ROUNDS`] are spent (then the
     /// task is woken, and the runtime polls it again after a look at its driver).
-    fn rounds<T>(self: &Arc<Self>, task: &Waker, mut round: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+    fn rounds<T>(self: &Arc<Self>, mut round: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
         let waker = Waker::from(self.clone());
         let mut inner = Context::from_waker(&waker);
         self.polling.store(true, Ordering::SeqCst);
@@ -107,7 +107,7 @@ impl Turn {
         // A wake-up that came in the last round, or from another thread while polling (the
         // SeqCst pair: either it saw `polling` down and woke the task, or it is seen here).
         if self.again.swap(false, Ordering::SeqCst) && out.is_pending() {
-            task.wake_by_ref();
+            self.task.wake_by_ref();
         }
         out
     }
@@ -150,7 +150,7 @@ mod tests {
         let mut slot = None;
         let turn = Turn::for_task(&mut slot, &waker);
         let mut rounds = 0;
-        let out = turn.rounds(&waker, |cx| {
+        let out = turn.rounds(|cx| {
             rounds += 1;
             if rounds < 3 {
                 cx.waker().wake_by_ref();
@@ -170,7 +170,7 @@ mod tests {
         let turn = Turn::for_task(&mut slot, &waker);
         let mut kept = None;
         let mut rounds = 0;
-        let out: Poll<()> = turn.rounds(&waker, |cx| {
+        let out: Poll<()> = turn.rounds(|cx| {
             rounds += 1;
             kept = Some(cx.waker().clone());
             Poll::Pending
@@ -188,7 +188,7 @@ mod tests {
         let mut slot = None;
         let turn = Turn::for_task(&mut slot, &waker);
         let mut rounds = 0;
-        let out: Poll<()> = turn.rounds(&waker, |cx| {
+        let out: Poll<()> = turn.rounds(|cx| {
             rounds += 1;
             cx.waker().wake_by_ref();
             Poll::Pending

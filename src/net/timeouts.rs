@@ -4,10 +4,11 @@
 //! [`ConnCtl`] that its worker can see. Every [`TICK`] the worker's sweeper walks its
 //! connections and cancels the pending read or write of any that is overdue (or idle while
 //! the server drains) through monoio's [`Canceller`], and wakes a connection whose waiting
-//! handler has outlived a budget of seconds ([`SWEPT_BUDGET`]). Cancelling, rather than dropping the
-//! I/O future, matters with io_uring: a dropped read can still complete into its buffer in
-//! the kernel and its bytes would be lost, while a cancelled one returns either
-//! `ECANCELED` or the data that won the race — so nothing a client sent is silently eaten.
+//! handler has outlived a budget of seconds ([`SWEPT_BUDGET`]). Cancelling, rather than
+//! dropping the I/O future, matters with io_uring: a dropped read can still complete into
+//! its buffer in the kernel and its bytes would be lost, while a cancelled one returns
+//! either `ECANCELED` or the data that won the race — so nothing a client sent is silently
+//! eaten.
 //!
 //! The hot path pays two `Cell` writes per phase change and no timer-wheel insertions;
 //! deadlines are as precise as the tick, which is ample for timeouts of seconds.
