@@ -111,7 +111,10 @@ pub(crate) async fn accept_loop<S: Service>(ctx: Rc<Core<S>>, listener: StdListe
                 let _ = stream.set_nodelay(true);
                 place(&ctx, stream, peer);
                 if take_queued {
-                    accept_queued(&ctx, &listener, ACCEPT_BATCH, false);
+                    let taken = accept_queued(&ctx, &listener, ACCEPT_BATCH, false);
+                    if taken > 0 {
+                        log::debug!("worker {}: took {taken} more queued connections after an accept", ctx.id);
+                    }
                 }
             }
             Err(_) if ctx.draining.get() || ctx.shared.is_draining() => {

@@ -182,3 +182,64 @@ fn ten_thousand_keep_alive_connections_are_all_served() {
     eprintln!("{driver}: {n} keep-alive connections open and served; {per_conn} bytes of RSS per idle connection");
     assert!(per_conn < 8192, "an idle connection costs {per_conn} bytes (perf/memory.py measures it precisely)");
 }
+
+/// io_uring completes one accept a loop turn, so after each the worker takes what else is
+/// queued, up to 64, without waiting (`accept_queued`). The server is stopped while 200
+/// clients connect and send a request, so all of them are in the backlog when it resumes:
+/// on io_uring the first accept is followed by a batch of exactly 64, and on either driver
+/// every one of the 200 is answered.
+#[test]
+fn connections_queued_while_the_worker_could_not_run_are_taken_in_batches_and_all_served() {
+    const CLIENTS: usize = 200;
+    for driver in drivers() {
+        let s = Server::start(driver, &[("WORKERS", "1"), ("RUST_LOG", "info,percore::net::listener=debug")]);
+        assert_eq!(s.get("/health").status, 200);
+        s.signal(libc::SIGSTOP);
+        wait_until_stopped(s.pid());
+        let mut clients: Vec<Client> = (0..CLIENTS)
+            .map(|_| {
+                let mut c = s.connect();
+                c.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+                c
+            })
+            .collect();
+        s.signal(libc::SIGCONT);
+        for (n, c) in clients.iter_mut().enumerate() {
+            let r = c.response().unwrap_or_else(|| panic!("{driver}: client {n} of {CLIENTS} was not answered"));
+            assert_eq!(r.status, 200, "{driver}: client {n}");
+        }
+        let logs = s.logs();
+        let batches: Vec<usize> = logs
+            .lines()
+            .filter_map(|l| l.split("took ").nth(1)?.split(" more queued connections").next()?.parse().ok())
+            .collect();
+        eprintln!("{driver}: {CLIENTS} queued clients served; batches after an accept: {batches:?}");
+        if driver == "io_uring" {
+            assert_eq!(batches.first(), Some(&64), "the first accept is followed by a full batch: {batches:?}\n{logs}");
+            assert!(batches.iter().all(|&b| b <= 64), "no batch beyond its cap: {batches:?}");
+            // Each batch follows one accept of the loop's own.
+            assert!(batches.iter().sum::<usize>() + batches.len() <= CLIENTS, "{batches:?}");
+        } else {
+            assert!(batches.is_empty(), "epoll's accept takes the backlog itself: {batches:?}");
+        }
+    }
+}
+
+/// Waits until every thread of `pid` is stopped: a signal is delivered to each thread on
+/// its own time, and a worker still running would accept the clients one by one.
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let stopped = tasks.filter_map(Result::ok).all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // The state follows the command name's closing parenthesis.
+            stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) == Some("T")
+        });
+        if stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "percore did not stop within 5 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
