@@ -110,6 +110,7 @@ impl DbClient {
             self.metrics.db_failure(match e {
                 DbError::QueueFull => DbFailure::QueueFull,
                 DbError::Unavailable(_) => DbFailure::Unavailable,
+                DbError::Deadline => DbFailure::Deadline,
                 DbError::Conflict => DbFailure::Conflict,
                 DbError::Internal(_) => DbFailure::Internal,
             });

@@ -147,7 +147,7 @@ pub(super) fn judge(judged: &Judge<'_>, e: StoreError, lost: &Cell<Option<String
             judged.budgets.statement_timeouts.fetch_add(1, Ordering::Relaxed);
         }
         health.record(false);
-        return DbError::Unavailable("the statement was cancelled at its request's deadline".into());
+        return DbError::Deadline;
     }
     health.record(e.is_store_side());
     if e.is_store_side() {

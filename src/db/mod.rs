@@ -65,6 +65,10 @@ pub(crate) enum DbError {
     QueueFull,
     /// The store cannot be reached, or the connection broke during this job (503).
     Unavailable(String),
+    /// The request's budget ran out first: its job was skipped in the queue, or its
+    /// statement cancelled on the store (503, as the deadline's own answer). Not a store
+    /// failure: the store did what it was asked.
+    Deadline,
     /// A unique constraint refused the write (409).
     Conflict,
     /// Anything else (500).
@@ -76,6 +80,7 @@ impl fmt::Display for DbError {
         match self {
             DbError::QueueFull => f.write_str("the database queue is full"),
             DbError::Unavailable(why) => write!(f, "the store is unavailable: {why}"),
+            DbError::Deadline => f.write_str("the request's budget ran out before the store answered"),
             DbError::Conflict => f.write_str("conflict"),
             DbError::Internal(why) => write!(f, "database error: {why}"),
         }

@@ -90,8 +90,7 @@ impl Pool {
         let (reply, job) = ReturnAddress::take(e);
         if reply.deadline_ns != 0 && now >= reply.deadline_ns {
             self.budgets.skipped_deadline.fetch_add(1, Ordering::Relaxed);
-            let late = DbError::Unavailable("the request's budget ran out while its job queued".into());
-            reply.send(self, Err(late), now, false);
+            reply.send(self, Err(DbError::Deadline), now, false);
             return None;
         }
         Some((reply, job))

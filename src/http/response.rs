@@ -108,6 +108,8 @@ pub struct Reply<'a> {
     no_store: bool,
     start: usize,
     status: u16,
+    /// The handler learned that its request's budget ran out ([`Reply::out_of_budget`]).
+    out_of_budget: bool,
 }
 
 /// Statuses that never carry content, and so no Content-Length either (RFC 9110 §6.4.1,
@@ -127,7 +129,18 @@ impl<'a> Reply<'a> {
         request_id: &'a [u8],
     ) -> Self {
         let start = out.len();
-        Reply { out, scratch, date, framing, request_id, draining: None, no_store: true, start, status: 0 }
+        Reply {
+            out,
+            scratch,
+            date,
+            framing,
+            request_id,
+            draining: None,
+            no_store: true,
+            start,
+            status: 0,
+            out_of_budget: false,
+        }
     }
 
     /// Leaves `Cache-Control` out of this response: for the TechEmpower routes only, whose
@@ -151,6 +164,19 @@ impl<'a> Reply<'a> {
     /// Bytes this response occupies so far.
     pub(crate) fn len(&self) -> usize {
         self.out.len() - self.start
+    }
+
+    /// The request's budget ran out before the handler's answer (the store skipped its job
+    /// or cancelled its statement at the deadline): a 503 here, which the connection
+    /// replaces with the deadline's own answer, since only it knows whose budget it was.
+    pub(crate) fn out_of_budget(&mut self) {
+        self.out_of_budget = true;
+        self.error(503, "the request's budget ran out before the store answered");
+    }
+
+    /// Whether [`Reply::out_of_budget`] was said.
+    pub(crate) fn is_out_of_budget(&self) -> bool {
+        self.out_of_budget
     }
 
     /// Drops whatever this response wrote (a handler that panicked or ran out of time),
@@ -431,6 +457,22 @@ mod tests {
             got.contains("Content-Type: application/json\r\nContent-Length: 27\r\nCache-Control: no-store\r\n\r\n{\"message\":\"Hello, World!\"}"),
             "{got}"
         );
+    }
+
+    #[test]
+    fn out_of_budget_is_a_503_the_connection_can_tell_apart() {
+        let got = render(Framing::default(), |r| {
+            assert!(!r.is_out_of_budget());
+            r.out_of_budget();
+            assert!(r.is_out_of_budget());
+            r.rollback();
+            r.error(503, "the request took longer than its budget");
+        });
+        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+        assert!(got.contains("\r\nRetry-After: 1\r\n"), "{got}");
+        assert_eq!(got.matches("HTTP/1.1").count(), 1, "the rollback left one response: {got}");
+        let got = render(Framing::default(), |r| r.out_of_budget());
+        assert!(got.ends_with(r#""message":"the request's budget ran out before the store answered"}"#), "{got}");
     }
 
     #[test]

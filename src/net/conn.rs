@@ -556,10 +556,11 @@ impl<S: Service> Conn<'_, S> {
         let handler = Box::pin(deadline::within(deadline, logging::in_request(&fields, handler)));
         let raced = race(handler, race(client_gone(&self.stream), self.ctl.interrupted())).await;
         let abandoned = match raced {
-            // Done, but past its budget: the sweep (up to a tick late) had not cut it yet, and
-            // the store, which stops a job at the deadline itself, may have answered first.
-            // Answered as a timer at the deadline would have.
-            Either::Left(()) if timer.is_none() && clock::now_ns() >= deadline => {
+            // The store stopped its job at the deadline (skipped or cancelled) before the
+            // sweep or the timer cut the request: answered as they would have. A handler that
+            // finished is answered with what it wrote, even in the moment before the sweep
+            // comes round: a write the store committed is not reported as failed.
+            Either::Left(()) if reply.is_out_of_budget() => {
                 guard::timed_out(ctx, route, &mut reply, budget);
                 false
             }

@@ -267,6 +267,8 @@ fn a_caller_budget_is_honoured_and_an_invalid_one_is_ignored_and_counted() {
         let cancelled = metric(&metrics, "db_statements_cancelled_total{by=\"cancel_request\"}")
             + metric(&metrics, "db_statements_cancelled_total{by=\"statement_timeout\"}");
         assert!(cancelled >= 3, "{driver}: {cancelled} statements cancelled of 3 left running\n{metrics}");
+        // A statement stopped at its deadline is the budget's doing, not the store failing.
+        assert_eq!(metric(&metrics, "db_errors_total{kind=\"unavailable\"}"), 0, "{driver}\n{metrics}");
         // The connection the cancels went through still serves.
         assert_eq!(s.get("/api/v1/users/1").status, 404, "{driver}");
         drop(db);
@@ -328,6 +330,7 @@ fn no_statement_starts_past_its_deadline_and_one_running_past_it_is_cancelled() 
             + metric(&metrics, "db_jobs_skipped_total{reason=\"abandoned\"}");
         assert!(skipped >= 1, "{driver}\n{metrics}");
         assert!(metric(&metrics, "db_statements_cancelled_total{by=\"cancel_request\"}") >= 1, "{driver}\n{metrics}");
+        assert_eq!(metric(&metrics, "db_errors_total{kind=\"unavailable\"}"), 0, "{driver}\n{metrics}");
         // The same write with time to spare runs.
         let mut c = s.connect();
         c.send(

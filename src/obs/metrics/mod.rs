@@ -88,6 +88,9 @@ labelled! {
     pub(crate) enum DbFailure / DB_ERRORS {
         QueueFull = "queue_full",
         Unavailable = "unavailable",
+        /// The request's budget ran out: its job skipped or its statement cancelled
+        /// (db_jobs_skipped_total and db_statements_cancelled_total say which).
+        Deadline = "deadline",
         Conflict = "conflict",
         Internal = "internal",
         /// The request stopped waiting (timeout, client gone) before the reply.
