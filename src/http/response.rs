@@ -166,12 +166,12 @@ impl<'a> Reply<'a> {
         self.out.len() - self.start
     }
 
-    /// The request's budget ran out before the handler's answer (the store skipped its job
-    /// or cancelled its statement at the deadline): a 503 here, which the connection
-    /// replaces with the deadline's own answer, since only it knows whose budget it was.
+    /// The request's budget ran out before the handler could answer (the store skipped its
+    /// job or cancelled its statement at the deadline). The handler writes nothing more:
+    /// the loop answers with the deadline's own 503, since only it knows whose budget it
+    /// was (`net::guard::waiting`).
     pub(crate) fn out_of_budget(&mut self) {
         self.out_of_budget = true;
-        self.error(503, "the request's budget ran out before the store answered");
     }
 
     /// Whether [`Reply::out_of_budget`] was said.
@@ -460,19 +460,14 @@ mod tests {
     }
 
     #[test]
-    fn out_of_budget_is_a_503_the_connection_can_tell_apart() {
+    fn out_of_budget_is_noted_and_writes_nothing() {
         let got = render(Framing::default(), |r| {
             assert!(!r.is_out_of_budget());
             r.out_of_budget();
             assert!(r.is_out_of_budget());
-            r.rollback();
-            r.error(503, "the request took longer than its budget");
+            assert_eq!((r.status(), r.len()), (0, 0));
         });
-        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
-        assert!(got.contains("\r\nRetry-After: 1\r\n"), "{got}");
-        assert_eq!(got.matches("HTTP/1.1").count(), 1, "the rollback left one response: {got}");
-        let got = render(Framing::default(), |r| r.out_of_budget());
-        assert!(got.ends_with(r#""message":"the request's budget ran out before the store answered"}"#), "{got}");
+        assert_eq!(got, "");
     }
 
     #[test]

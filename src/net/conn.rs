@@ -541,29 +541,20 @@ impl<S: Service> Conn<'_, S> {
         let deadline = clock::now_ns() + budget.as_nanos() as u64;
         // A budget of seconds is the sweep's, from this connection's Handling deadline; a
         // shorter one is the handler's own timer.
-        let timer = if budget < SWEPT_BUDGET {
-            Some(budget)
-        } else {
-            if budget != ctx.timeouts.handler {
-                self.ctl.enter(Phase::Handling, state.0, budget);
-            }
-            None
-        };
+        let own_timer = budget < SWEPT_BUDGET;
+        if !own_timer && budget != ctx.timeouts.handler {
+            self.ctl.enter(Phase::Handling, state.0, budget);
+        }
         let request = RequestView { head, bytes: head_bytes, body, id };
-        let handler = guard::waiting(ctx, route, request, &mut reply, timer);
+        let handler = guard::waiting(ctx, route, request, &mut reply, budget, own_timer);
         // Boxed: the handler's state lives only while the request does. The deadline goes
         // with whatever it asks of the store.
         let handler = Box::pin(deadline::within(deadline, logging::in_request(&fields, handler)));
         let raced = race(handler, race(client_gone(&self.stream), self.ctl.interrupted())).await;
         let abandoned = match raced {
-            // The store stopped its job at the deadline (skipped or cancelled) before the
-            // sweep or the timer cut the request: answered as they would have. A handler that
-            // finished is answered with what it wrote, even in the moment before the sweep
-            // comes round: a write the store committed is not reported as failed.
-            Either::Left(()) if reply.is_out_of_budget() => {
-                guard::timed_out(ctx, route, &mut reply, budget);
-                false
-            }
+            // Done: with what it wrote, even in the moment before the sweep comes round (a
+            // write the store committed is not reported as failed), or with the deadline's
+            // 503 when the store stopped its job there (`guard::waiting`).
             Either::Left(()) => false,
             Either::Right(Either::Left(())) => true,
             // The sweep found the budget spent (a Handling phase is cut for nothing else).

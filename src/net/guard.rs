@@ -3,7 +3,8 @@
 //! A panic becomes 500, is logged with the route, and the worker keeps serving; a handler
 //! that wrote nothing is a bug answered 500; a waiting handler past its budget
 //! (HANDLER_TIMEOUT, or less when the caller says so) is dropped (which abandons its
-//! database job) and answered 503 with Retry-After. In-core handlers pay for neither a
+//! database job) and answered 503 with Retry-After, as is one whose job the store stopped
+//! at the deadline (`Reply::out_of_budget`). In-core handlers pay for neither a
 //! future nor a timer, and a waiting one for a timer only when its budget is under
 //! [`super::timeouts::SWEPT_BUDGET`].
 
@@ -28,30 +29,34 @@ pub(crate) fn now<S: Service>(core: &Core<S>, route: S::Route, request: RequestV
     }
 }
 
-/// Runs a waiting handler; with a `timer`, under that budget (a budget of seconds is the
-/// sweep's: [`super::timeouts::SWEPT_BUDGET`]). The caller boxes this future, so that a
-/// connection task does not carry the largest handler's state while it waits for its next
-/// request.
+/// Runs a waiting handler under `budget`: with a timer of its own when `own_timer` (a
+/// budget of seconds is the sweep's: [`super::timeouts::SWEPT_BUDGET`]). A handler the store
+/// told its budget ran out ([`Reply::out_of_budget`]) is answered as the timer or the sweep
+/// would have; one that finished is answered with what it wrote. The caller boxes this
+/// future, so that a connection task does not carry the largest handler's state while it
+/// waits for its next request.
 pub(crate) async fn waiting<S: Service>(
     core: &Core<S>,
     route: S::Route,
     request: RequestView<'_>,
     reply: &mut Reply<'_>,
-    timer: Option<Duration>,
+    budget: Duration,
+    own_timer: bool,
 ) {
     let handler = catch_unwind_future(core.service.handle(route, request, reply));
-    let outcome = match timer {
-        None => handler.await,
-        Some(budget) => {
-            // Boxed: the timer's entry is aligned to 128 bytes, and only this path should pay
-            // for that.
-            let raced = race(handler, Box::pin(monoio::time::sleep(budget))).await;
-            match raced {
-                Either::Left(outcome) => outcome,
-                Either::Right(()) => return timed_out(core, route, reply, budget),
-            }
+    let outcome = if own_timer {
+        // Boxed: the timer's entry is aligned to 128 bytes, and only this path should pay
+        // for that.
+        match race(handler, Box::pin(monoio::time::sleep(budget))).await {
+            Either::Left(outcome) => outcome,
+            Either::Right(()) => return timed_out(core, route, reply, budget),
         }
+    } else {
+        handler.await
     };
+    if reply.is_out_of_budget() {
+        return timed_out(core, route, reply, budget);
+    }
     settle(core, S::pattern(route), reply, outcome);
 }
 
