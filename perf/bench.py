@@ -209,6 +209,21 @@ def build_actix():
     return build_rust_anchor("actix-web")
 
 
+def build_xitca():
+    return build_rust_anchor("xitca-web")
+
+
+def anchor_env(port, test):
+    """ADDR, and DATABASE_URL for a test that reads a store (the Rust anchors' database
+    routes: one connection per worker, plain, as percore connects here)."""
+    env = {"ADDR": f"127.0.0.1:{port}"}
+    if test.store == "pg":
+        env["DATABASE_URL"] = PG_BENCH
+    elif test.store == "tfb":
+        env["DATABASE_URL"] = tfb.URL
+    return env
+
+
 def build_nginx():
     if not shutil.which("nginx"):
         raise RuntimeError("nginx not installed (apt install nginx)")
@@ -313,7 +328,10 @@ def servers():
         "may-minihttp": Server("may-minihttp", build_may, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
         # Not in the default set: the floor a monoio server reaches with no contract at all.
         "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
-        "actix-web": Server("actix-web", build_actix, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "actix-web": Server("actix-web", build_actix, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "queries", "users-pg", "tfb-db", "tfb-queries"}),
+        # Not TechEmpower's build (its repository cannot be fetched here): perf/anchors/xitca-web,
+        # xitca-web and xitca-postgres from crates.io, written the way that entry is built.
+        "xitca-web": Server("xitca-web", build_xitca, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "queries", "fortunes", "users-pg", "tfb-db", "tfb-queries", "tfb-fortunes"}),
         # TechEmpower's Rust leaders on its database tests, built from its repository.
         **{name: tfb_server(name) for name in tfb.ENTRIES},
     }

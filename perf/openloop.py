@@ -32,6 +32,10 @@ Suites (`--suite`, comma-separated):
     python3 perf/openloop.py --suite rates --routes json,db --rounds 3 --duration 20
     python3 perf/openloop.py --suite overload,neighbour,recovery,refusals --rounds 3
 
+The anchors are perf/bench.py's: Go net/http (the article's service), actix-web, may-minihttp
+(/json only) and xitca-web (perf/anchors/xitca-web, from crates.io: TechEmpower's own build
+cannot be fetched here), each serving the database routes with one connection per worker.
+
 Server and generator share the machine's two cores (the generator takes about one); the
 database routes run against PostgreSQL on 127.0.0.1:5432 (perf/bench.py's percore_bench:
 10,000 users, TechEmpower's world table), which shares them too.
@@ -70,6 +74,7 @@ ROUTES = {
 SERVES = {
     "go": {"json", "db", "users", "queries"},
     "actix-web": {"json", "db", "users", "queries"},
+    "xitca-web": {"json", "db", "users", "queries"},
     "may-minihttp": {"json"},
 }
 RATES = [0.25, 0.5, 0.75, 0.9, 1.2, 2.0]
@@ -107,8 +112,6 @@ class Running:
         self.port = server.port or free_port()
         env = dict(os.environ)
         env.update(server.env(self.port, test))
-        if server.name.startswith("actix") and test.store == "pg":
-            env["DATABASE_URL"] = bench.PG_BENCH
         env.update(extra_env or {})
         cmd = server.command(server.binary, self.port, test)
         cpus = cpus or SERVER_CPUS
@@ -298,7 +301,7 @@ def suite_overload(args, servers, results, variants=None, shares=(0.5, 2.0), key
         "percore": (servers["percore"], {}),
         "percore, loop-lag door too": (servers["percore"], {"ADMISSION_LOOP_LAG": "on"}),
         "percore, no door": (servers["percore"], {"ADMISSION_TARGET": "off"}),
-        **{name: (servers[name], {}) for name in ("go", "actix-web") if name in servers},
+        **{name: (servers[name], {}) for name in ("go", "actix-web", "xitca-web") if name in servers},
     }
     for route in routes:
         cap = args.capacity.get(route) or results.get("capacity", {}).get(route) or capacity(servers["percore"], route, args)
@@ -324,7 +327,7 @@ def suite_neighbour(args, servers, results):
     cap = args.capacity.get(route) or results.get("capacity", {}).get(route) or capacity(servers["percore"], route, args)
     results.setdefault("capacity", {})[route] = cap
     for n in range(args.rounds):
-        for name in [n for n in servers if n.startswith("percore") or n in ("go", "actix-web")]:
+        for name in [n for n in servers if n.startswith("percore") or n in ("go", "actix-web", "xitca-web")]:
             for hog in (False, True):
                 tag = f"neighbour-{name}-{'busy' if hog else 'quiet'}-{n}"
                 try:
@@ -463,7 +466,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="rates")
     p.add_argument("--routes", default="json,db,users,queries")
-    p.add_argument("--servers", default="percore,go,actix-web,may-minihttp")
+    p.add_argument("--servers", default="percore,go,actix-web,xitca-web,may-minihttp")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
