@@ -303,7 +303,8 @@ def suite_overload(args, servers, results, variants=None, shares=(0.5, 2.0), key
         "percore, no door": (servers["percore"], {"ADMISSION_TARGET": "off"}),
         **{name: (servers[name], {}) for name in ("go", "actix-web", "xitca-web") if name in servers},
     }
-    for route in routes:
+    # --routes narrows the suite (its default names both).
+    for route in [r for r in routes if r in args.routes]:
         cap = args.capacity.get(route) or results.get("capacity", {}).get(route) or capacity(servers["percore"], route, args)
         results.setdefault("capacity", {})[route] = cap
         for share in shares:
