@@ -1,10 +1,11 @@
 //! Noticing a client that hangs up while its request waits (on the database, typically), so
 //! the wait is abandoned and the pool skips the job instead of running it for nobody.
 //!
-//! Only awaiting routes are watched. The watch is a readiness wait on the socket (a
-//! PollAdd with io_uring) raced against the handler: readable with data means the client
-//! pipelined its next request and is very much there, so the watch simply ends; an error
-//! means the connection was reset: the client is gone.
+//! Only awaiting routes are watched, and only once they have waited [`WATCH_AFTER`]. The
+//! watch is a readiness wait on the socket (a PollAdd with io_uring) raced against the
+//! handler: readable with data means the client pipelined its next request and is very
+//! much there, so the watch simply ends; an error means the connection was reset: the
+//! client is gone.
 //!
 //! End of stream is not "gone". A FIN says the client is done sending (RFC 9293 §3.6), and
 //! a client that sends a whole request and then shuts down its sending side (`nc -N`,
@@ -27,9 +28,19 @@ use monoio::net::TcpStream;
 /// waits. Rare (half-closed clients with a slow request), so a timer is cheap enough.
 const RESET_CHECK: Duration = Duration::from_millis(100);
 
-/// Resolves when the peer has reset the connection; never when it sends data or only
-/// half-closes.
+/// How long a request waits before its client is watched. A watch armed at once cost every
+/// database request a PollAdd and, when the answer won, an AsyncCancel (3–4% of the
+/// server's CPU on /db, perf/README.md, 2026-12-06, night) and saved nothing: a job that
+/// finishes within a few milliseconds has run before a reset could stop it. A timer is a
+/// slot in the runtime's wheel, no system call. A reset in the meantime is not missed: the
+/// socket is readable with its error when the watch begins, so it is seen at once. The
+/// length is the store queue's default ADMISSION_TARGET: a job that waits longer is late.
+const WATCH_AFTER: Duration = Duration::from_millis(5);
+
+/// Resolves when the peer has reset the connection, from [`WATCH_AFTER`] on; never when it
+/// sends data or only half-closes.
 pub(crate) async fn client_gone(stream: &TcpStream) {
+    monoio::time::sleep(WATCH_AFTER).await;
     loop {
         if stream.readable(false).await.is_err() {
             return;
