@@ -325,9 +325,9 @@ def servers():
         "percore-baseline": Server("percore-baseline", build_percore_baseline, lambda binary, port, test: [binary], percore_env),
         "go": Server("go", build_go, lambda binary, port, test: [binary], go_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "users-pg", "few-users-2", "few-users-4", "few-users-8", "few-pipelined-2", "close-256"} | TLS_TESTS),
         "nginx": Server("nginx", build_nginx, nginx_command, lambda port, test: {}, routes={"plaintext", "pipelined"} | TLS_TESTS),
-        "may-minihttp": Server("may-minihttp", build_may, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "may-minihttp": Server("may-minihttp", build_may, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000"}),
         # Not in the default set: the floor a monoio server reaches with no contract at all.
-        "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port, test: [binary], lambda port, test: {"ADDR": f"127.0.0.1:{port}"}, routes={"plaintext", "json", "pipelined", "json-5000"}),
+        "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000"}),
         "actix-web": Server("actix-web", build_actix, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "queries", "users-pg", "tfb-db", "tfb-queries"}),
         # Not TechEmpower's build (its repository cannot be fetched here): perf/anchors/xitca-web,
         # xitca-web and xitca-postgres from crates.io, written the way that entry is built.

@@ -77,6 +77,8 @@ SERVES = {
     "xitca-web": {"json", "db", "users", "queries"},
     "may-minihttp": {"json"},
 }
+# The anchors that serve /db, beside percore in the overload and neighbour suites.
+DB_ANCHORS = ("go", "actix-web", "xitca-web")
 RATES = [0.25, 0.5, 0.75, 0.9, 1.2, 2.0]
 FLOOR_SERVER = "monoio-minimal"
 
@@ -301,7 +303,7 @@ def suite_overload(args, servers, results, variants=None, shares=(0.5, 2.0), key
         "percore": (servers["percore"], {}),
         "percore, loop-lag door too": (servers["percore"], {"ADMISSION_LOOP_LAG": "on"}),
         "percore, no door": (servers["percore"], {"ADMISSION_TARGET": "off"}),
-        **{name: (servers[name], {}) for name in ("go", "actix-web", "xitca-web") if name in servers},
+        **{name: (servers[name], {}) for name in DB_ANCHORS if name in servers},
     }
     # --routes narrows the suite (its default names both).
     for route in [r for r in routes if r in args.routes]:
@@ -328,7 +330,7 @@ def suite_neighbour(args, servers, results):
     cap = args.capacity.get(route) or results.get("capacity", {}).get(route) or capacity(servers["percore"], route, args)
     results.setdefault("capacity", {})[route] = cap
     for n in range(args.rounds):
-        for name in [n for n in servers if n.startswith("percore") or n in ("go", "actix-web", "xitca-web")]:
+        for name in [n for n in servers if n.startswith("percore") or n in DB_ANCHORS]:
             for hog in (False, True):
                 tag = f"neighbour-{name}-{'busy' if hog else 'quiet'}-{n}"
                 try:

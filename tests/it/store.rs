@@ -348,6 +348,33 @@ fn a_write_whose_request_timed_out_is_skipped_not_run() {
     }
 }
 
+/// The watch on a waiting request's client begins only after it has waited a few
+/// milliseconds (net/gone.rs, WATCH_AFTER), so a client that resets at once must still be
+/// seen when the watch begins: the reset is already there, the socket readable with its
+/// error. Reset 1 ms after the request: its queued write is skipped, not run. (Had the
+/// worker not yet read the request, the read loop ends the connection instead: not run
+/// either way.)
+#[test]
+fn a_write_whose_client_left_at_once_is_skipped_not_run() {
+    let Some(db) = TestDatabase::create() else { return };
+    let proxy = DelayProxy::start(pg_upstream(), Duration::from_millis(300));
+    let url = via(&proxy, &db);
+    for driver in drivers() {
+        let s = busy_pool(&url, driver, &[]);
+        let _busy = occupy(&s, 3);
+        std::thread::sleep(Duration::from_millis(20));
+        let email = format!("gone-at-once-{driver}@example.com");
+        let mut c = s.connect();
+        let body = format!(r#"{{"name":"N","email":"{email}"}}"#);
+        socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO)).unwrap();
+        c.send(format!("POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        std::thread::sleep(Duration::from_millis(1));
+        drop(c);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(users_with_email(&db, &email), 0, "the abandoned write must not run ({driver})");
+    }
+}
+
 /// A client that gives up resets its connection (an abort, a killed process with unread
 /// bytes, a timeout with SO_LINGER 0): its queued write is skipped. A FIN alone is not
 /// leaving — see tests/it/half_close.rs, and the second half of this test.

@@ -149,17 +149,13 @@ async fn fortunes(ctx: &WebContext<'_, State>) -> WebResponse {
     );
     for (id, message) in &list {
         html.push_str("<tr><td>");
-        html.push_str(itoa(*id).as_str());
+        html.push_str(&id.to_string());
         html.push_str("</td><td>");
         escape(&mut html, message);
         html.push_str("</td></tr>");
     }
     html.push_str("</table></body></html>");
     respond(StatusCode::OK, "text/html; charset=utf-8", html.into_bytes())
-}
-
-fn itoa(n: i32) -> String {
-    n.to_string()
 }
 
 fn escape(out: &mut String, s: &str) {
