@@ -86,6 +86,9 @@ TESTS = {
     "pipelined": Test("/plaintext", depth=16),
     "json-5000": Test("/json", conns=5000),
     "db": Test("/db", store="pg"),
+    # Issue 26's overload case and the article's many-connection line, on the store: what a
+    # request costs when 2,000 clients wait on it at once.
+    "db-2000": Test("/db", conns=2000, store="pg"),
     # TechEmpower's fortunes and 20 queries against percore_bench (its 12 fortunes, its
     # world table), where no private cluster is at hand.
     "fortunes": Test("/fortunes", store="pg"),
@@ -328,10 +331,10 @@ def servers():
         "may-minihttp": Server("may-minihttp", build_may, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000"}),
         # Not in the default set: the floor a monoio server reaches with no contract at all.
         "monoio-minimal": Server("monoio-minimal", build_monoio, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000"}),
-        "actix-web": Server("actix-web", build_actix, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "queries", "users-pg", "tfb-db", "tfb-queries"}),
+        "actix-web": Server("actix-web", build_actix, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "db-2000", "queries", "users-pg", "tfb-db", "tfb-queries"}),
         # Not TechEmpower's build (its repository cannot be fetched here): perf/anchors/xitca-web,
         # xitca-web and xitca-postgres from crates.io, written the way that entry is built.
-        "xitca-web": Server("xitca-web", build_xitca, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "queries", "fortunes", "users-pg", "tfb-db", "tfb-queries", "tfb-fortunes"}),
+        "xitca-web": Server("xitca-web", build_xitca, lambda binary, port, test: [binary], anchor_env, routes={"plaintext", "json", "pipelined", "json-5000", "db", "db-2000", "queries", "fortunes", "users-pg", "tfb-db", "tfb-queries", "tfb-fortunes"}),
         # TechEmpower's Rust leaders on its database tests, built from its repository.
         **{name: tfb_server(name) for name in tfb.ENTRIES},
     }

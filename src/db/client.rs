@@ -74,6 +74,7 @@ impl DbClient {
             job,
             queued_ns: crate::clock::now_ns(),
             deadline_ns: crate::deadline::current().unwrap_or(0),
+            client: crate::deadline::client().unwrap_or(-1),
         };
         match self.pool.jobs.submit(envelope) {
             Ok(()) => Ok(Pending { client: self, slot, done: false }),
@@ -113,6 +114,7 @@ impl DbClient {
                 DbError::Deadline => DbFailure::Deadline,
                 DbError::Conflict => DbFailure::Conflict,
                 DbError::Internal(_) => DbFailure::Internal,
+                DbError::ClientGone => DbFailure::Abandoned,
             });
         }
         let mut slots = self.slots.borrow_mut();

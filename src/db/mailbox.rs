@@ -20,6 +20,9 @@ pub(crate) struct Envelope {
     pub(crate) queued_ns: u64,
     /// When its request must be answered (`clock::now_ns`); 0: no deadline.
     pub(crate) deadline_ns: u64,
+    /// Its request's client socket, looked at before a late job runs (`super::gone`); -1:
+    /// none.
+    pub(crate) client: i32,
 }
 
 /// A reply on its way back, with what the pool measured.

@@ -25,9 +25,10 @@
 //! replies costs one cross-thread wake, not one per query; no thread, no channel and no
 //! boxed future is created per request — a request takes a slot in a per-worker slab.
 //!
-//! Abandoned work is skipped: when a request times out or its client goes away, its
+//! Abandoned work is skipped: when a request times out or its connection ends, its
 //! pending future is dropped, which bumps the slot's generation; a pool thread compares
-//! generations before running a job and skips stale ones.
+//! generations before running a job and skips stale ones. A job that waited long is also
+//! skipped when its client has reset the connection meanwhile ([`gone`]).
 //!
 //! Failures: a connection older than DB_CONN_MAX_LIFETIME is replaced between jobs; a
 //! broken one is dropped, the job that met the failure is answered 503 (never retried — a
@@ -38,6 +39,7 @@ pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod drive;
 pub(crate) mod error;
+pub(crate) mod gone;
 pub(crate) mod health;
 pub(crate) mod jobs;
 pub(crate) mod mailbox;
@@ -69,6 +71,9 @@ pub(crate) enum DbError {
     /// statement cancelled on the store (503, as the deadline's own answer). Not a store
     /// failure: the store did what it was asked.
     Deadline,
+    /// Its client reset the connection while the job waited (`gone`): the job was not
+    /// run, and nothing is answered.
+    ClientGone,
     /// A unique constraint refused the write (409).
     Conflict,
     /// Anything else (500).
@@ -81,6 +86,7 @@ impl fmt::Display for DbError {
             DbError::QueueFull => f.write_str("the database queue is full"),
             DbError::Unavailable(why) => write!(f, "the store is unavailable: {why}"),
             DbError::Deadline => f.write_str("the request's budget ran out before the store answered"),
+            DbError::ClientGone => f.write_str("the client left before its job ran"),
             DbError::Conflict => f.write_str("conflict"),
             DbError::Internal(why) => write!(f, "database error: {why}"),
         }

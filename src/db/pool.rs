@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::gone::{self, LOOK_AFTER};
 use super::health::{Budgets, Judge, StoreErrors, StoreHealth};
 use super::jobs;
 use super::jobs::Job;
@@ -15,6 +16,8 @@ use super::queue::JobQueue;
 use super::DbError;
 use crate::codel::Door;
 use crate::config::{Config, StoreConfig};
+
+const LOOK_AFTER_NS: u64 = LOOK_AFTER.as_nanos() as u64;
 
 /// The pool as the rest of the server sees it.
 pub(crate) struct Pool {
@@ -79,18 +82,27 @@ impl Pool {
     }
 
     /// A job a pool thread took at `now`: its wait is reported to the door; it is not run
-    /// if its request has gone or its budget has run out (then it is answered at once).
+    /// if its request has stopped waiting, its budget has run out, or (after a wait of
+    /// [`gone::LOOK_AFTER`]) its client has reset the connection. The last two are
+    /// answered at once.
     pub(super) fn take(&self, e: Envelope, now: u64) -> Option<(ReturnAddress, Job)> {
-        self.door.observe(now.saturating_sub(e.queued_ns), now);
+        let waited = now.saturating_sub(e.queued_ns);
+        self.door.observe(waited, now);
         if !self.mailboxes[e.worker as usize].is_current(e.slot, e.generation) {
-            // Its request timed out or its client left: do not run it.
+            // Its request timed out or the connection ended: do not run it.
             self.budgets.skipped_abandoned.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        let client = e.client;
         let (reply, job) = ReturnAddress::take(e);
         if reply.deadline_ns != 0 && now >= reply.deadline_ns {
             self.budgets.skipped_deadline.fetch_add(1, Ordering::Relaxed);
             reply.send(self, Err(DbError::Deadline), now, false);
+            return None;
+        }
+        if client >= 0 && waited >= LOOK_AFTER_NS && gone::has_left(client) {
+            self.budgets.skipped_abandoned.fetch_add(1, Ordering::Relaxed);
+            reply.send(self, Err(DbError::ClientGone), now, false);
             return None;
         }
         Some((reply, job))

@@ -209,7 +209,15 @@ mod tests {
     use std::sync::Arc;
 
     fn envelope(slot: u32) -> Envelope {
-        Envelope { worker: 0, slot, generation: 0, job: Job::GetUser { id: slot as i64 }, queued_ns: 0, deadline_ns: 0 }
+        Envelope {
+            worker: 0,
+            slot,
+            generation: 0,
+            job: Job::GetUser { id: slot as i64 },
+            queued_ns: 0,
+            deadline_ns: 0,
+            client: -1,
+        }
     }
 
     fn wait_parked(q: &JobQueue, n: usize) {

@@ -110,6 +110,8 @@ pub struct Reply<'a> {
     status: u16,
     /// The handler learned that its request's budget ran out ([`Reply::out_of_budget`]).
     out_of_budget: bool,
+    /// The handler learned that its client has left ([`Reply::client_left`]).
+    client_left: bool,
 }
 
 /// Statuses that never carry content, and so no Content-Length either (RFC 9110 §6.4.1,
@@ -140,6 +142,7 @@ impl<'a> Reply<'a> {
             start,
             status: 0,
             out_of_budget: false,
+            client_left: false,
         }
     }
 
@@ -177,6 +180,18 @@ impl<'a> Reply<'a> {
     /// Whether [`Reply::out_of_budget`] was said.
     pub(crate) fn is_out_of_budget(&self) -> bool {
         self.out_of_budget
+    }
+
+    /// The client reset its connection while the request waited, so its work was not done
+    /// (the store skipped its job). Nothing is written: nobody would read it, and the loop
+    /// ends the connection.
+    pub(crate) fn client_left(&mut self) {
+        self.client_left = true;
+    }
+
+    /// Whether [`Reply::client_left`] was said.
+    pub(crate) fn has_client_left(&self) -> bool {
+        self.client_left
     }
 
     /// Drops whatever this response wrote (a handler that panicked or ran out of time),

@@ -14,6 +14,7 @@
 //! its response loses the connection after SERVER_WRITE_TIMEOUT.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use crate::http::route::{Refusal, RequestView, Resolved, Shed};
 use crate::http::service::Service;
 use crate::net::body_memory::Share;
 use crate::net::buffers::READ_BUFFER;
-use crate::net::gone::{client_gone, race, Either};
+use crate::net::race::{race, Either};
 use crate::net::send::send_now;
 use crate::net::timeouts::{ConnCtl, Cut, Phase, SWEPT_BUDGET};
 use crate::net::tls::Session;
@@ -520,7 +521,7 @@ impl<S: Service> Conn<'_, S> {
         Self::finish(ctx, &self.peer, head, head_bytes, request_id, started, done)
     }
 
-    /// A request whose handler waits (for the store), raced against the client leaving.
+    /// A request whose handler waits (for the store), raced against the sweep's cut.
     async fn respond_waiting(
         &mut self,
         request: &Request,
@@ -549,16 +550,17 @@ impl<S: Service> Conn<'_, S> {
         let handler = guard::waiting(ctx, route, request, &mut reply, budget, own_timer);
         // Boxed: the handler's state lives only while the request does. The deadline goes
         // with whatever it asks of the store.
-        let handler = Box::pin(deadline::within(deadline, logging::in_request(&fields, handler)));
-        let raced = race(handler, race(client_gone(&self.stream), self.ctl.interrupted())).await;
+        let handler =
+            Box::pin(deadline::within(deadline, self.stream.as_raw_fd(), logging::in_request(&fields, handler)));
+        let raced = race(handler, self.ctl.interrupted()).await;
         let abandoned = match raced {
             // Done: with what it wrote, even in the moment before the sweep comes round (a
-            // write the store committed is not reported as failed), or with the deadline's
-            // 503 when the store stopped its job there (`guard::waiting`).
-            Either::Left(()) => false,
-            Either::Right(Either::Left(())) => true,
+            // write the store committed is not reported as failed), with the deadline's 503
+            // when the store stopped its job there (`guard::waiting`), or with nothing when
+            // the store found its client gone (`db::gone`).
+            Either::Left(()) => reply.has_client_left(),
             // The sweep found the budget spent (a Handling phase is cut for nothing else).
-            Either::Right(Either::Right(())) => {
+            Either::Right(()) => {
                 self.ctl.uncut();
                 guard::timed_out(ctx, route, &mut reply, budget);
                 false

@@ -4,7 +4,8 @@
 //! that wrote nothing is a bug answered 500; a waiting handler past its budget
 //! (HANDLER_TIMEOUT, or less when the caller says so) is dropped (which abandons its
 //! database job) and answered 503 with Retry-After, as is one whose job the store stopped
-//! at the deadline (`Reply::out_of_budget`). In-core handlers pay for neither a
+//! at the deadline (`Reply::out_of_budget`); one whose client left while its job waited
+//! (`Reply::client_left`) is answered with nothing. In-core handlers pay for neither a
 //! future nor a timer, and a waiting one for a timer only when its budget is under
 //! [`super::timeouts::SWEPT_BUDGET`].
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use super::catch::catch_unwind_future;
 use super::core::Core;
-use super::gone::{race, Either};
+use super::race::{race, Either};
 use crate::http::response::Reply;
 use crate::http::route::RequestView;
 use crate::http::service::Service;
@@ -56,6 +57,10 @@ pub(crate) async fn waiting<S: Service>(
     };
     if reply.is_out_of_budget() {
         return timed_out(core, route, reply, budget);
+    }
+    if reply.has_client_left() {
+        // Nothing to answer: the connection ends (`conn::respond_waiting`).
+        return;
     }
     settle(core, S::pattern(route), reply, outcome);
 }

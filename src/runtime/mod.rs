@@ -10,6 +10,7 @@ pub mod driver;
 pub(crate) mod memory;
 pub mod server;
 pub(crate) mod shutdown;
+pub mod slice;
 pub(crate) mod startup_pages;
 pub(crate) mod status;
 pub(crate) mod worker;

@@ -171,6 +171,9 @@ fn start_workers(
                 if pinned && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
                     log::warn!("worker {id}: could not pin to CPU {cpu}");
                 }
+                if let Some(slice) = shared.config.worker_slice {
+                    ask_for_slice(id, slice);
+                }
                 let result = worker::run(id, io_driver, env, shared, listener, || {
                     let _ = reports.send(Report::Started(id));
                 });
@@ -190,6 +193,25 @@ fn start_workers(
         }
     }
     Ok(inbox)
+}
+
+/// WORKER_SLICE, on the calling worker thread; what became of it is logged once, by worker 0
+/// (ignored or refused, the worker serves as it would have anyway).
+fn ask_for_slice(id: usize, slice: std::time::Duration) {
+    use crate::runtime::slice::{apply, Outcome};
+    let quietly = id != 0;
+    match apply(slice) {
+        Ok(Outcome::Applied) if !quietly => log::info!("workers run in CPU slices of {slice:?} (WORKER_SLICE)"),
+        Ok(Outcome::Ignored) if !quietly => {
+            log::info!(
+                "WORKER_SLICE={slice:?} has no effect: this kernel keeps its own slices (Linux 6.12+ takes them)"
+            )
+        }
+        Err(e) if !quietly => {
+            log::warn!("WORKER_SLICE={slice:?} was refused by the kernel: {e}; workers keep its slice")
+        }
+        _ => {}
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, which it returns; a worker that stops meanwhile ends the

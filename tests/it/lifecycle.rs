@@ -45,6 +45,53 @@ fn pinned_workers_run_on_one_cpu_each() {
     });
 }
 
+/// `comm` → the slice the fair scheduler gives each thread of `pid`, in ns (`se.slice` of
+/// its /proc sched file; absent before Linux 6.6).
+fn slices(pid: u32) -> Vec<(String, Option<u64>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_owned();
+        out.push((comm, slice_in(&entry.path().join("sched"))));
+    }
+    out
+}
+
+fn slice_in(sched: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(sched).ok()?;
+    let line = text.lines().find(|l| l.starts_with("se.slice"))?;
+    line.rsplit(':').next()?.trim().parse().ok()
+}
+
+/// The workers ask the kernel for WORKER_SLICE and get it; the pool threads keep the
+/// kernel's own; `off`, the default, leaves the workers at the kernel's too.
+#[test]
+fn workers_run_with_the_slice_they_ask_for() {
+    let Some(kernels) = slice_in(std::path::Path::new("/proc/thread-self/sched")) else {
+        eprintln!("*** this kernel reports no se.slice: slice test skipped ***");
+        return;
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut version = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    if (version.next().unwrap_or(0), version.next().unwrap_or(0)) < (6, 12) {
+        eprintln!("*** Linux {release} keeps its own slices: slice test skipped ***");
+        return;
+    }
+    let of = |s: &Server, prefix: &str| -> Vec<Option<u64>> {
+        slices(s.pid()).into_iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, v)| v).collect()
+    };
+    for (setting, want) in [(Some("100us"), 100_000), (Some("5ms"), 5_000_000), (None, kernels), (Some("off"), kernels)]
+    {
+        let mut env = vec![("WORKERS", "2"), ("DB_POOL_SIZE", "2")];
+        env.extend(setting.map(|v| ("WORKER_SLICE", v)));
+        let s = Server::start(drivers()[0], &env);
+        s.wait_ready();
+        assert_eq!(of(&s, "percore-w"), vec![Some(want); 2], "WORKER_SLICE={setting:?}");
+        assert_eq!(of(&s, "percore-db"), vec![Some(kernels); 2], "pool threads, WORKER_SLICE={setting:?}");
+        let logged = s.logs().contains("workers run in CPU slices of");
+        assert_eq!(logged, want != kernels, "WORKER_SLICE={setting:?}: {}", s.logs());
+    }
+}
+
 /// Installs a seccomp filter that fails io_uring_setup with EPERM, as containerd 2.0+ and
 /// Docker 25+ do by default.
 fn block_io_uring(cmd: &mut std::process::Command) {

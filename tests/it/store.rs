@@ -348,12 +348,10 @@ fn a_write_whose_request_timed_out_is_skipped_not_run() {
     }
 }
 
-/// The watch on a waiting request's client begins only after it has waited a few
-/// milliseconds (net/gone.rs, WATCH_AFTER), so a client that resets at once must still be
-/// seen when the watch begins: the reset is already there, the socket readable with its
-/// error. Reset 1 ms after the request: its queued write is skipped, not run. (Had the
-/// worker not yet read the request, the read loop ends the connection instead: not run
-/// either way.)
+/// A waiting job's client is looked at when a pool thread takes the job (db/gone.rs), so a
+/// client that resets at once, long before that, is seen then: the reset is still there.
+/// Reset 1 ms after the request: its queued write is skipped, not run. (Had the worker not
+/// yet read the request, the read loop ends the connection instead: not run either way.)
 #[test]
 fn a_write_whose_client_left_at_once_is_skipped_not_run() {
     let Some(db) = TestDatabase::create() else { return };
@@ -396,6 +394,10 @@ fn a_write_whose_client_left_is_skipped_not_run() {
         drop(c);
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(users_with_email(&db, &email), 0, "the abandoned write must not run ({driver})");
+        // Counted as skipped, and logged as nginx logs it: 499, the client closed first.
+        let metrics = s.get("/metrics").text();
+        assert!(metrics.contains("db_jobs_skipped_total{reason=\"abandoned\"} 1"), "{metrics}");
+        assert!(metrics.contains("route=\"/api/v1/users\",status=\"499\"} 1"), "{metrics}");
         // The control: the same write from a client that half-closes behind its request
         // (done sending, still reading) runs, and the client reads its 201.
         let _busy = occupy(&s, 3);

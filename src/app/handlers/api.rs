@@ -106,6 +106,7 @@ pub(crate) fn db_error(ctx: &App, reply: &mut Reply<'_>, e: &DbError, conflict: 
         DbError::QueueFull => reply.error(503, "the database queue is full; retry shortly"),
         DbError::Unavailable(_) => reply.error(503, &format!("store {} unavailable", ctx.db.pool().store)),
         DbError::Deadline => reply.out_of_budget(),
+        DbError::ClientGone => reply.client_left(),
         DbError::Conflict => reply.error(409, conflict),
         DbError::Internal(why) => {
             log::error!("worker {}: {why}", ctx.id);
