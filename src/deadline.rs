@@ -16,20 +16,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 thread_local! {
-    /// `clock::now_ns()` by which the current request must be answered; 0: none.
-    static CURRENT: Cell<u64> = const { Cell::new(0) };
-    /// The current request's client socket; -1: none.
-    static CLIENT: Cell<RawFd> = const { Cell::new(-1) };
+    /// `clock::now_ns()` by which the current request must be answered (0: none), and its
+    /// client socket (-1: none). One cell, so a poll swaps both at once.
+    static CURRENT: Cell<(u64, RawFd)> = const { Cell::new((0, -1)) };
 }
 
 /// The current request's deadline (`clock::now_ns()` units), if one is being served.
 pub(crate) fn current() -> Option<u64> {
-    Some(CURRENT.with(Cell::get)).filter(|&d| d != 0)
+    Some(CURRENT.with(Cell::get).0).filter(|&d| d != 0)
 }
 
 /// The current request's client socket, if one is being served.
 pub(crate) fn client() -> Option<RawFd> {
-    Some(CLIENT.with(Cell::get)).filter(|&fd| fd >= 0)
+    Some(CURRENT.with(Cell::get).1).filter(|&fd| fd >= 0)
 }
 
 /// Runs `inner` with `deadline` as the current request's deadline, and `client` as its
@@ -48,12 +47,11 @@ pin_project_lite::pin_project! {
 }
 
 /// Puts the previous request's values back when the poll ends, however it ends.
-struct Restore(u64, RawFd);
+struct Restore((u64, RawFd));
 
 impl Drop for Restore {
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.0));
-        CLIENT.with(|c| c.set(self.1));
     }
 }
 
@@ -62,7 +60,7 @@ impl<F: Future> Future for Within<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _restore = Restore(CURRENT.with(|c| c.replace(*this.deadline)), CLIENT.with(|c| c.replace(*this.client)));
+        let _restore = Restore(CURRENT.with(|c| c.replace((*this.deadline, *this.client))));
         this.inner.poll(cx)
     }
 }

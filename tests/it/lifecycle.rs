@@ -7,16 +7,22 @@ use std::time::{Duration, Instant};
 
 use crate::common::{drivers, each_driver, Client, Server};
 
-/// `comm` → `Cpus_allowed_list` of every thread of `pid`.
-fn threads(pid: u32) -> Vec<(String, String)> {
+/// `comm` → what `read` makes of the thread's /proc directory, for every thread of `pid`.
+fn per_thread<T>(pid: u32, read: impl Fn(&std::path::Path) -> T) -> Vec<(String, T)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_owned();
-        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_owned();
-        out.push((comm, cpus));
+        out.push((comm, read(&entry.path())));
     }
     out
+}
+
+/// `comm` → `Cpus_allowed_list` of every thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, String)> {
+    per_thread(pid, |dir| {
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_owned()
+    })
 }
 
 #[test]
@@ -48,12 +54,7 @@ fn pinned_workers_run_on_one_cpu_each() {
 /// `comm` → the slice the fair scheduler gives each thread of `pid`, in ns (`se.slice` of
 /// its /proc sched file; absent before Linux 6.6).
 fn slices(pid: u32) -> Vec<(String, Option<u64>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_owned();
-        out.push((comm, slice_in(&entry.path().join("sched"))));
-    }
-    out
+    per_thread(pid, |dir| slice_in(&dir.join("sched")))
 }
 
 fn slice_in(sched: &std::path::Path) -> Option<u64> {
