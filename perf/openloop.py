@@ -303,6 +303,9 @@ def suite_overload(args, servers, results, variants=None, shares=(0.5, 2.0), key
         "percore": (servers["percore"], {}),
         "percore, loop-lag door too": (servers["percore"], {"ADMISSION_LOOP_LAG": "on"}),
         "percore, no door": (servers["percore"], {"ADMISSION_TARGET": "off"}),
+        # Other percore builds or settings named in --servers (`percore-baseline`,
+        # `percore[DB_QUEUE_DEPTH=4096]`) run beside the default, as they are.
+        **{name: (s, {}) for name, s in servers.items() if name.startswith("percore") and name != "percore"},
         **{name: (servers[name], {}) for name in DB_ANCHORS if name in servers},
     }
     # --routes narrows the suite (its default names both).

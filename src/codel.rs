@@ -5,9 +5,13 @@
 //! The door is told each wait as it is seen. Waits above the target for a whole interval
 //! mean a standing queue: the work cannot keep up, and a new request would only wait
 //! behind it and time out, its work done for nobody. While the queue stands the door
-//! refuses. It opens again as soon as a wait is seen within the target (the queue has
-//! drained), or when its owner says the queue is empty ([`Door::reopen`]), or when no wait
-//! has been seen for an interval (nothing queued at all). Within [`MEMORY`] of the last
+//! refuses — and a queue that can see its own length ([`Door::admits_behind`]) refuses
+//! only the requests that would wait behind more than twice the target's worth of work,
+//! folly's slough time, so that the store keeps working through the standing queue instead
+//! of running dry before the door opens. It opens again as soon as a wait is seen within
+//! the target (the queue has drained), or when its owner says the queue is empty
+//! ([`Door::reopen`]), or when no wait has been seen for an interval (nothing queued at
+//! all). Within [`MEMORY`] of the last
 //! standing queue, waits above the target close it again at once instead of after another
 //! interval, so a sustained overload cannot rebuild an interval's worth of queue on every
 //! cycle (CoDel's faster drops after a recent one).
@@ -33,35 +37,58 @@ pub(crate) const MEMORY: Duration = Duration::from_secs(1);
 
 const MEMORY_NS: u64 = MEMORY.as_nanos() as u64;
 
-/// A door's state (times in `clock::now_ns`).
+/// A door's state (times in `clock::now_ns`). The workers read `refusing` on every request
+/// for the store; the pool threads write the [`Takes`] on every job they take. The two sit
+/// in separate cache lines, and `refusing` is written only when it changes, so a worker's
+/// read is not a miss each time a job is taken.
+#[repr(align(128))]
 pub(crate) struct Door {
+    /// Refusing new database requests.
+    refusing: AtomicBool,
+    /// ADMISSION_TARGET=off: the door never refuses.
+    enabled: bool,
+    /// Jobs the queue drains within `slough_ns` at the last window's service rate.
+    drains_in_slough: AtomicU64,
+    /// While refusing, a request comes in if the queue ahead of it drains within this
+    /// (twice the target: folly's slough timeout). See [`Door::admits_behind`].
+    slough_ns: u64,
     /// A wait longer than this is late (ADMISSION_TARGET).
     target_ns: u64,
     /// Late waits for this long make a standing queue (ADMISSION_INTERVAL).
     interval_ns: u64,
-    /// ADMISSION_TARGET=off: the door never refuses.
-    enabled: bool,
-    /// Since when every wait seen was late; 0: the last one was on time.
-    late_since: AtomicU64,
-    /// Refusing new database requests.
-    refusing: AtomicBool,
     /// When the last standing queue ended.
     last_standing: AtomicU64,
+    takes: Takes,
+}
+
+/// What the pool threads write as they take jobs (its own cache line; 128 bytes: the
+/// adjacent-line prefetcher pairs lines).
+#[repr(align(128))]
+#[derive(Default)]
+struct Takes {
+    /// Since when every wait seen was late; 0: the last one was on time.
+    late_since: AtomicU64,
     /// When a wait was last seen.
     last_take: AtomicU64,
+    /// Waits seen so far: each is one job taken, so their rate is the queue's service rate.
+    taken: AtomicU64,
+    /// When the current rate window began, and `taken` then.
+    window_start: AtomicU64,
+    window_taken: AtomicU64,
 }
 
 impl Door {
     pub(crate) fn new(config: Option<AdmissionConfig>) -> Door {
         let nanos = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
         Door {
+            refusing: AtomicBool::new(false),
+            enabled: config.is_some(),
+            drains_in_slough: AtomicU64::new(0),
+            slough_ns: config.map_or(u64::MAX, |c| nanos(c.target).saturating_mul(2)),
             target_ns: config.map_or(u64::MAX, |c| nanos(c.target)),
             interval_ns: config.map_or(u64::MAX, |c| nanos(c.interval)),
-            enabled: config.is_some(),
-            late_since: AtomicU64::new(0),
-            refusing: AtomicBool::new(false),
             last_standing: AtomicU64::new(0),
-            last_take: AtomicU64::new(0),
+            takes: Takes::default(),
         }
     }
 
@@ -75,7 +102,8 @@ impl Door {
         if !self.enabled {
             return;
         }
-        let previous = self.last_take.swap(now, Ordering::Relaxed);
+        let previous = self.takes.last_take.swap(now, Ordering::Relaxed);
+        self.measure_rate(now);
         if now.saturating_sub(wait_ns).saturating_sub(previous) >= self.interval_ns {
             // This wait began an interval or more after the last one was seen: for that
             // interval nothing was seen and nothing waited, so whatever stood then has
@@ -83,27 +111,49 @@ impl Door {
             // wait after a quiet spell would count as the same standing queue, however long
             // ago that was. (A long wait is no quiet spell: a loop late by more than an
             // interval sees its lateness that far apart.)
-            self.late_since.store(0, Ordering::Relaxed);
-            if self.refusing.swap(false, Ordering::Relaxed) {
-                self.last_standing.store(previous, Ordering::Relaxed);
-            }
+            self.open(previous);
         }
         if wait_ns < self.target_ns {
-            self.late_since.store(0, Ordering::Relaxed);
-            if self.refusing.swap(false, Ordering::Relaxed) {
-                self.last_standing.store(now, Ordering::Relaxed);
-            }
+            self.open(now);
             return;
         }
-        let since = match self.late_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
+        let since = match self.takes.late_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => now,
             Err(since) => since,
         };
         let last = self.last_standing.load(Ordering::Relaxed);
         let recently = last != 0 && now.saturating_sub(last) < MEMORY_NS;
-        if now.saturating_sub(since) >= self.interval_ns || recently {
+        if (now.saturating_sub(since) >= self.interval_ns || recently) && !self.refusing.load(Ordering::Relaxed) {
             self.refusing.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one job taken, and once an interval turns the count into how many jobs the
+    /// queue drains within the slough time. One thread wins each window's update; a take
+    /// counted just after its window closed goes into the next.
+    fn measure_rate(&self, now: u64) {
+        let taken = self.takes.taken.fetch_add(1, Ordering::Relaxed) + 1;
+        let start = self.takes.window_start.load(Ordering::Relaxed);
+        let elapsed = now.saturating_sub(start);
+        if elapsed < self.interval_ns
+            || self.takes.window_start.compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let jobs = taken - self.takes.window_taken.swap(taken, Ordering::Relaxed).min(taken);
+        let drains = (jobs as u128 * self.slough_ns as u128 / elapsed.max(1) as u128).min(u64::MAX as u128) as u64;
+        self.drains_in_slough.store(drains, Ordering::Relaxed);
+    }
+
+    /// While the queue stands, whether a request may still come in behind `depth` queued
+    /// jobs: yes if they drain within the slough time at the rate the queue is served.
+    /// Refusing everything while the queue stands would let the store run dry before the
+    /// door reopens, and the clients that are refused mostly send again at once: the store
+    /// would lose work and no one would wait less. So only the requests that would wait
+    /// past the slough time are refused — the ones that cannot be answered in time.
+    #[inline]
+    pub(crate) fn admits_behind(&self, depth: usize) -> bool {
+        (depth as u64) < self.drains_in_slough.load(Ordering::Relaxed)
     }
 
     /// Whether a new request may come in now.
@@ -116,15 +166,24 @@ impl Door {
     /// longer stands. Without this, a door that refuses everything would keep the store
     /// idle until an interval without waits had passed.
     pub(crate) fn reopen(&self, now: u64) {
-        self.late_since.store(0, Ordering::Relaxed);
-        if self.refusing.swap(false, Ordering::Relaxed) {
-            self.last_standing.store(now, Ordering::Relaxed);
+        self.open(now);
+    }
+
+    /// The queue no longer stands; if the door was refusing, that standing queue ended at
+    /// `ended`. `refusing` is read first: most takes find the door open, and a write would
+    /// cost every worker's next read a cache miss.
+    fn open(&self, ended: u64) {
+        if self.takes.late_since.load(Ordering::Relaxed) != 0 {
+            self.takes.late_since.store(0, Ordering::Relaxed);
+        }
+        if self.refusing.load(Ordering::Relaxed) && self.refusing.swap(false, Ordering::Relaxed) {
+            self.last_standing.store(ended, Ordering::Relaxed);
         }
     }
 
     /// Nothing taken for an interval: nothing is queued, whatever the last wait said.
     fn idle_since_last_take(&self, now: u64) -> bool {
-        now.saturating_sub(self.last_take.load(Ordering::Relaxed)) >= self.interval_ns
+        now.saturating_sub(self.takes.last_take.load(Ordering::Relaxed)) >= self.interval_ns
     }
 
     #[cfg(test)]
@@ -223,6 +282,37 @@ mod tests {
         let soon = later + 300 * MS;
         a.observe(50 * MS, soon);
         assert!(!a.admits_at(soon + MS), "within MEMORY of the queue that stood");
+    }
+
+    #[test]
+    fn while_it_stands_requests_come_in_behind_what_drains_within_twice_the_target() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        // Ten jobs taken a millisecond, every one late: the queue stands.
+        for i in 0..=2000 {
+            a.observe(20 * MS, t0 + i * MS / 10);
+        }
+        assert!(!a.admits_at(t0 + 201 * MS));
+        // At 10,000 jobs a second, 100 drain within the slough time (2 x 5 ms).
+        assert!(a.admits_behind(99));
+        assert!(!a.admits_behind(100));
+        // Served twice as fast, the queue may hold twice as many.
+        for i in 1..=2000 {
+            a.observe(20 * MS, t0 + 200 * MS + i * MS / 20);
+        }
+        assert!(a.admits_behind(199));
+        assert!(!a.admits_behind(200));
+    }
+
+    #[test]
+    fn before_any_rate_is_known_a_standing_queue_admits_no_one_behind_it() {
+        let a = door();
+        let t0 = 10_000 * MS;
+        for i in 0..=10 {
+            a.observe(50 * MS, t0 + i * 10 * MS);
+        }
+        assert!(!a.admits_at(t0 + 101 * MS));
+        assert!(!a.admits_behind(1));
     }
 
     #[test]

@@ -108,18 +108,20 @@ impl Pool {
         Some((reply, job))
     }
 
-    /// Whether a new request for the store may come in now: not while the job queue
-    /// stands, unless it has emptied since (the door then opens at once).
+    /// Whether a new request for the store may come in now. While the job queue stands,
+    /// only if the jobs ahead of it drain within the slough time ([`Door::admits_behind`]);
+    /// an empty queue opens the door at once.
     #[inline]
     pub(crate) fn admits(&self) -> bool {
         if self.door.admits() {
             return true;
         }
-        if self.jobs.is_empty() {
+        let depth = self.jobs.len();
+        if depth == 0 {
             self.door.reopen(crate::clock::now_ns());
             return true;
         }
-        false
+        self.door.admits_behind(depth)
     }
 
     /// `Err` with what /readyz says while the store cannot serve requests: no connection,

@@ -107,10 +107,6 @@ impl JobQueue {
         self.rx.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-
     /// Parked threads woken for a job so far.
     pub(crate) fn wakes(&self) -> usize {
         self.wakes.load(Ordering::Relaxed)
