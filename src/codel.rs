@@ -11,10 +11,9 @@
 //! of running dry before the door opens. It opens again as soon as a wait is seen within
 //! the target (the queue has drained), or when its owner says the queue is empty
 //! ([`Door::reopen`]), or when no wait has been seen for an interval (nothing queued at
-//! all). Within [`MEMORY`] of the last
-//! standing queue, waits above the target close it again at once instead of after another
-//! interval, so a sustained overload cannot rebuild an interval's worth of queue on every
-//! cycle (CoDel's faster drops after a recent one).
+//! all). Within [`MEMORY`] of the last standing queue, waits above the target close it
+//! again at once instead of after another interval, so a sustained overload cannot rebuild
+//! an interval's worth of queue on every cycle (CoDel's faster drops after a recent one).
 //!
 //! Two doors use it, both in front of requests that work on the store (in-core routes pass
 //! neither): the store's job queue, judged by how long jobs wait for a pool thread
@@ -47,11 +46,9 @@ pub(crate) struct Door {
     refusing: AtomicBool,
     /// ADMISSION_TARGET=off: the door never refuses.
     enabled: bool,
-    /// Jobs the queue drains within `slough_ns` at the last window's service rate.
+    /// Jobs the queue drains within the slough time (twice the target: folly's slough
+    /// timeout) at the last window's service rate. See [`Door::admits_behind`].
     drains_in_slough: AtomicU64,
-    /// While refusing, a request comes in if the queue ahead of it drains within this
-    /// (twice the target: folly's slough timeout). See [`Door::admits_behind`].
-    slough_ns: u64,
     /// A wait longer than this is late (ADMISSION_TARGET).
     target_ns: u64,
     /// Late waits for this long make a standing queue (ADMISSION_INTERVAL).
@@ -84,7 +81,6 @@ impl Door {
             refusing: AtomicBool::new(false),
             enabled: config.is_some(),
             drains_in_slough: AtomicU64::new(0),
-            slough_ns: config.map_or(u64::MAX, |c| nanos(c.target).saturating_mul(2)),
             target_ns: config.map_or(u64::MAX, |c| nanos(c.target)),
             interval_ns: config.map_or(u64::MAX, |c| nanos(c.interval)),
             last_standing: AtomicU64::new(0),
@@ -111,10 +107,10 @@ impl Door {
             // wait after a quiet spell would count as the same standing queue, however long
             // ago that was. (A long wait is no quiet spell: a loop late by more than an
             // interval sees its lateness that far apart.)
-            self.open(previous);
+            self.reopen(previous);
         }
         if wait_ns < self.target_ns {
-            self.open(now);
+            self.reopen(now);
             return;
         }
         let since = match self.takes.late_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
@@ -141,7 +137,8 @@ impl Door {
             return;
         }
         let jobs = taken - self.takes.window_taken.swap(taken, Ordering::Relaxed).min(taken);
-        let drains = (jobs as u128 * self.slough_ns as u128 / elapsed.max(1) as u128).min(u64::MAX as u128) as u64;
+        let slough = 2 * self.target_ns as u128;
+        let drains = (jobs as u128 * slough / elapsed.max(1) as u128).min(u64::MAX as u128) as u64;
         self.drains_in_slough.store(drains, Ordering::Relaxed);
     }
 
@@ -162,17 +159,12 @@ impl Door {
         !self.refusing.load(Ordering::Relaxed) || self.idle_since_last_take(crate::clock::now_ns())
     }
 
-    /// The queue is empty (its owner can see it): whatever the last waits said, it no
-    /// longer stands. Without this, a door that refuses everything would keep the store
-    /// idle until an interval without waits had passed.
-    pub(crate) fn reopen(&self, now: u64) {
-        self.open(now);
-    }
-
-    /// The queue no longer stands; if the door was refusing, that standing queue ended at
-    /// `ended`. `refusing` is read first: most takes find the door open, and a write would
-    /// cost every worker's next read a cache miss.
-    fn open(&self, ended: u64) {
+    /// The queue no longer stands (a wait on time, a quiet spell, or its owner sees it
+    /// empty: without that last, a door that refuses everything would keep the store idle
+    /// until an interval without waits had passed). If the door was refusing, that standing
+    /// queue ended at `ended`. `refusing` is read first: most takes find the door open, and
+    /// a write would cost every worker's next read a cache miss.
+    pub(crate) fn reopen(&self, ended: u64) {
         if self.takes.late_since.load(Ordering::Relaxed) != 0 {
             self.takes.late_since.store(0, Ordering::Relaxed);
         }

@@ -182,3 +182,41 @@ impl ReturnAddress {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn queued(n: usize, pool: &Pool) {
+        for slot in 0..n as u32 {
+            let job = Job::GetUser { id: slot as i64 };
+            let e = Envelope { worker: 0, slot, generation: 0, job, queued_ns: 0, deadline_ns: 0, client: -1 };
+            assert!(pool.jobs.submit(e).is_ok());
+        }
+    }
+
+    /// The pool's door, with the queue it can see: while the queue stands, a request comes in
+    /// behind what drains within twice the target and not behind more, and an empty queue
+    /// opens the door.
+    #[test]
+    fn a_standing_queue_admits_behind_what_drains_within_the_slough_time() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        let pool = Pool::new(&config, 1);
+        // Ten jobs taken a millisecond for 200 ms, every one 20 ms late. They end 200 ms
+        // from now, so that a slow test host cannot make the door see an idle spell.
+        let t0 = crate::clock::now_ns();
+        for i in 0..=2000 {
+            pool.door.observe(20 * MS, t0 + i * MS / 10);
+        }
+        // 10,000 jobs a second drain 100 within 2 x ADMISSION_TARGET (5 ms).
+        queued(100, &pool);
+        assert!(!pool.admits(), "100 queued: the next would wait past the slough time");
+        let _ = pool.jobs.try_take();
+        assert!(pool.admits(), "99 queued: they drain in time");
+        while pool.jobs.try_take().is_some() {}
+        assert!(pool.admits());
+        assert!(pool.door.admits(), "an empty queue opened the door itself");
+    }
+}
