@@ -156,7 +156,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "ADMISSION_INTERVAL",
         default: "100ms",
-        help: "how long waits must stay above ADMISSION_TARGET to count as a standing queue",
+        help: "how long waits must stay above ADMISSION_TARGET to count as a standing queue; also how long a connection answered 503 by the store's routes goes unread",
     },
     Setting {
         name: "ADMISSION_LOOP_LAG",

@@ -11,7 +11,9 @@
 //! pending read or write when one passes: a request that is not whole SERVER_READ_TIMEOUT
 //! after its first byte gets 408 (a slowloris client cannot hold a connection), an idle
 //! keep-alive connection is closed after SERVER_IDLE_TIMEOUT, a client that does not read
-//! its response loses the connection after SERVER_WRITE_TIMEOUT.
+//! its response loses the connection after SERVER_WRITE_TIMEOUT. After a 503 from a route
+//! that waits for the store, the connection is not read for one ADMISSION_INTERVAL
+//! (`Conn::hold_off`).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -69,6 +71,7 @@ pub(crate) async fn serve<S: Service>(ctx: Rc<Core<S>>, stream: TcpStream, peer:
         draining: false,
         body_share: Share::new(&ctx.shared.body_memory),
         head_judged: false,
+        told_to_retry: false,
     };
     if let Err(panic) = catch_unwind_future(conn.run()).await {
         log::error!("worker {}: connection from {peer} panicked and was closed: {panic}", ctx.id);
@@ -124,6 +127,10 @@ struct Conn<'a, S> {
     /// The request whose body is arriving was judged at the door on its head: it is not
     /// judged again when whole (its client has sent the body since), nor on every read.
     head_judged: bool,
+    /// A request of this batch for a route that waits was answered 503 + `Retry-After`
+    /// (refused at the door, the store's queue full, its deadline spent, the store
+    /// unreachable): the next read waits (`hold_off`).
+    told_to_retry: bool,
 }
 
 /// A request's id: the client's, or one made for it.
@@ -197,7 +204,26 @@ impl<S: Service> Conn<'_, S> {
                 self.linger().await;
                 return;
             }
+            if std::mem::take(&mut self.told_to_retry) {
+                self.hold_off().await;
+            }
         }
+    }
+
+    /// After such a 503, waits one ADMISSION_INTERVAL before reading again. The 503 left
+    /// at once with `Retry-After: 1`; a client that sends again sooner on this
+    /// connection (a load generator, a retry loop without backoff) finds its request read
+    /// when the door has decided again, and meanwhile that request waits in the socket
+    /// instead of taking a turn of the loop to be refused again. Without the pause such
+    /// clients keep the loop busy with refusals, and every accepted request, on any
+    /// connection, waits behind them. The drain does not cut the pause: a request sent
+    /// during it is read and answered after it.
+    async fn hold_off(&self) {
+        if self.ctx.hold_off.is_zero() {
+            return;
+        }
+        self.ctl.enter(Phase::Holding, clock::now_ms(), self.ctx.hold_off);
+        monoio::time::sleep(self.ctx.hold_off).await;
     }
 
     /// The TLS handshake, under SERVER_READ_TIMEOUT as a request head is. False: it failed
@@ -406,6 +432,7 @@ impl<S: Service> Conn<'_, S> {
                 if S::waits(route, head.method) {
                     if let Some(why) = self.shed(route, head.method) {
                         self.ctx.metrics.shed(why);
+                        self.told_to_retry = true;
                         self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
                         return Resolved::Shed { route }.refusal();
                     }
@@ -451,6 +478,7 @@ impl<S: Service> Conn<'_, S> {
                         return Batch::Waits(request, route, id);
                     };
                     self.ctx.metrics.shed(why);
+                    self.told_to_retry = true;
                     resolved = Resolved::Shed { route };
                 }
             }
@@ -571,6 +599,7 @@ impl<S: Service> Conn<'_, S> {
         }
         // 499, as nginx logs it: the client closed the connection before the response.
         let status = if abandoned { 499 } else { reply.status() };
+        self.told_to_retry |= status == 503;
         let done = Done { route: Some(route), status, bytes: reply.len(), close: reply.framing.close, waited: true };
         match Self::finish(ctx, &self.peer, head, head_bytes, request_id, started, done) {
             _ if abandoned => Next::Abandon,

@@ -63,6 +63,9 @@ pub(crate) struct Core<S> {
     pub(crate) lag: Door,
     /// Requests that wait seen, for the lag watcher.
     pub(crate) seen: Seen,
+    /// How long a connection answered 503 by a route that waits goes unread
+    /// (ADMISSION_INTERVAL; no pause with ADMISSION_TARGET=off, admission control off).
+    pub(crate) hold_off: Duration,
 }
 
 impl<S: Service> Core<S> {
@@ -92,6 +95,7 @@ impl<S: Service> Core<S> {
             access_log: shared.access_log.clone().map(|w| AccessLog::new(c.log_format, w)),
             lag: Door::new(c.admission.filter(|_| c.admission_loop_lag)),
             seen: Seen::default(),
+            hold_off: c.admission.map_or(Duration::ZERO, |a| a.interval),
             shared,
         }
     }

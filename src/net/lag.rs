@@ -13,8 +13,11 @@
 //! The door is opt-in (ADMISSION_LOOP_LAG=on): at twice capacity it shortened the admitted
 //! requests' wait a little and cost goodput (perf/README.md, 2026-12-06), because each
 //! refusal still costs the loop a read, a parse and a write, and a refused client that
-//! sends again at once keeps as many requests waiting. The lateness is measured either
-//! way, for the metric.
+//! sends again at once keeps as many requests waiting. Since a refused connection is read
+//! again only an interval later (`Conn::hold_off`), it refuses 2.5–5x fewer at twice
+//! capacity, and its goodput against the door off was level on users by id and 0.90x on
+//! /db (perf/README.md, 2026-12-07, later), so it stays opt-in. The lateness is measured
+//! either way, for the metric.
 //!
 //! With the door on, a worker looks every [`PERIOD`] while requests that wait (the store's)
 //! arrive, so that it closes within an interval of the loop falling behind. With the door

@@ -57,6 +57,9 @@ pub(crate) enum Phase {
     Writing,
     /// After the last response, waiting for the client to close.
     Lingering,
+    /// Answered 503 a moment ago: not reading, for a short while that ends on its own
+    /// (`Conn::hold_off`). Never cut: what the client sends meanwhile is read after.
+    Holding,
 }
 
 /// Why the sweeper cut a connection's I/O.

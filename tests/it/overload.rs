@@ -182,6 +182,99 @@ fn a_standing_queue_is_refused_at_the_door_and_the_refusing_stops_with_the_load(
     }
 }
 
+/// A client refused at the door that sends again at once on the same connection is read
+/// one ADMISSION_INTERVAL later (the pause is a lower bound, so this cannot pass early),
+/// and a drain that begins during that pause still answers what it sent.
+#[test]
+fn a_connection_refused_at_the_door_is_read_again_one_interval_later_and_the_drain_answers_it() {
+    let Some(cluster) = PrivateCluster::create_with(&[]) else {
+        return;
+    };
+    let mut admin = cluster.admin("postgres");
+    let upstream = format!("127.0.0.1:{}", cluster.port).parse().unwrap();
+    let proxy = DelayProxy::start(upstream, Duration::from_millis(20));
+    for driver in drivers() {
+        let name = format!("hold_off_{driver}");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = format!("postgres://postgres@{}/{name}", proxy.addr);
+        let mut s = Server::start(
+            driver,
+            &[
+                ("DATABASE_URL", &url),
+                ("DB_POOL_SIZE", "1"),
+                ("DB_PIPELINE_JOBS", "1"),
+                ("DB_BATCH_READS", "off"),
+                ("ADMISSION_INTERVAL", "1s"),
+            ],
+        );
+        s.wait_ready();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // The load: refused clients come back on a new connection, so the queue keeps
+            // standing; it ends quietly when the drain closes the port.
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    let connect = || {
+                        let stream = std::net::TcpStream::connect(s.addr).ok()?;
+                        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                        Some(Client::over(stream))
+                    };
+                    let Some(mut c) = connect() else { return };
+                    while !stop.load(Ordering::Relaxed) {
+                        match c.call("GET", "/api/v1/users/999999", None) {
+                            Some(r) if r.status == 404 => {}
+                            _ => match connect() {
+                                Some(next) => c = next,
+                                None => return,
+                            },
+                        }
+                    }
+                });
+            }
+            let refused = |c: &mut Client| {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline {
+                    match c.call("GET", "/api/v1/users/999999", None) {
+                        Some(r) if is_shed(&r) => return r.header("retry-after") == Some("1"),
+                        Some(_) => {}
+                        None => return false,
+                    }
+                }
+                false
+            };
+            // The load stops however this ends, so a failed check cannot hang the scope.
+            let seen = (|| {
+                let mut c = s.connect();
+                if !refused(&mut c) {
+                    return Err("never refused at the door with Retry-After: 1".to_string());
+                }
+                let sent = Instant::now();
+                let status = get_with(&mut c, "/health", "").map(|r| r.status);
+                let waited = sent.elapsed();
+                if status != Some(200) || waited < Duration::from_millis(500) {
+                    return Err(format!("read again after {waited:?} ({status:?}), not an interval later"));
+                }
+                // Refused again, asks again at once, and the server is told to stop meanwhile.
+                if !refused(&mut c) {
+                    return Err("not refused a second time".to_string());
+                }
+                c.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+                s.signal(libc::SIGTERM);
+                match c.response() {
+                    Some(r) if r.status == 200 && r.header("connection") == Some("close") => Ok(()),
+                    Some(r) => Err(format!("{} {:?}: {}", r.status, r.header("connection"), r.text())),
+                    None => Err("the request sent during the pause was lost in the drain".to_string()),
+                }
+            })();
+            stop.store(true, Ordering::Relaxed);
+            if let Err(e) = seen {
+                panic!("{driver}: {e}");
+            }
+        });
+        assert!(s.wait_exit(Duration::from_secs(10)).is_some_and(|e| e.success()), "{driver}: {}", s.logs());
+    }
+}
+
 /// A store whose `users` table is locked by another transaction: every statement on it
 /// waits until the lock is released.
 struct Locked {
