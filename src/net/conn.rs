@@ -129,7 +129,8 @@ struct Conn<'a, S> {
     head_judged: bool,
     /// A request of this batch for a route that waits was answered 503 + `Retry-After`
     /// (refused at the door, the store's queue full, its deadline spent, the store
-    /// unreachable): the next read waits (`hold_off`).
+    /// unreachable): the next read waits (`hold_off`). A head refused before its body
+    /// closes the connection instead, so it is not marked.
     told_to_retry: bool,
 }
 
@@ -432,7 +433,6 @@ impl<S: Service> Conn<'_, S> {
                 if S::waits(route, head.method) {
                     if let Some(why) = self.shed(route, head.method) {
                         self.ctx.metrics.shed(why);
-                        self.told_to_retry = true;
                         self.ctx.metrics.request(Some(S::slot(route)), head.method, 503, 0);
                         return Resolved::Shed { route }.refusal();
                     }

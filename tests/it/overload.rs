@@ -31,6 +31,25 @@ fn is_shed(r: &Response) -> bool {
     r.status == 503 && r.text().contains("overloaded")
 }
 
+/// percore, ready, on a new database `name` reached through `proxy`, with one pool thread
+/// running one job at a time: behind a 20 ms proxy, about 50 requests a second.
+fn on_slow_store(
+    admin: &mut postgres::Client,
+    proxy: &DelayProxy,
+    driver: &'static str,
+    name: &str,
+    setting: (&str, &str),
+) -> Server {
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let url = format!("postgres://postgres@{}/{name}", proxy.addr);
+    let s = Server::start(
+        driver,
+        &[("DATABASE_URL", &url), ("DB_POOL_SIZE", "1"), ("DB_PIPELINE_JOBS", "1"), ("DB_BATCH_READS", "off"), setting],
+    );
+    s.wait_ready();
+    s
+}
+
 /// What the load threads saw.
 #[derive(Default)]
 struct Tally {
@@ -55,19 +74,7 @@ fn a_standing_queue_is_refused_at_the_door_and_the_refusing_stops_with_the_load(
     let proxy = DelayProxy::start(upstream, Duration::from_millis(20));
     for driver in drivers() {
         let name = format!("overload_{driver}");
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let url = format!("postgres://postgres@{}/{name}", proxy.addr);
-        let s = Server::start(
-            driver,
-            &[
-                ("DATABASE_URL", &url),
-                ("DB_POOL_SIZE", "1"),
-                ("DB_PIPELINE_JOBS", "1"),
-                ("DB_BATCH_READS", "off"),
-                ("HANDLER_TIMEOUT", "30s"),
-            ],
-        );
-        s.wait_ready();
+        let s = on_slow_store(&mut admin, &proxy, driver, &name, ("HANDLER_TIMEOUT", "30s"));
         assert_eq!(s.get("/api/v1/users/999999").status, 404);
         admin.batch_execute("SELECT pg_stat_statements_reset()").unwrap();
 
@@ -195,19 +202,7 @@ fn a_connection_refused_at_the_door_is_read_again_one_interval_later_and_the_dra
     let proxy = DelayProxy::start(upstream, Duration::from_millis(20));
     for driver in drivers() {
         let name = format!("hold_off_{driver}");
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let url = format!("postgres://postgres@{}/{name}", proxy.addr);
-        let mut s = Server::start(
-            driver,
-            &[
-                ("DATABASE_URL", &url),
-                ("DB_POOL_SIZE", "1"),
-                ("DB_PIPELINE_JOBS", "1"),
-                ("DB_BATCH_READS", "off"),
-                ("ADMISSION_INTERVAL", "1s"),
-            ],
-        );
-        s.wait_ready();
+        let mut s = on_slow_store(&mut admin, &proxy, driver, &name, ("ADMISSION_INTERVAL", "1s"));
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
             // The load: refused clients come back on a new connection, so the queue keeps
