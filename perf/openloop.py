@@ -20,6 +20,10 @@ Suites (`--suite`, comma-separated):
   connection for each) whose 2xx latency is what an accepted client sees; goodput is 2xx
   a second. percore with and without the door (ADMISSION_TARGET=off) and the anchors.
 - `neighbour`: /db at half capacity with a CPU-bound process on CPU 0, and without it.
+  With `--sched`, `perf sched record` takes 3 s from the middle of each busy run, and
+  `perf sched latency` (every thread's longest wait for a CPU) and `perf sched timehist -s`
+  (its CPU time) go beside the HDR logs, to tell a thread held off its CPU from a machine
+  that is simply full.
 - `recovery`: /db at 2x for 10 s while a half-capacity load goes on; how long after the
   2x load stops percore still refuses (its refusal counter, read every 50 ms).
 - `refusals`: what a refusal costs: percore with one pool thread running one job at a time
@@ -212,6 +216,17 @@ def finish(p):
     return json.loads(out)
 
 
+def sched_record(args, tag):
+    """With --sched: 3 s of `perf sched record` from the middle of the run, summarised."""
+    data = SCRATCH / "sched.data"
+    time.sleep(args.warmup + max(args.duration / 2 - 1.5, 0))
+    subprocess.run(["perf", "sched", "record", "-o", str(data), "--", "sleep", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latency = subprocess.run(["perf", "sched", "latency", "-i", str(data), "--sort", "max"], capture_output=True, text=True).stdout
+    timehist = subprocess.run(["perf", "sched", "timehist", "-i", str(data), "-s"], capture_output=True, text=True).stdout
+    summary = "\n".join(line for line in timehist.splitlines() if re.search(r"percore|postgres|loadgen|xitca|actix|may|nethttp|\bsh\[", line))
+    (HDR_DIR / f"{tag}-sched.txt").write_text(f"## perf sched latency --sort max\n{latency}\n## perf sched timehist -s (run time ms, then min/avg/max run)\n{summary}\n")
+
+
 def one_run(args, server, route, rate, conns, tag, extra_env=None, probe_rate=0, neighbour=False):
     """One measurement on a fresh server process: the load (and a probe), CPU per request."""
     path = ROUTES[route][1]
@@ -225,6 +240,8 @@ def one_run(args, server, route, rate, conns, tag, extra_env=None, probe_rate=0,
         cpu_before = running.cpu()
         main = loadgen(args, running.url(path), rate, conns, args.duration, args.warmup, hdr=hdr)
         probe = loadgen(args, running.url(path), probe_rate, 4, args.duration, args.warmup, hdr=HDR_DIR / f"{tag}-probe.hlog", fresh=True, probe=True) if probe_rate else None
+        if neighbour and getattr(args, "sched", False):
+            sched_record(args, tag)
         result = finish(main)
         cpu = running.cpu() - cpu_before
         # CPU over warm-up and run, per request answered over both (the warm-up at the same rate).
@@ -480,6 +497,7 @@ def main():
     p.add_argument("--capacity", default="", help="route=req/s,…: skip measuring these capacities")
     p.add_argument("--rates", default=",".join(str(r) for r in RATES), help="shares of capacity for the rates suite")
     p.add_argument("--out", default=str(PERF / "results"))
+    p.add_argument("--sched", action="store_true", help="neighbour suite: perf sched record 3 s of each busy run")
     p.add_argument("--layout", choices=("shared", "pinned"), default="shared", help="pinned: server and PostgreSQL on CPU 0, generators on CPU 1, the probe at nice -15")
     args = p.parse_args()
     args.routes = args.routes.split(",")
