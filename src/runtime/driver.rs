@@ -6,10 +6,19 @@
 //! falls back to epoll and says why.
 //!
 //! The ring's setup flags matter as much as the driver: measured on a 2-core VM, a plain
-//! ring lost a third of its throughput on one pinned core. SINGLE_ISSUER + DEFER_TASKRUN
-//! (Linux 6.1+) runs completion work only when the worker asks for events, with no
-//! interrupting task work; COOP_TASKRUN + TASKRUN_FLAG (5.19+) is the next best. Each worker
-//! builds its own ring in its own thread, which is what SINGLE_ISSUER requires.
+//! ring lost a third of its throughput on one pinned core. COOP_TASKRUN + TASKRUN_FLAG
+//! (Linux 5.19+) runs the kernel's completion work when the worker next enters the kernel
+//! instead of interrupting it.
+//!
+//! Not DEFER_TASKRUN, though it measured the same on a quiet server: with it the kernel runs
+//! deferred completion work only inside a wait for events, and at most 20 items a wait
+//! (IO_LOCAL_TW_DEFAULT_MAX, Linux 6.13+) when the waiter asks for one event, which is what
+//! monoio's park asks for. Every operation the kernel had to park on readiness (an accept on
+//! an empty backlog, a read before the request came) finishes through that work. A worker
+//! busy with thousands of connections waits a few hundred times a second, so past a few
+//! thousand such completions a second they queued in the kernel: a new connection sat in the
+//! accept backlog for the whole of a 10 s run at twice capacity (perf/README.md, 2026-12-07,
+//! the pinned layout). `one_wait_delivers_every_ready_completion` below holds that line.
 
 use std::fmt;
 use std::future::Future;
@@ -20,7 +29,6 @@ use crate::config::DriverChoice;
 /// Ring setup flags, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingFlags {
-    SingleIssuerDeferTaskrun,
     CoopTaskrun,
     Plain,
 }
@@ -29,9 +37,6 @@ impl RingFlags {
     fn builder(self) -> io_uring::Builder {
         let mut b = io_uring::IoUring::builder();
         match self {
-            RingFlags::SingleIssuerDeferTaskrun => {
-                b.setup_single_issuer().setup_defer_taskrun();
-            }
             RingFlags::CoopTaskrun => {
                 b.setup_coop_taskrun().setup_taskrun_flag();
             }
@@ -61,9 +66,6 @@ impl IoDriver {
 impl fmt::Display for IoDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IoDriver::IoUring(RingFlags::SingleIssuerDeferTaskrun) => {
-                f.write_str("io_uring (single issuer, deferred task work)")
-            }
             IoDriver::IoUring(RingFlags::CoopTaskrun) => f.write_str("io_uring (cooperative task work)"),
             IoDriver::IoUring(RingFlags::Plain) => f.write_str("io_uring"),
             IoDriver::Epoll => f.write_str("epoll"),
@@ -94,7 +96,7 @@ pub(crate) fn choose(setting: DriverChoice) -> io::Result<Choice> {
 /// every operation monoio issues.
 pub fn probe_uring() -> io::Result<RingFlags> {
     let mut last_err = None;
-    for flags in [RingFlags::SingleIssuerDeferTaskrun, RingFlags::CoopTaskrun, RingFlags::Plain] {
+    for flags in [RingFlags::CoopTaskrun, RingFlags::Plain] {
         match flags.builder().build(8) {
             Ok(ring) => {
                 check_opcodes(&ring)?;
@@ -162,6 +164,53 @@ mod tests {
         let c = choose(DriverChoice::Epoll).unwrap();
         assert_eq!(c.driver, IoDriver::Epoll);
         assert_eq!(block_on(c.driver, async { 7 }).unwrap(), 7);
+    }
+
+    /// What monoio's park does when it waits — submit, wait for one event, take every
+    /// completion queued — must hand over every operation the kernel has finished, not a
+    /// slice of them: 100 reads whose data has arrived are 100 completions after one wait.
+    /// (With DEFER_TASKRUN they were 20, then 20 more a wait.)
+    #[test]
+    fn one_wait_delivers_every_ready_completion() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+
+        const READS: usize = 100;
+        let flags = match probe_uring() {
+            Ok(flags) => flags,
+            Err(e) => {
+                eprintln!("io_uring unavailable here, nothing to check: {e}");
+                return;
+            }
+        };
+        let mut ring = flags.builder().build(256).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut pairs: Vec<_> = (0..READS)
+            .map(|_| {
+                let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect();
+        let mut bufs = vec![[0u8; 16]; READS];
+        for (i, ((_, server), buf)) in pairs.iter().zip(bufs.iter_mut()).enumerate() {
+            let read = io_uring::opcode::Recv::new(io_uring::types::Fd(server.as_raw_fd()), buf.as_mut_ptr(), 16)
+                .build()
+                .user_data(i as u64);
+            // SAFETY: the socket and the buffer outlive the ring's use of them: every read
+            // completes below, before either is dropped.
+            unsafe { ring.submission().push(&read).unwrap() };
+        }
+        // Nothing to read yet: every read parks in the kernel, waiting for data.
+        ring.submit().unwrap();
+        for (client, _) in &mut pairs {
+            client.write_all(b"x").unwrap();
+        }
+        // Loopback delivers at once; the wait only gives the kernel its moment to notice.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ring.submit_and_wait(1).unwrap();
+        let done: Vec<_> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        assert_eq!(done.len(), READS, "{flags:?}: one wait delivered {} of {READS} finished reads", done.len());
+        assert!(done.iter().all(|&(_, n)| n == 1), "{done:?}");
     }
 
     #[test]

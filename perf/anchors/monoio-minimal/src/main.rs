@@ -95,7 +95,8 @@ fn main() {
             std::thread::spawn(move || {
                 core_affinity::set_for_current(core);
                 let mut ring = io_uring::IoUring::builder();
-                ring.setup_single_issuer().setup_defer_taskrun();
+                // percore's ring flags (src/runtime/driver.rs says why not DEFER_TASKRUN).
+                ring.setup_coop_taskrun().setup_taskrun_flag();
                 let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                     .uring_builder(ring)
                     .with_entries(1024)
