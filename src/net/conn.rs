@@ -211,7 +211,7 @@ impl<S: Service> Conn<'_, S> {
         }
     }
 
-    /// After such a 503, waits one ADMISSION_INTERVAL before reading again. The 503 left
+    /// After such a 503, waits about one ADMISSION_INTERVAL before reading again. The 503 left
     /// at once with `Retry-After: 1`; a client that sends again sooner on this
     /// connection (a load generator, a retry loop without backoff) finds its request read
     /// when the door has decided again, and meanwhile that request waits in the socket
@@ -220,11 +220,12 @@ impl<S: Service> Conn<'_, S> {
     /// connection, waits behind them. The drain does not cut the pause: a request sent
     /// during it is read and answered after it.
     async fn hold_off(&self) {
-        if self.ctx.hold_off.is_zero() {
+        let pause = self.ctx.hold_off();
+        if pause.is_zero() {
             return;
         }
-        self.ctl.enter(Phase::Holding, clock::now_ms(), self.ctx.hold_off);
-        monoio::time::sleep(self.ctx.hold_off).await;
+        self.ctl.enter(Phase::Holding, clock::now_ms(), pause);
+        monoio::time::sleep(pause).await;
     }
 
     /// The TLS handshake, under SERVER_READ_TIMEOUT as a request head is. False: it failed

@@ -63,9 +63,11 @@ pub(crate) struct Core<S> {
     pub(crate) lag: Door,
     /// Requests that wait seen, for the lag watcher.
     pub(crate) seen: Seen,
-    /// How long a connection answered 503 by a route that waits goes unread
+    /// How long a connection answered 503 by a route that waits goes unread, on average
     /// (ADMISSION_INTERVAL; no pause with ADMISSION_TARGET=off, admission control off).
-    pub(crate) hold_off: Duration,
+    hold_off: Duration,
+    /// xorshift state that spreads those pauses ([`Core::hold_off`]).
+    hold_off_rng: Cell<u64>,
 }
 
 impl<S: Service> Core<S> {
@@ -96,6 +98,7 @@ impl<S: Service> Core<S> {
             lag: Door::new(c.admission.filter(|_| c.admission_loop_lag)),
             seen: Seen::default(),
             hold_off: c.admission.map_or(Duration::ZERO, |a| a.interval),
+            hold_off_rng: Cell::new((shared.id_seed ^ ((id as u64) << 32)) | 1),
             shared,
         }
     }
@@ -104,6 +107,14 @@ impl<S: Service> Core<S> {
     /// or the signal has just arrived and the sweeper has not passed yet.
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.get() || self.shared.is_closing()
+    }
+
+    /// The next pause for a connection answered 503 for load: ADMISSION_INTERVAL on
+    /// average, drawn from half to one and a half of it. Connections refused in one turn
+    /// would otherwise all be read again in one later turn, with what their clients sent
+    /// meanwhile: a burst of the size that was refused, refused again. Zero: no pause.
+    pub(crate) fn hold_off(&self) -> Duration {
+        spread(self.hold_off, &self.hold_off_rng)
     }
 
     pub(crate) fn accept_handle(&self) -> CancelHandle {
@@ -144,5 +155,39 @@ impl Seen {
 
     pub(crate) fn get(&self) -> u64 {
         self.0.get()
+    }
+}
+
+/// `base` times a fraction drawn from [0.5, 1.5) with the xorshift64* state `rng`.
+fn spread(base: Duration, rng: &Cell<u64>) -> Duration {
+    if base.is_zero() {
+        return base;
+    }
+    let mut x = rng.get();
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng.set(x);
+    let fraction = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as f64 / (1u64 << 32) as f64;
+    base.mul_f64(0.5 + fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_spread_over_half_to_one_and_a_half_of_the_interval() {
+        let base = Duration::from_millis(100);
+        let rng = Cell::new(0x9e37_79b9_7f4a_7c15 | 1);
+        let draws: Vec<Duration> = (0..10_000).map(|_| spread(base, &rng)).collect();
+        assert!(draws.iter().all(|&d| d >= base / 2 && d < base * 3 / 2), "out of range");
+        let mean = draws.iter().sum::<Duration>() / draws.len() as u32;
+        assert!(mean > base.mul_f64(0.98) && mean < base.mul_f64(1.02), "mean {mean:?}");
+        // Spread, not a few values: in 10 ms bins, every one of the ten is used.
+        let mut bins = [0u32; 10];
+        draws.iter().for_each(|d| bins[((d.as_millis() - 50) / 10) as usize] += 1);
+        assert!(bins.iter().all(|&n| n > 800), "{bins:?}");
+        assert_eq!(spread(Duration::ZERO, &rng), Duration::ZERO);
     }
 }

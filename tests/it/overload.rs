@@ -190,7 +190,7 @@ fn a_standing_queue_is_refused_at_the_door_and_the_refusing_stops_with_the_load(
 }
 
 /// A client refused at the door that sends again at once on the same connection is read
-/// one ADMISSION_INTERVAL later (the pause is a lower bound, so this cannot pass early),
+/// about one ADMISSION_INTERVAL later (at least half of it, so this cannot pass early),
 /// and a drain that begins during that pause still answers what it sent.
 #[test]
 fn a_connection_refused_at_the_door_is_read_again_one_interval_later_and_the_drain_answers_it() {
