@@ -76,5 +76,6 @@ pub mod http;
 pub(crate) mod lifecycle;
 pub(crate) mod net;
 pub mod obs;
+pub(crate) mod rng;
 pub mod runtime;
 pub mod tls;

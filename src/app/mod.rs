@@ -14,7 +14,7 @@ pub mod handlers;
 pub(crate) mod json;
 pub mod routes;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use crate::http::route::{RequestView, Resolved, Shed};
 use crate::http::service::Service;
 use crate::lifecycle::Lifecycle;
 use crate::obs::metrics::{SnapshotRequest, WorkerMetrics};
+use crate::rng::Rng;
 use routes::{Route, Router};
 
 /// The process facts the application reads, shared by every worker's [`App`].
@@ -55,8 +56,8 @@ pub(crate) struct App {
     /// simd-json's parse buffers, reused for every request body.
     pub(crate) json_buffers: RefCell<simd_json::Buffers>,
     pub(crate) metrics: Rc<WorkerMetrics>,
-    /// xorshift state for the benchmark routes' random ids.
-    rng: Cell<u64>,
+    /// For the benchmark routes' random ids.
+    rng: Rng,
 }
 
 impl App {
@@ -67,20 +68,15 @@ impl App {
             router: routes::router(env.bench_routes),
             db: DbClient::new(env.pool.clone(), id, metrics.clone()),
             json_buffers: RefCell::new(simd_json::Buffers::default()),
-            rng: Cell::new((seed ^ ((id as u64) << 32)) | 1),
+            rng: Rng::for_worker(seed, id),
             metrics,
             env,
         }
     }
 
-    /// A random TechEmpower world id, 1–10,000 (xorshift64*: cheap, per worker).
+    /// A random TechEmpower world id, 1–10,000.
     pub(crate) fn random_world(&self) -> i32 {
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i32 % 10_000 + 1
+        (self.rng.next_u64() >> 33) as i32 % 10_000 + 1
     }
 
     /// The server is shutting down (SHUTDOWN_DELAY or the drain): /readyz says so.

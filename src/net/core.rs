@@ -25,6 +25,7 @@ use crate::http::service::Service;
 use crate::obs::access_log::AccessLog;
 use crate::obs::metrics::WorkerMetrics;
 use crate::obs::request_id;
+use crate::rng::Rng;
 
 /// The configured timeouts, copied out of the config for the connection loop.
 #[derive(Clone, Copy)]
@@ -66,8 +67,8 @@ pub(crate) struct Core<S> {
     /// How long a connection answered 503 by a route that waits goes unread, on average
     /// (ADMISSION_INTERVAL; no pause with ADMISSION_TARGET=off, admission control off).
     hold_off: Duration,
-    /// xorshift state that spreads those pauses ([`Core::hold_off`]).
-    hold_off_rng: Cell<u64>,
+    /// Spreads those pauses ([`Core::hold_off`]).
+    hold_off_rng: Rng,
 }
 
 impl<S: Service> Core<S> {
@@ -98,7 +99,7 @@ impl<S: Service> Core<S> {
             lag: Door::new(c.admission.filter(|_| c.admission_loop_lag)),
             seen: Seen::default(),
             hold_off: c.admission.map_or(Duration::ZERO, |a| a.interval),
-            hold_off_rng: Cell::new((shared.id_seed ^ ((id as u64) << 32)) | 1),
+            hold_off_rng: Rng::for_worker(shared.id_seed, id),
             shared,
         }
     }
@@ -158,18 +159,12 @@ impl Seen {
     }
 }
 
-/// `base` times a fraction drawn from [0.5, 1.5) with the xorshift64* state `rng`.
-fn spread(base: Duration, rng: &Cell<u64>) -> Duration {
+/// `base` times a fraction drawn from [0.5, 1.5).
+fn spread(base: Duration, rng: &Rng) -> Duration {
     if base.is_zero() {
         return base;
     }
-    let mut x = rng.get();
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng.set(x);
-    let fraction = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as f64 / (1u64 << 32) as f64;
-    base.mul_f64(0.5 + fraction)
+    base.mul_f64(0.5 + rng.fraction())
 }
 
 #[cfg(test)]
@@ -179,7 +174,7 @@ mod tests {
     #[test]
     fn pauses_spread_over_half_to_one_and_a_half_of_the_interval() {
         let base = Duration::from_millis(100);
-        let rng = Cell::new(0x9e37_79b9_7f4a_7c15 | 1);
+        let rng = Rng::for_worker(0x9e37_79b9_7f4a_7c15, 0);
         let draws: Vec<Duration> = (0..10_000).map(|_| spread(base, &rng)).collect();
         assert!(draws.iter().all(|&d| d >= base / 2 && d < base * 3 / 2), "out of range");
         let mean = draws.iter().sum::<Duration>() / draws.len() as u32;

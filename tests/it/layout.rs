@@ -14,10 +14,24 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     (
         "runtime",
-        &["app", "net", "obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline", "codel"],
+        &[
+            "app",
+            "net",
+            "obs",
+            "db",
+            "tls",
+            "http",
+            "config",
+            "clock",
+            "doorbell",
+            "lifecycle",
+            "deadline",
+            "codel",
+            "rng",
+        ],
     ),
-    ("app", &["obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline"]),
-    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline", "codel"]),
+    ("app", &["obs", "db", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline", "rng"]),
+    ("net", &["obs", "tls", "http", "config", "clock", "doorbell", "lifecycle", "deadline", "codel", "rng"]),
     ("obs", &["tls", "http", "config", "clock", "doorbell"]),
     ("db", &["obs", "tls", "config", "clock", "doorbell", "deadline", "codel"]),
     // Certificates, keys and the rustls configurations of both sides; no I/O of its own
@@ -33,6 +47,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("deadline", &[]),
     // The doors' rule (CoDel), for the store's queue and the workers' loops.
     ("codel", &["config", "clock"]),
+    // A worker's random numbers, for spreading load.
+    ("rng", &[]),
 ];
 
 /// Every module of src/ by its path (`net::conn`), with its file.
