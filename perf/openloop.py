@@ -6,8 +6,9 @@ answer also delays the requests behind it and the queueing never shows in its pe
 Here every request has an intended send time on a fixed schedule and its latency counts
 from then (wrk2's model, coordinated omission corrected), by perf/loadgen, built in the
 scratch directory. Each run reports the rate offered and achieved, p50/p90/p99/p99.9/p99.99
-and max, status codes and errors by kind, and server CPU per request; its HDR histogram
-log goes to perf/results/openloop-STAMP/.
+and max, status codes and errors by kind, server CPU per request, and how busy the
+server's CPUs were (a rate's share of closed-loop capacity at 64 connections can fill them
+from 2,000); its HDR histogram log goes to perf/results/openloop-STAMP/.
 
 Suites (`--suite`, comma-separated):
 
@@ -227,6 +228,27 @@ def sched_record(args, tag):
     (HDR_DIR / f"{tag}-sched.txt").write_text(f"## perf sched latency --sort max\n{latency}\n## perf sched timehist -s (run time ms, then min/avg/max run)\n{summary}\n")
 
 
+def cpu_times():
+    """Per CPU, (all jiffies, idle + iowait jiffies) from /proc/stat."""
+    times = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(f) for f in fields]
+            times[int(name[3:])] = (sum(v), v[3] + v[4])
+    return times
+
+
+def busy_share(before, after):
+    """How busy the server's CPUs were between two `cpu_times()` (both CPUs in the shared
+    layout, where the generator and PostgreSQL run too; CPU 0 in the pinned one): whether
+    the machine had room left, which a rate's share of closed-loop capacity does not say."""
+    cpus = [int(c) for c in SERVER_CPUS.split(",")] if SERVER_CPUS else sorted(after)
+    total = sum(after[c][0] - before[c][0] for c in cpus)
+    idle = sum(after[c][1] - before[c][1] for c in cpus)
+    return 1 - idle / total if total else float("nan")
+
+
 def one_run(args, server, route, rate, conns, tag, extra_env=None, probe_rate=0, neighbour=False):
     """One measurement on a fresh server process: the load (and a probe), CPU per request."""
     path = ROUTES[route][1]
@@ -237,13 +259,14 @@ def one_run(args, server, route, rate, conns, tag, extra_env=None, probe_rate=0,
     running = Running(server, route, extra_env)
     try:
         hdr = HDR_DIR / f"{tag}.hlog"
-        cpu_before = running.cpu()
+        cpu_before, times_before = running.cpu(), cpu_times()
         main = loadgen(args, running.url(path), rate, conns, args.duration, args.warmup, hdr=hdr)
         probe = loadgen(args, running.url(path), probe_rate, 4, args.duration, args.warmup, hdr=HDR_DIR / f"{tag}-probe.hlog", fresh=True, probe=True) if probe_rate else None
         if neighbour and getattr(args, "sched", False):
             sched_record(args, tag)
         result = finish(main)
         cpu = running.cpu() - cpu_before
+        result["cpus_busy"] = busy_share(times_before, cpu_times())
         # CPU over warm-up and run, per request answered over both (the warm-up at the same rate).
         total = result["completed"] * (args.duration + args.warmup) / args.duration
         result["cpu_us"] = cpu / total * 1e6 if total else float("nan")
@@ -423,6 +446,12 @@ def suite_inflight(args, servers, results):
     suite_overload(args, servers, results, variants, shares=(2.0,), key="inflight", routes=("db",))
 
 
+def busy(runs):
+    """The median share of the server's CPUs busy, as a table cell."""
+    shares = [r["cpus_busy"] for r in runs if "cpus_busy" in r]
+    return f"{statistics.median(shares) * 100:.0f}%" if shares else "—"
+
+
 def render(results, args):
     lines = [
         f"# percore open-loop runs, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
@@ -436,7 +465,7 @@ def render(results, args):
     if "capacity" in results:
         lines += ["closed-loop capacity (wrk -t1 -c64): " + ", ".join(f"{k} {v:.0f} req/s" for k, v in results["capacity"].items()), ""]
     for route, by_share in results.get("rates", {}).items():
-        lines += [f"## {route}: 64 connections", "", "| offered | server | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | CPU µs/req | non-2xx | errors |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"## {route}: 64 connections", "", "| offered | server | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | CPU µs/req | CPUs busy | non-2xx | errors |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for share, by_server in by_share.items():
             for name, runs in by_server.items():
                 label = "floor (monoio /json)" if name == FLOOR_SERVER else name
@@ -445,7 +474,7 @@ def render(results, args):
                 lines.append(
                     f"| {float(share):.2f}x {statistics.median([r['offered_rate'] for r in runs]):.0f} | {label} | {statistics.median([r['achieved_rate'] for r in runs]):.0f} | "
                     + " | ".join(f"{med(runs, k):.2f}" for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max"))
-                    + f" | {statistics.median([r['cpu_us'] for r in runs]):.1f} | {non2xx:.0f} | {errors:.0f} |"
+                    + f" | {statistics.median([r['cpu_us'] for r in runs]):.1f} | {busy(runs)} | {non2xx:.0f} | {errors:.0f} |"
                 )
         lines.append("")
     for key in ("overload", "door", "inflight"):
@@ -453,8 +482,8 @@ def render(results, args):
             lines += [
                 f"## {key}: {route}, {args.overload_connections} connections, with a probe (100/s, a new connection each)",
                 "",
-                "| offered | server | goodput 2xx/s | 503/s | load p99 (all) | probe 2xx p50 | probe 2xx p99 | probe 2xx p99.9 | probe 503 | CPU µs/req | errors |",
-                "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                "| offered | server | goodput 2xx/s | 503/s | load p99 (all) | probe 2xx p50 | probe 2xx p99 | probe 2xx p99.9 | probe 503 | CPU µs/req | CPUs busy | errors |",
+                "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             ]
             for share, by_label in by_share.items():
                 for label, runs in by_label.items():
@@ -463,14 +492,14 @@ def render(results, args):
                         f"| {float(share):.1f}x {statistics.median([r['offered_rate'] for r in runs]):.0f} | {label} | {statistics.median([r['ok_rate'] for r in runs]):.0f} | "
                         f"{statistics.median([r['status'].get('503', 0) / r['seconds'] for r in runs]):.0f} | {med(runs, 'p99'):.1f} | "
                         f"{med(probes, 'p50', 'ok_latency_ms'):.2f} | {med(probes, 'p99', 'ok_latency_ms'):.2f} | {med(probes, 'p99.9', 'ok_latency_ms'):.2f} | "
-                        f"{statistics.median([p['status'].get('503', 0) for p in probes]):.0f} | {statistics.median([r['cpu_us'] for r in runs]):.1f} | {statistics.median([sum(r['errors'].values()) for r in runs]):.0f} |"
+                        f"{statistics.median([p['status'].get('503', 0) for p in probes]):.0f} | {statistics.median([r['cpu_us'] for r in runs]):.1f} | {busy(runs)} | {statistics.median([sum(r['errors'].values()) for r in runs]):.0f} |"
                     )
             lines.append("")
     if "neighbour" in results:
-        lines += ["## neighbour: /db at half capacity, 64 connections, a busy loop on CPU 0", "", "| server | | achieved/s | p50 | p99 | p99.9 | p99.99 | CPU µs/req |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["## neighbour: /db at half capacity, 64 connections, a busy loop on CPU 0", "", "| server | | achieved/s | p50 | p99 | p99.9 | p99.99 | CPU µs/req | CPUs busy |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, by_state in results["neighbour"].items():
             for state, runs in by_state.items():
-                lines.append(f"| {name} | {state} | {statistics.median([r['achieved_rate'] for r in runs]):.0f} | " + " | ".join(f"{med(runs, k):.2f}" for k in ("p50", "p99", "p99.9", "p99.99")) + f" | {statistics.median([r['cpu_us'] for r in runs]):.1f} |")
+                lines.append(f"| {name} | {state} | {statistics.median([r['achieved_rate'] for r in runs]):.0f} | " + " | ".join(f"{med(runs, k):.2f}" for k in ("p50", "p99", "p99.9", "p99.99")) + f" | {statistics.median([r['cpu_us'] for r in runs]):.1f} | {busy(runs)} |")
         lines.append("")
     if "recovery" in results:
         after = [r["last_refusal_after_s"] for r in results["recovery"]]
