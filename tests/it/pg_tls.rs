@@ -108,6 +108,11 @@ fn readyz_until(server: &Server, done: impl Fn(u16, &str) -> bool) -> (u16, Stri
     }
 }
 
+/// How long a log line may take to reach the test's reader once /readyz says what it
+/// follows: the line is written before the connection counts, but the reader thread that
+/// collects the server's stderr can be descheduled on a busy machine.
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
 /// A server on `url`, on the epoll driver (the listener is plain here: only the store
 /// speaks TLS, on the pool threads).
 fn serve(url: &str, extra: &[(&str, &str)]) -> Server {
@@ -157,7 +162,7 @@ fn every_sslmode_against_a_hostssl_only_server() {
             assert!(*ssl, "{mode}: every connection over TLS: {seen:?}");
             assert_eq!(version.as_deref(), Some("TLSv1.3"), "{mode}");
         }
-        assert!(server.logs().contains("connected to postgres over TLS"), "{mode}: {}", server.logs());
+        assert!(server.wait_for_log("connected to postgres over TLS", LOG_WAIT), "{mode}: {}", server.logs());
     }
 
     // Refusals: never a plain connection, and /readyz says what did not match.
@@ -268,7 +273,8 @@ fn a_server_without_tls_is_refused_under_require_and_used_plain_under_prefer() {
     for mode in ["prefer", "allow"] {
         let server = serve(&url(mode), &[]);
         readyz_until(&server, |status, _| status == 200);
-        assert!(server.logs().contains(&format!("in plain text (sslmode={mode})")), "{}", server.logs());
+        let plain = format!("in plain text (sslmode={mode})");
+        assert!(server.wait_for_log(&plain, LOG_WAIT), "{}", server.logs());
         assert!(!server.logs().contains("failed under sslmode=prefer"), "a server that offers no TLS is no failure");
         drop(server);
     }
@@ -287,6 +293,7 @@ fn prefer_says_so_when_it_falls_back_to_plain_text() {
     let url = t.url("127.0.0.1", &db, &format!("sslmode=prefer&sslrootcert={}", t.stranger.cert.display()));
     let server = serve(&url, &[]);
     readyz_until(&server, |status, _| status == 200);
+    assert!(server.wait_for_log("in plain text (sslmode=prefer)", LOG_WAIT), "{}", server.logs());
     let logs = server.logs();
     assert_eq!(logs.matches("failed under sslmode=prefer").count(), 1, "{logs}");
     assert!(logs.contains("does not lead to a root"), "{logs}");

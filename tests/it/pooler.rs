@@ -291,7 +291,8 @@ fn poolers_that_demand_tls_work_in_both_modes_with_verify_full() {
         let env = [("DATABASE_URL", url.as_str()), ("DB_STATEMENT_CACHE", cache), ("DB_POOL_SIZE", "4")];
         let s = Server::start(crate::common::drivers()[0], &env);
         s.wait_ready();
-        assert!(s.logs().contains("connected to postgres over TLS (sslmode=verify-full)"), "{}", s.logs());
+        let tls = "connected to postgres over TLS (sslmode=verify-full)";
+        assert!(s.wait_for_log(tls, Duration::from_secs(5)), "{}", s.logs());
         let (failures, kept) = users_api(&s, 8, 4, &format!("tls-{mode}"));
         assert!(
             failures.is_empty(),

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,13 +81,15 @@ pub struct Server {
     pub addr: SocketAddr,
     pub driver: &'static str,
     logs: Arc<Mutex<String>>,
+    /// The reader of the server's stderr has reached its end (the process has exited).
+    logs_ended: Arc<AtomicBool>,
     /// The SQLite file this server was given, removed when it stops.
     sqlite: Option<std::path::PathBuf>,
 }
 
 /// A fresh SQLite path under the temp directory.
 pub fn temp_sqlite_path() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     static N: AtomicUsize = AtomicUsize::new(0);
     std::env::temp_dir().join(format!("percore-test-{}-{}.db", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
 }
@@ -131,6 +134,8 @@ impl Server {
         let (port_tx, port_rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
+        let logs_ended = Arc::new(AtomicBool::new(false));
+        let ended = logs_ended.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) =
@@ -143,6 +148,7 @@ impl Server {
                 logs.push_str(&line);
                 logs.push('\n');
             }
+            ended.store(true, Ordering::Release);
         });
         let addr = match port_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(addr) => addr.parse().unwrap_or_else(|e| panic!("bad address {addr:?}: {e}")),
@@ -153,7 +159,7 @@ impl Server {
                 panic!("percore ({driver}) did not start:\n{}", logs.lock().unwrap());
             }
         };
-        let server = Server { child, addr, driver, logs, sqlite };
+        let server = Server { child, addr, driver, logs, logs_ended, sqlite };
         let started = server.logs();
         let wanted = if driver == "auto" { "" } else { driver };
         assert!(started.contains(&format!(", {wanted}")), "the server must run the {driver} driver:\n{started}");
@@ -208,6 +214,11 @@ impl Server {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // What it wrote last may still be in the pipe: a test that reads the logs
+                // after the exit must find all of them.
+                while !self.logs_ended.load(Ordering::Acquire) && Instant::now() < deadline + Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(10));
